@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -168,4 +170,22 @@ def make_test_certificates(
         untrusted_ca_cert=_write_cert(out / "untrusted-ca.pem", other_ca_cert),
         untrusted_cert=_write_cert(out / "untrusted.pem", other_cert),
         untrusted_key=_write_key(out / "untrusted-key.pem", other_key),
+    )
+
+
+def server_ssl_context(tls: TLSFiles, require_client_cert: bool) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(tls.server_cert, tls.server_key)
+    if require_client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=tls.ca_cert)
+    return ctx
+
+
+def grpc_server_credentials(tls: TLSFiles, require_client_cert: bool) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials(
+        [(tls.server_key.read_bytes(), tls.server_cert.read_bytes())],
+        root_certificates=tls.ca_cert.read_bytes() if require_client_cert else None,
+        require_client_auth=require_client_cert,
     )

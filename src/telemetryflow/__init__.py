@@ -1,0 +1,41 @@
+"""TelemetryFlow: one builder, one client for metrics, logs and traces on OpenTelemetry.
+
+Example:
+    >>> from telemetryflow import TelemetryFlowBuilder
+    >>> with TelemetryFlowBuilder().with_auto_configuration().build() as client:
+    ...     client.increment_counter("app.started")
+"""
+
+from telemetryflow._builder import TelemetryFlowBuilder
+from telemetryflow._client import TelemetryFlowClient
+from telemetryflow._config import TelemetryConfig
+from telemetryflow._credentials import Credentials
+from telemetryflow._default import get_default_client, set_default_client
+from telemetryflow._enums import Protocol, SeverityLevel, SignalType, SpanKind
+from telemetryflow._errors import (
+    BuilderError,
+    ConfigError,
+    CredentialsError,
+    NotInitializedError,
+    TelemetryFlowError,
+)
+from telemetryflow._version import __version__
+
+__all__ = [
+    "BuilderError",
+    "ConfigError",
+    "Credentials",
+    "CredentialsError",
+    "NotInitializedError",
+    "Protocol",
+    "SeverityLevel",
+    "SignalType",
+    "SpanKind",
+    "TelemetryConfig",
+    "TelemetryFlowBuilder",
+    "TelemetryFlowClient",
+    "TelemetryFlowError",
+    "__version__",
+    "get_default_client",
+    "set_default_client",
+]

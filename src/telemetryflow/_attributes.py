@@ -1,0 +1,63 @@
+"""Turn whatever the application passes as attributes into valid OpenTelemetry ones.
+
+Recording calls must never raise on bad input, and OpenTelemetry silently drops
+invalid values. Here a value that is not an attribute type is kept as its ``str()``
+(bounded), ``None`` values are dropped, and keys become strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MAX_VALUE_LENGTH", "clean_attributes", "clean_value"]
+
+MAX_VALUE_LENGTH = 4096
+_PRIMITIVES = (str, bool, int, float)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_VALUE_LENGTH else text[:MAX_VALUE_LENGTH] + "…"
+
+
+def clean_value(value: Any) -> Any:
+    """An attribute-typed version of ``value``, or ``None`` to drop it."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _clip(value)
+    if isinstance(value, _PRIMITIVES):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [v for v in value if v is not None]
+        if not items:
+            return []
+        first = type(items[0])
+        if first in _PRIMITIVES and all(type(v) is first for v in items):
+            return [_clip(v) if isinstance(v, str) else v for v in items]
+        return [_clip(_safe_str(v)) for v in items]
+    return _clip(_safe_str(value))
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break the caller
+        return f"<unprintable {type(value).__name__}>"
+
+
+def clean_attributes(attributes: Mapping[Any, Any] | None) -> dict[str, Any]:
+    """A new dict of valid attributes; never raises."""
+    if not attributes:
+        return {}
+    if not isinstance(attributes, Mapping):
+        return {}
+    cleaned: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if type(value) in _PRIMITIVES and type(key) is str and type(value) is not str:
+            cleaned[key] = value
+            continue
+        fixed = clean_value(value)
+        if fixed is not None:
+            cleaned[key if isinstance(key, str) else _safe_str(key)] = fixed
+    return cleaned

@@ -1,0 +1,5 @@
+"""Public home of ``SeverityLevel`` and ``SpanKind``, as the API reference documents."""
+
+from telemetryflow._enums import SeverityLevel, SpanKind
+
+__all__ = ["SeverityLevel", "SpanKind"]

@@ -1,0 +1,111 @@
+"""Request bodies to messages: bounded decompression, protobuf and OTLP/JSON parsing.
+
+Every failure is a :class:`BadRequest` carrying the HTTP status to answer (400, 413
+or 415), so no malformed input can escape as an unexpected exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from typing import Any, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+__all__ = ["BadRequest", "decode_json", "inflate", "parse_otlp"]
+
+_CHUNK = 64 * 1024
+_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
+
+M = TypeVar("M", bound=Message)
+
+
+class BadRequest(Exception):
+    """Input the collector refuses, with the status code to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decode ``Content-Encoding`` (``gzip``/``deflate``/identity), never past ``limit``.
+
+    Memory stays within ``limit`` plus one chunk whatever the compression ratio.
+    """
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        inflater = zlib.decompressobj()
+    else:
+        raise BadRequest(415, f"unsupported Content-Encoding {encoding!r}; use gzip")
+    out = bytearray()
+    data = body
+    try:
+        while data:
+            out += inflater.decompress(data, _CHUNK)
+            if len(out) > limit:
+                raise BadRequest(413, f"decompressed body exceeds {limit} bytes")
+            data = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+        out += inflater.flush(_CHUNK)
+    except zlib.error:
+        raise BadRequest(400, f"corrupt {encoding} body") from None
+    if len(out) > limit:
+        raise BadRequest(413, f"decompressed body exceeds {limit} bytes")
+    if not inflater.eof:
+        raise BadRequest(400, f"truncated {encoding} body")
+    return bytes(out)
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse JSON, turning every failure (bad UTF-8, syntax, nesting) into a 400."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest(400, "body is not valid JSON") from None
+
+
+def _hex_ids_to_base64(node: Any) -> None:
+    """OTLP/JSON writes ids as hex; protobuf's JSON mapping expects base64."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in _ID_KEYS and isinstance(value, str) and value:
+                    try:
+                        item[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                    except ValueError:
+                        raise BadRequest(400, f"{key} must be hex") from None
+                elif isinstance(value, (dict, list)):
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, (dict, list)))
+
+
+def parse_otlp(body: bytes, is_json: bool, message: M) -> M:
+    """Fill ``message`` from an OTLP protobuf or OTLP/JSON body."""
+    if not is_json:
+        try:
+            message.ParseFromString(body)
+        except (DecodeError, RecursionError, ValueError):
+            raise BadRequest(400, "body is not a valid OTLP protobuf message") from None
+        return message
+    data = decode_json(body)
+    if not isinstance(data, dict):
+        raise BadRequest(400, "OTLP/JSON body must be an object")
+    _hex_ids_to_base64(data)
+    try:
+        json_format.ParseDict(data, message, ignore_unknown_fields=True)
+    except (json_format.ParseError, RecursionError, ValueError, TypeError, binascii.Error):
+        raise BadRequest(400, "body is not a valid OTLP/JSON message") from None
+    return message

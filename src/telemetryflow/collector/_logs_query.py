@@ -1,0 +1,86 @@
+"""Log queries: project, service, minimum severity, window, trace id, text; newest first."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from telemetryflow.collector._decode import BadRequest
+from telemetryflow.collector._params import Params, iso
+
+__all__ = ["SEVERITY_NUMBERS", "query_logs", "severity_name"]
+
+SEVERITY_NUMBERS = {
+    "trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17,
+    "fatal": 21, "critical": 21,
+}  # fmt: skip
+"""The lowest OpenTelemetry severity number of each level name."""
+
+_KNOWN = (
+    "project_name", "service", "severity", "time_window", "window", "since", "until",
+    "trace_id", "contains", "limit",
+)  # fmt: skip
+_NAMES = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE"))
+
+
+def severity_name(number: int, text: str = "") -> str:
+    """The level name for an OpenTelemetry severity number (the record's text wins)."""
+    if text:
+        return text
+    for low, name in _NAMES:
+        if number >= low:
+            return name
+    return "UNSPECIFIED"
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def query_logs(conn: sqlite3.Connection, project: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Answer ``/v1/logs/query`` for ``project``: at most ``limit`` records, newest first."""
+    params = Params(raw, _KNOWN)
+    since, until = params.time_range(("time_window", "window"), "24h")
+    limit = params.integer("limit", 500)
+    sql = ["SELECT time_ns, service, severity_number, severity_text, body, trace_id, span_id,"
+           " attributes FROM logs WHERE time_ns >= ? AND time_ns <= ? AND project = ?"]  # fmt: skip
+    args: list[Any] = [since, until, project]
+    project_name = params.text("project_name")
+    if project_name is not None and project_name != project:
+        return {"logs": [], "count": 0, "since": iso(since), "until": iso(until)}
+    severity = params.text("severity")
+    if severity is not None:
+        number = SEVERITY_NUMBERS.get(severity.strip().lower())
+        if number is None:
+            raise BadRequest(400, "severity must be trace, debug, info, warn, error or fatal")
+        sql.append("AND severity_number >= ?")
+        args.append(number)
+    for column, name in (("service", "service"), ("trace_id", "trace_id")):
+        value = params.text(name)
+        if value is not None:
+            sql.append(f"AND {column} = ?")
+            args.append(value.lower() if name == "trace_id" else value)
+    contains = params.text("contains")
+    if contains:
+        sql.append("AND body LIKE ? ESCAPE '\\'")
+        args.append(_like_pattern(contains))
+    sql.append("ORDER BY time_ns DESC, id DESC LIMIT ?")
+    args.append(limit)
+    logs = [
+        {
+            "time": iso(row[0]),
+            "time_unix_nano": row[0],
+            "service": row[1],
+            "severity": severity_name(row[2], row[3]),
+            "severity_number": row[2],
+            "body": row[4],
+            "trace_id": row[5],
+            "span_id": row[6],
+            "attributes": json.loads(row[7]),
+        }
+        for row in conn.execute(" ".join(sql), args)
+    ]
+    return {"logs": logs, "count": len(logs), "since": iso(since), "until": iso(until)}

@@ -1,0 +1,152 @@
+"""Query parameters: durations (``5m``), instants (RFC 3339, epoch, ``1h`` ago), typed reads.
+
+Parameters arrive as query-string text or as JSON values; :class:`Params` reads both
+and reports unknown or malformed ones as a 400 naming the parameter.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from telemetryflow.collector._decode import BadRequest
+
+__all__ = ["Params", "iso", "parse_duration", "parse_instant"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+    "h": 3600.0, "d": 86400.0, "w": 604800.0,
+}  # fmt: skip
+_NS = 1_000_000_000
+
+
+def parse_duration(text: str, name: str = "duration") -> float:
+    """``"5m"`` → 300.0 seconds. A bare number means seconds."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise BadRequest(400, f"{name} must be a duration like 30s, 5m, 1h or 7d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+
+
+def parse_instant(value: Any, name: str, now_ns: int) -> int:
+    """An instant as Unix nanoseconds.
+
+    Accepts RFC 3339 / ISO 8601 text, Unix seconds (or milli-, micro-, nanoseconds,
+    told apart by magnitude), ``now``, or a duration meaning that long ago (``1h``).
+    """
+    if isinstance(value, bool):
+        raise BadRequest(400, f"{name} must be a time")
+    if isinstance(value, (int, float)):
+        return _epoch_to_ns(float(value))
+    text = str(value).strip()
+    if text == "now":
+        return now_ns
+    if _DURATION.match(text) and not text.replace(".", "").isdigit():
+        return now_ns - int(parse_duration(text, name) * _NS)
+    try:
+        return _epoch_to_ns(float(text))
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise BadRequest(400, f"{name} must be RFC 3339, Unix seconds, or like 1h") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * _NS)
+
+
+def _epoch_to_ns(value: float) -> int:
+    magnitude = abs(value)
+    if magnitude < 1e11:
+        return int(value * _NS)
+    if magnitude < 1e14:
+        return int(value * 1e6)
+    if magnitude < 1e17:
+        return int(value * 1e3)
+    return int(value)
+
+
+def iso(ns: int) -> str:
+    """Unix nanoseconds as RFC 3339 UTC with microseconds."""
+    dt = datetime.fromtimestamp(ns / _NS, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+class Params:
+    """Typed access to request parameters, each read at most once, unknown ones refused."""
+
+    def __init__(self, raw: Mapping[str, Any], known: Iterable[str]) -> None:
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise BadRequest(
+                400, f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        self._raw = raw
+        self.now_ns = time.time_ns()
+
+    def has(self, name: str) -> bool:
+        return self._raw.get(name) not in (None, "")
+
+    def text(self, *names: str, default: str | None = None) -> str | None:
+        for name in names:
+            if self.has(name):
+                value = self._raw[name]
+                if isinstance(value, (dict, list)):
+                    raise BadRequest(400, f"{name} must be a string")
+                return str(value)
+        return default
+
+    def integer(self, name: str, default: int, low: int = 1, high: int = 10_000) -> int:
+        if not self.has(name):
+            return default
+        try:
+            value = int(self._raw[name])
+        except (TypeError, ValueError):
+            raise BadRequest(400, f"{name} must be an integer") from None
+        if not low <= value <= high:
+            raise BadRequest(400, f"{name} must be between {low} and {high}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        if not self.has(name):
+            return default
+        value = self._raw[name]
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise BadRequest(400, f"{name} must be true or false")
+
+    def duration_ns(self, *names: str, default: str | None = None) -> int | None:
+        for name in names:
+            if self.has(name):
+                return int(parse_duration(str(self._raw[name]), name) * _NS)
+        return None if default is None else int(parse_duration(default) * _NS)
+
+    def raw(self, name: str) -> Any:
+        return self._raw.get(name)
+
+    def time_range(self, window_names: tuple[str, ...], default_window: str) -> tuple[int, int]:
+        """``(since_ns, until_ns)`` from since/until, else the window ending at until."""
+        until = (
+            parse_instant(self._raw["until"], "until", self.now_ns)
+            if self.has("until")
+            else self.now_ns
+        )
+        if self.has("since"):
+            since = parse_instant(self._raw["since"], "since", self.now_ns)
+        else:
+            window = self.duration_ns(*window_names, default=default_window)
+            assert window is not None
+            since = until - window
+        if since > until:
+            raise BadRequest(400, "since must be before until")
+        return since, until

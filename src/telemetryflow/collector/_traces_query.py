@@ -1,0 +1,149 @@
+"""Trace queries: one trace by id as a span tree, or recent traces matching filters.
+
+A trace matches a list query when any of its spans matches every filter; the answer
+then describes the whole trace (all its spans), newest first.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from telemetryflow.collector._params import Params, iso
+
+__all__ = ["build_tree", "query_traces"]
+
+_KNOWN = (
+    "trace_id", "trace", "name", "service", "min_duration", "error", "time_window",
+    "window", "since", "until", "detail", "limit", "project_name",
+)  # fmt: skip
+_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+_STATUS = ("UNSET", "OK", "ERROR")
+_SPAN_COLUMNS = (
+    "trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns, duration_ns, "
+    "status_code, status_message, attributes, events"
+)
+_SCAN_BATCH = 512
+
+
+def _span(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        "trace_id": row[0],
+        "span_id": row[1],
+        "parent_span_id": row[2],
+        "name": row[3],
+        "service": row[4],
+        "kind": _KINDS[row[5]] if 0 <= row[5] < len(_KINDS) else str(row[5]),
+        "start": iso(row[6]),
+        "start_unix_nano": row[6],
+        "end_unix_nano": row[7],
+        "duration_ms": row[8] / 1e6,
+        "status": _STATUS[row[9]] if 0 <= row[9] < len(_STATUS) else str(row[9]),
+        "status_message": row[10],
+        "attributes": json.loads(row[11]),
+        "events": json.loads(row[12]),
+        "children": [],
+    }
+
+
+def build_tree(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Nest spans under their parents; spans whose parent is missing become roots."""
+    by_id = {s["span_id"]: s for s in spans}
+    roots: list[dict[str, Any]] = []
+    for span in sorted(spans, key=lambda s: (s["start_unix_nano"], s["span_id"])):
+        parent = by_id.get(span["parent_span_id"])
+        if parent is not None and parent is not span:
+            parent["children"].append(span)
+        else:
+            roots.append(span)
+    return roots
+
+
+def _summary(trace_id: str, spans: list[dict[str, Any]], detail: bool) -> dict[str, Any]:
+    roots = build_tree(spans)
+    start = min(s["start_unix_nano"] for s in spans)
+    end = max(s["end_unix_nano"] for s in spans)
+    root = roots[0]
+    summary: dict[str, Any] = {
+        "trace_id": trace_id,
+        "root_name": root["name"],
+        "service": root["service"],
+        "start": iso(start),
+        "start_unix_nano": start,
+        "duration_ms": max(0, end - start) / 1e6,
+        "span_count": len(spans),
+        "error": any(s["status"] == "ERROR" for s in spans),
+        "services": sorted({s["service"] for s in spans if s["service"]}),
+    }
+    if detail:
+        summary["spans"] = roots
+    return summary
+
+
+def _load(conn: sqlite3.Connection, project: str, trace_ids: list[str]) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = {tid: [] for tid in trace_ids}
+    if not trace_ids:
+        return grouped
+    marks = ", ".join("?" * len(trace_ids))
+    rows = conn.execute(
+        f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id IN ({marks}) AND project = ?",  # noqa: S608
+        (*trace_ids, project),
+    )
+    for row in rows:
+        grouped[row[0]].append(_span(row))
+    return grouped
+
+
+def query_traces(conn: sqlite3.Connection, project: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Answer ``/v1/traces/query`` for ``project``."""
+    params = Params(raw, _KNOWN)
+    detail = params.flag("detail", True)
+    limit = params.integer("limit", 100, high=1000)
+    project_name = params.text("project_name")
+    trace_id = params.text("trace_id")
+    since, until = params.time_range(("time_window", "window"), "24h")
+    if project_name is not None and project_name != project:
+        ids: list[str] = []
+    elif trace_id is not None:
+        ids = [trace_id.strip().lower()]
+    else:
+        ids = _matching_trace_ids(conn, project, params, since, until, limit)
+    grouped = _load(conn, project, ids)
+    traces = [_summary(tid, grouped[tid], detail) for tid in ids if grouped[tid]]
+    return {"traces": traces, "count": len(traces), "since": iso(since), "until": iso(until)}
+
+
+def _matching_trace_ids(
+    conn: sqlite3.Connection, project: str, params: Params, since: int, until: int, limit: int
+) -> list[str]:
+    sql = ["SELECT trace_id FROM spans WHERE start_ns >= ? AND start_ns <= ? AND project = ?"]
+    args: list[Any] = [since, until, project]
+    name = params.text("name", "trace")
+    if name is not None:
+        sql.append("AND name = ?")
+        args.append(name)
+    service = params.text("service")
+    if service is not None:
+        sql.append("AND service = ?")
+        args.append(service)
+    min_duration = params.duration_ns("min_duration")
+    if min_duration is not None:
+        sql.append("AND duration_ns >= ?")
+        args.append(min_duration)
+    if params.flag("error", False):
+        sql.append("AND status_code = 2")
+    sql.append("ORDER BY start_ns DESC")
+    seen: dict[str, None] = {}
+    cursor = conn.execute(" ".join(sql), args)
+    while len(seen) < limit:
+        batch = cursor.fetchmany(_SCAN_BATCH)
+        if not batch:
+            break
+        for (tid,) in batch:
+            seen.setdefault(tid, None)
+            if len(seen) >= limit:
+                break
+    cursor.close()
+    return list(seen)

@@ -1,0 +1,749 @@
+"""A real OTLP receiver on loopback, with fault injection, for tests.
+
+Tests assert against what actually crossed a socket: real gRPC and HTTP/1.1
+servers decode every export, record it, and can be told to fail, stall, drop
+requests or vanish, so exporter retry, timeout and outage paths run for real.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import math
+import ssl
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from telemetryflow.testing._receiver_http import (
+    MAX_BODY,
+    HttpAnswer,
+    HttpListener,
+    from_otlp_json,
+    to_otlp_json,
+)
+from telemetryflow.testing._tls import TLSFiles
+
+__all__ = [
+    "Fault",
+    "LogEntry",
+    "MetricRecord",
+    "OTLPReceiver",
+    "ReceivedRequest",
+    "SpanRecord",
+    "attrs",
+]
+
+Signal = Literal["traces", "metrics", "logs"]
+Transport = Literal["grpc", "http"]
+
+_MAX_HOLD = 60.0  # longest a blackholed or delayed request may pin a server thread
+_STOP_GRACE = 0.5
+_REBIND_FOR = 3.0
+_PROTOBUF = "application/x-protobuf"
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One export the receiver accepted, as it arrived."""
+
+    signal: Signal
+    transport: Transport
+    headers: dict[str, str]  # lower-cased names; gRPC "-bin" values are base64 text
+    body_size: int  # bytes of the payload on the wire, compressed if it was
+    compressed: bool
+    message: Any  # the decoded Export{Trace,Metrics,Logs}ServiceRequest
+    received_at: float  # time.time()
+    path: str
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How one injected failure is answered on each transport."""
+
+    grpc_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
+    http_status: int = 503
+    retry_after: str | None = None  # HTTP Retry-After, sent verbatim
+    retry_delay: float | None = None  # gRPC RetryInfo, in seconds
+    body: bytes | None = None  # HTTP body; default is an encoded google.rpc.Status
+    message: str = "fault injected by OTLPReceiver"
+
+
+@dataclass(frozen=True)
+class SpanRecord:
+    resource: dict[str, Any]
+    scope: str
+    span: Any  # opentelemetry.proto.trace.v1.Span
+
+    @property
+    def name(self) -> str:
+        return str(self.span.name)
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return attrs(self.span.attributes)
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    resource: dict[str, Any]
+    scope: str
+    metric: Any  # opentelemetry.proto.metrics.v1.Metric
+
+    @property
+    def name(self) -> str:
+        return str(self.metric.name)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    resource: dict[str, Any]
+    scope: str
+    log: Any  # opentelemetry.proto.logs.v1.LogRecord
+
+    @property
+    def body(self) -> Any:
+        return _any_value(self.log.body)
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return attrs(self.log.attributes)
+
+
+def _any_value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_any_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return attrs(value.kvlist_value.values)
+    return getattr(value, kind)
+
+
+def attrs(kvlist: Iterable[Any]) -> dict[str, Any]:
+    """Turn OTLP ``KeyValue`` protos into a plain dict (arrays become lists, kvlists dicts)."""
+    return {kv.key: _any_value(kv.value) for kv in kvlist}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    signal: Signal
+    request: Any
+    response: Any
+    partial: Any
+    rejected_field: str
+    service: str
+    http_path: str
+
+    @property
+    def grpc_path(self) -> str:
+        return f"/{self.service}/Export"
+
+
+def _spec(signal: Signal, module: Any, stem: str, service: str, rejected: str) -> _Spec:
+    return _Spec(
+        signal=signal,
+        request=getattr(module, f"Export{stem}ServiceRequest"),
+        response=getattr(module, f"Export{stem}ServiceResponse"),
+        partial=getattr(module, f"Export{stem}PartialSuccess"),
+        rejected_field=rejected,
+        service=module.DESCRIPTOR.services_by_name[service].full_name,
+        http_path=f"/v1/{signal}",
+    )
+
+
+_SPECS: dict[Signal, _Spec] = {
+    "traces": _spec("traces", trace_service_pb2, "Trace", "TraceService", "rejected_spans"),
+    "metrics": _spec(
+        "metrics", metrics_service_pb2, "Metrics", "MetricsService", "rejected_data_points"
+    ),
+    "logs": _spec("logs", logs_service_pb2, "Logs", "LogsService", "rejected_log_records"),
+}
+_BY_PATH = {spec.http_path: spec for spec in _SPECS.values()}
+
+
+class _Unsupported(ValueError):
+    """A content type or encoding the receiver does not speak (HTTP 415)."""
+
+
+@dataclass(frozen=True)
+class _Reply:
+    response: Any = None
+    fault: Fault | None = None
+    invalid: str | None = None
+    unsupported: bool = False
+
+
+_DROPPED = _Reply(fault=Fault(message="request dropped: blackholed or receiver going down"))
+_BROKEN = _Reply(fault=Fault(grpc.StatusCode.INTERNAL, 500, message="receiver error"))
+
+
+def _inflate(data: bytes, encoding: str) -> bytes:
+    if encoding in ("", "identity"):
+        return data
+    if encoding not in ("gzip", "deflate"):
+        raise _Unsupported(f"unsupported encoding {encoding!r}")
+    inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
+    try:
+        out = inflater.decompress(data, MAX_BODY)  # bounded: no decompression bombs
+    except zlib.error as exc:
+        raise ValueError(f"bad {encoding} payload: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise ValueError("inflated payload too large")
+    if not inflater.eof:
+        raise ValueError(f"truncated {encoding} payload")
+    return out
+
+
+def _sniff_grpc_encoding(raw: bytes) -> str | None:
+    # gRPC core strips grpc-encoding from metadata, so the raw message tells instead.
+    # No protobuf can start with 0x1f (wire type 7); OTLP requests start with 0x0a.
+    if raw[:2] == b"\x1f\x8b":
+        return "gzip"
+    if len(raw) >= 2 and raw[0] == 0x78 and (raw[0] * 256 + raw[1]) % 31 == 0:
+        return "deflate"
+    return None
+
+
+def _parse(cls: Any, data: bytes) -> Any:
+    message = cls()
+    message.ParseFromString(data)
+    return message
+
+
+def _status(code: grpc.StatusCode, message: str, retry_delay: float | None) -> Any:
+    status = status_pb2.Status(code=code.value[0], message=message)
+    if retry_delay is not None:
+        status.details.append(_packed(_retry_info(retry_delay)))
+    return status
+
+
+def _retry_info(seconds: float) -> Any:
+    whole = math.floor(seconds)
+    delay = duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
+    return error_details_pb2.RetryInfo(retry_delay=delay)
+
+
+def _packed(message: Any) -> Any:
+    holder = any_pb2.Any()
+    holder.Pack(message)
+    return holder
+
+
+def _loopback(host: str) -> str:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"host must be a loopback IP address, got {host!r}") from None
+    if not ip.is_loopback:
+        raise ValueError(f"the test receiver only listens on loopback, got {host!r}")
+    return f"[{host}]" if ip.version == 6 else host
+
+
+class _GrpcListener:
+    def __init__(
+        self,
+        address: str,
+        credentials: grpc.ServerCredentials | None,
+        handlers: list[grpc.GenericRpcHandler],
+    ) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="otlp-receiver-grpc")
+        self._server = grpc.server(
+            self._executor,
+            handlers=handlers,
+            options=[
+                ("grpc.so_reuseport", 0),  # a second listener on our port would hide go_down()
+                ("grpc.per_message_decompression", 0),  # see compressed bytes, inflate ourselves
+                ("grpc.max_receive_message_length", MAX_BODY),
+            ],
+        )
+        try:
+            if credentials is None:
+                port = self._server.add_insecure_port(address)
+            else:
+                port = self._server.add_secure_port(address, credentials)
+        except RuntimeError:
+            port = 0
+        if not port:
+            self._executor.shutdown(wait=False)
+            raise OSError(f"cannot listen for gRPC on {address}")
+        self.port: int = port
+        self._server.start()
+
+    def close(self) -> None:
+        self._server.stop(grace=_STOP_GRACE).wait(timeout=_STOP_GRACE + 0.5)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class OTLPReceiver:
+    """An in-process OTLP/gRPC + OTLP/HTTP receiver that records and misbehaves on demand.
+
+    ``requests`` holds accepted exports only, so retried data is not counted
+    twice; ``attempts`` counts every export call that arrived, failed or not.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        tls: TLSFiles | None = None,
+        require_client_cert: bool = False,
+    ) -> None:
+        if require_client_cert and tls is None:
+            raise ValueError("require_client_cert needs tls")
+        self._host = host
+        self._bind_host = _loopback(host)
+        self._tls = tls
+        self._require_client_cert = require_client_cert
+        self._cond = threading.Condition()  # guards all state below; wakes held requests
+        self._requests: list[ReceivedRequest] = []
+        self._attempt_times: list[float] = []
+        self._faults: deque[Fault] = deque()
+        self._delay = 0.0
+        self._blackholed = False
+        self._partial: tuple[int, str] | None = None
+        self._partial_left: int | None = None
+        self._generation = 0  # bumped on every outage, to release held requests
+        self._lifecycle = threading.Lock()
+        self._state: Literal["new", "up", "down", "stopped"] = "new"
+        self._grpc: _GrpcListener | None = None
+        self._http: HttpListener | None = None
+        self._grpc_port = 0
+        self._http_port = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> OTLPReceiver:
+        with self._lifecycle:
+            if self._state == "up":
+                return self
+            if self._state != "new":
+                raise RuntimeError(f"cannot start a receiver that is {self._state}")
+            self._listen(0, 0)
+            self._state = "up"
+        return self
+
+    def stop(self) -> None:
+        """Stop both servers; bounded (about a second at worst) and idempotent."""
+        with self._lifecycle:
+            if self._state == "up":
+                self._close_listeners()
+            self._state = "stopped"
+
+    def go_down(self) -> None:
+        """Stop listening, keeping the ports, so clients see connection refused."""
+        with self._lifecycle:
+            if self._state != "up":
+                raise RuntimeError(f"cannot go down while {self._state}")
+            self._close_listeners()
+            self._state = "down"
+
+    def come_back(self) -> None:
+        """Listen again on the same ports as before ``go_down()``."""
+        with self._lifecycle:
+            if self._state != "down":
+                raise RuntimeError(f"cannot come back while {self._state}")
+            deadline = time.monotonic() + _REBIND_FOR
+            while True:  # the old sockets may take a moment to let go of the ports
+                try:
+                    self._listen(self._grpc_port, self._http_port)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            self._state = "up"
+
+    def __enter__(self) -> OTLPReceiver:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _listen(self, grpc_port: int, http_port: int) -> None:
+        grpc_server = _GrpcListener(
+            f"{self._bind_host}:{grpc_port}", self._grpc_credentials(), self._grpc_handlers()
+        )
+        try:
+            http_server = HttpListener(self._host, http_port, self._ssl_context(), self._http_app)
+        except BaseException:
+            grpc_server.close()
+            raise
+        self._grpc, self._http = grpc_server, http_server
+        self._grpc_port, self._http_port = grpc_server.port, http_server.port
+
+    def _close_listeners(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+        for listener in (self._grpc, self._http):
+            if listener is not None:
+                listener.close()
+        self._grpc = self._http = None
+
+    def _grpc_credentials(self) -> grpc.ServerCredentials | None:
+        if self._tls is None:
+            return None
+        pair = (self._tls.server_key.read_bytes(), self._tls.server_cert.read_bytes())
+        return grpc.ssl_server_credentials(
+            [pair],
+            root_certificates=self._tls.ca_cert.read_bytes() if self._require_client_cert else None,
+            require_client_auth=self._require_client_cert,
+        )
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self._tls is None:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self._tls.server_cert, self._tls.server_key)
+        if self._require_client_cert:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cafile=self._tls.ca_cert)
+        return ctx
+
+    # -- addresses ---------------------------------------------------------------
+
+    def _port(self, port: int) -> int:
+        if not port:
+            raise RuntimeError("the receiver is not started")
+        return port
+
+    @property
+    def grpc_port(self) -> int:
+        return self._port(self._grpc_port)
+
+    @property
+    def http_port(self) -> int:
+        return self._port(self._http_port)
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"{self._bind_host}:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str:
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self._bind_host}:{self.http_port}"
+
+    # -- fault injection ---------------------------------------------------------
+
+    def inject(self, fault: Fault, times: int = 1) -> None:
+        """Queue ``fault`` for the next ``times`` requests, whatever their transport."""
+        if times < 0:
+            raise ValueError("times must be >= 0")
+        if fault.grpc_code == grpc.StatusCode.OK or not 400 <= fault.http_status <= 599:
+            raise ValueError("a fault needs a failing gRPC code and an HTTP 4xx/5xx status")
+        with self._cond:
+            self._faults.extend([fault] * times)
+
+    def fail_next(
+        self,
+        n: int,
+        *,
+        grpc_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        http_status: int = 503,
+        retry_after: str | None = None,
+        retry_delay: float | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        self.inject(Fault(grpc_code, http_status, retry_after, retry_delay, body), n)
+
+    def set_delay(self, seconds: float) -> None:
+        """Answer every request after ``seconds``; an outage or stop cuts the wait short."""
+        if not 0 <= seconds <= _MAX_HOLD:
+            raise ValueError(f"delay must be between 0 and {_MAX_HOLD} seconds")
+        with self._cond:
+            self._delay = seconds
+
+    def blackhole(self, on: bool = True) -> None:
+        """Hold requests unanswered while on; held ones are then dropped, never recorded."""
+        with self._cond:
+            self._blackholed = on
+            self._cond.notify_all()
+
+    def partial_success(self, rejected: int, message: str, *, times: int | None = None) -> None:
+        """Report ``rejected`` items in the next ``times`` responses (all, if None)."""
+        with self._cond:
+            self._partial = (rejected, message)
+            self._partial_left = times
+
+    def reset_faults(self) -> None:
+        with self._cond:
+            self._faults.clear()
+            self._delay = 0.0
+            self._blackholed = False
+            self._partial = self._partial_left = None
+            self._cond.notify_all()
+
+    # -- request handling --------------------------------------------------------
+
+    def _handle(
+        self,
+        spec: _Spec,
+        transport: Transport,
+        headers: dict[str, str],
+        wire_size: int,
+        compressed: bool,
+        decode: Callable[[], Any],
+    ) -> _Reply:
+        with self._cond:
+            self._attempt_times.append(time.monotonic())
+            generation = self._generation
+            if self._blackholed:
+                self._cond.wait_for(
+                    lambda: not self._blackholed or self._generation != generation, _MAX_HOLD
+                )
+                return _DROPPED
+            fault = self._faults.popleft() if self._faults else None
+            if self._delay > 0:
+                self._cond.wait_for(lambda: self._generation != generation, self._delay)
+            if self._generation != generation:
+                return _DROPPED
+        if fault is not None:
+            return _Reply(fault=fault)
+        try:
+            message = decode()
+        except _Unsupported as exc:
+            return _Reply(invalid=str(exc), unsupported=True)
+        except Exception as exc:
+            return _Reply(invalid=f"cannot decode {spec.signal} request: {exc}")
+        record = ReceivedRequest(
+            spec.signal,
+            transport,
+            headers,
+            wire_size,
+            compressed,
+            message,
+            time.time(),
+            spec.grpc_path if transport == "grpc" else spec.http_path,
+        )
+        with self._cond:
+            self._requests.append(record)
+            response = spec.response()
+            if self._partial is not None:
+                rejected, text = self._partial
+                partial = spec.partial(**{spec.rejected_field: rejected, "error_message": text})
+                response.partial_success.CopyFrom(partial)
+                if self._partial_left is not None:
+                    self._partial_left -= 1
+                    if self._partial_left <= 0:
+                        self._partial = self._partial_left = None
+            self._cond.notify_all()
+        return _Reply(response=response)
+
+    def _grpc_handlers(self) -> list[grpc.GenericRpcHandler]:
+        # Registered by hand rather than with add_*Servicer_to_server: the official
+        # deserializer would hide whether the client compressed the message.
+        return [
+            grpc.method_handlers_generic_handler(
+                spec.service,
+                {
+                    "Export": grpc.unary_unary_rpc_method_handler(
+                        self._grpc_export(spec),
+                        request_deserializer=bytes,
+                        response_serializer=spec.response.SerializeToString,
+                    )
+                },
+            )
+            for spec in _SPECS.values()
+        ]
+
+    def _grpc_export(self, spec: _Spec) -> Callable[[bytes, grpc.ServicerContext], Any]:
+        def export(raw: bytes, context: grpc.ServicerContext) -> Any:
+            try:
+                reply = self._grpc_reply(spec, raw, context)
+            except Exception:
+                reply = _BROKEN
+            if reply.response is not None:
+                return reply.response
+            if reply.fault is not None:
+                fault = reply.fault
+                code, details = fault.grpc_code, fault.message
+                status = _status(code, details, fault.retry_delay)
+                trailers: list[tuple[str, bytes]] = [
+                    ("grpc-status-details-bin", status.SerializeToString())
+                ]
+                if fault.retry_delay is not None:
+                    # The Python OTLP exporter reads a bare RetryInfo under this key.
+                    info = _retry_info(fault.retry_delay).SerializeToString()
+                    trailers.append(("google.rpc.retryinfo-bin", info))
+                context.set_trailing_metadata(trailers)
+            else:
+                code, details = grpc.StatusCode.INVALID_ARGUMENT, reply.invalid or "bad request"
+            context.abort(code, details)
+            return None  # not reached: abort() raises
+
+        return export
+
+    def _grpc_reply(self, spec: _Spec, raw: bytes, context: grpc.ServicerContext) -> _Reply:
+        headers: dict[str, str] = {}
+        for key, value in context.invocation_metadata():
+            text = base64.b64encode(value).decode() if isinstance(value, bytes) else value
+            headers[key.lower()] = text
+        encoding = _sniff_grpc_encoding(raw)
+        if encoding is not None:
+            headers.setdefault("grpc-encoding", encoding)
+        return self._handle(
+            spec,
+            "grpc",
+            headers,
+            len(raw),
+            encoding is not None,
+            lambda: _parse(spec.request, _inflate(raw, encoding or "identity")),
+        )
+
+    def _http_app(self, method: str, path: str, headers: dict[str, str], body: bytes) -> HttpAnswer:
+        spec = _BY_PATH.get(path.split("?", 1)[0])
+        if spec is None:
+            return HttpAnswer(404, [("Content-Type", "text/plain")], b"not found")
+        if method != "POST":
+            return HttpAnswer(405, [("Allow", "POST"), ("Content-Type", "text/plain")], b"")
+        media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        encoding = headers.get("content-encoding", "").strip().lower() or "identity"
+        as_json = media == _JSON
+
+        def decode() -> Any:
+            if media not in (_PROTOBUF, _JSON):
+                raise _Unsupported(f"unsupported content type {media!r}")
+            data = _inflate(body, encoding)
+            return from_otlp_json(data, spec.request()) if as_json else _parse(spec.request, data)
+
+        reply = self._handle(spec, "http", headers, len(body), encoding != "identity", decode)
+        return _http_answer(reply, as_json)
+
+    # -- recorded data -----------------------------------------------------------
+
+    @property
+    def requests(self) -> list[ReceivedRequest]:
+        with self._cond:
+            return list(self._requests)
+
+    @property
+    def attempts(self) -> int:
+        """Export calls that arrived, including failed, held and undecodable ones."""
+        with self._cond:
+            return len(self._attempt_times)
+
+    @property
+    def attempt_times(self) -> list[float]:
+        """``time.monotonic()`` of each arrival, for backoff assertions."""
+        with self._cond:
+            return list(self._attempt_times)
+
+    def clear(self) -> None:
+        """Forget recorded requests and attempts; faults stay as configured."""
+        with self._cond:
+            self._requests.clear()
+            self._attempt_times.clear()
+
+    def _of(self, signal: Signal) -> list[ReceivedRequest]:
+        return [req for req in self.requests if req.signal == signal]
+
+    def _flatten(self, signal: Signal, outer: str, inner: str, leaf: str) -> list[Any]:
+        rows: list[Any] = []
+        for req in self._of(signal):
+            for block in getattr(req.message, outer):
+                resource = attrs(block.resource.attributes)
+                for scoped in getattr(block, inner):
+                    rows.extend(
+                        (resource, scoped.scope.name, item) for item in getattr(scoped, leaf)
+                    )
+        return rows
+
+    def spans(self) -> list[SpanRecord]:
+        return [
+            SpanRecord(*row)
+            for row in self._flatten("traces", "resource_spans", "scope_spans", "spans")
+        ]
+
+    def metrics(self) -> list[MetricRecord]:
+        rows = self._flatten("metrics", "resource_metrics", "scope_metrics", "metrics")
+        return [MetricRecord(*row) for row in rows]
+
+    def logs(self) -> list[LogEntry]:
+        rows = self._flatten("logs", "resource_logs", "scope_logs", "log_records")
+        return [LogEntry(*row) for row in rows]
+
+    def span_names(self) -> list[str]:
+        return [record.name for record in self.spans()]
+
+    def resource_attributes(self, signal: Signal = "traces") -> dict[str, Any]:
+        """Resource attributes of every ``signal`` export merged, later ones winning."""
+        outer = {"traces": "resource_spans", "metrics": "resource_metrics", "logs": "resource_logs"}
+        merged: dict[str, Any] = {}
+        for req in self._of(signal):
+            for block in getattr(req.message, outer[signal]):
+                merged.update(attrs(block.resource.attributes))
+        return merged
+
+    def find_metric(self, name: str) -> Any | None:
+        """The most recently received ``Metric`` proto called ``name``, or None."""
+        found = [record.metric for record in self.metrics() if record.name == name]
+        return found[-1] if found else None
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
+        if not 0 <= timeout < math.inf:
+            raise ValueError("timeout must be finite and >= 0")
+        deadline = time.monotonic() + timeout
+        while True:
+            if predicate():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._cond:
+                self._cond.wait(min(remaining, 0.05))
+
+    def wait_for_spans(self, n: int, timeout: float = 5.0) -> bool:
+        return self.wait_for(lambda: len(self.spans()) >= n, timeout)
+
+    def wait_for_logs(self, n: int, timeout: float = 5.0) -> bool:
+        return self.wait_for(lambda: len(self.logs()) >= n, timeout)
+
+    def wait_for_metric(self, name: str, timeout: float = 5.0) -> Any | None:
+        """Wait for a metric called ``name``; returns its latest ``Metric`` proto or None."""
+        self.wait_for(lambda: self.find_metric(name) is not None, timeout)
+        return self.find_metric(name)
+
+
+def _http_answer(reply: _Reply, as_json: bool) -> HttpAnswer:
+    media = _JSON if as_json else _PROTOBUF
+
+    def encode(message: Any) -> bytes:
+        return to_otlp_json(message) if as_json else bytes(message.SerializeToString())
+
+    if reply.response is not None:
+        return HttpAnswer(200, [("Content-Type", media)], encode(reply.response))
+    if reply.fault is not None:
+        fault = reply.fault
+        headers = [("Content-Type", media)]
+        if fault.retry_after is not None:
+            headers.append(("Retry-After", fault.retry_after))
+        if fault.body is not None:
+            return HttpAnswer(fault.http_status, headers, fault.body)
+        status = _status(fault.grpc_code, fault.message, fault.retry_delay)
+        return HttpAnswer(fault.http_status, headers, encode(status))
+    text = reply.invalid or "bad request"
+    status = _status(grpc.StatusCode.INVALID_ARGUMENT, text, None)
+    return HttpAnswer(415 if reply.unsupported else 400, [("Content-Type", media)], encode(status))
