@@ -14,6 +14,7 @@ import atexit
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +24,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry._logs import SeverityNumber
 
 from telemetryflow._config import TelemetryConfig
+from telemetryflow._conveniences import ConveniencesMixin
 from telemetryflow._diagnostics import logger, warn_throttled
 from telemetryflow._enums import SeverityLevel, SpanKind
 from telemetryflow._errors import NotInitializedError, TelemetryFlowError
@@ -30,6 +32,7 @@ from telemetryflow._instruments import MetricRecorder
 from telemetryflow._pipeline import Pipeline
 from telemetryflow._resource import build_resource
 from telemetryflow._spans import SpanRegistry, SpanScope
+from telemetryflow._transport import Transport
 from telemetryflow._version import __version__
 
 __all__ = ["NotInitializedError", "TelemetryFlowClient", "TelemetryFlowError"]
@@ -54,7 +57,7 @@ def _severity(severity: Any) -> tuple[SeverityNumber, str]:
         return _SEVERITY[SeverityLevel.INFO]
 
 
-class TelemetryFlowClient:
+class TelemetryFlowClient(ConveniencesMixin):
     """The SDK client. Build it with :class:`~telemetryflow.TelemetryFlowBuilder`.
 
     Example:
@@ -75,6 +78,8 @@ class TelemetryFlowClient:
         self._spans: SpanRegistry | None = None
         self._logger: otel_logs.Logger | None = None
         self.owns_globals = False
+        # Where export requests go; ``telemetryflow.testing`` swaps in memory for the wire.
+        self._transport_factory: Callable[[], Transport] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     @property
@@ -109,7 +114,7 @@ class TelemetryFlowClient:
 
     def _start(self) -> None:
         config = self._config
-        pipeline = Pipeline(config, build_resource(config))
+        pipeline = Pipeline(config, build_resource(config), self._transport_factory)
         if pipeline.meter_provider is not None:
             meter = pipeline.meter_provider.get_meter(_INSTRUMENTATION_NAME, __version__)
             self._metrics = MetricRecorder(meter, pipeline.stats, config.cardinality_limit)
@@ -287,6 +292,26 @@ class TelemetryFlowClient:
         if self._spans is None:
             self._not_running("span")
         return SpanScope(self._spans, name, kind, attributes)
+
+    # -- the live OpenTelemetry objects, for integrations ----------------------------
+    @property
+    def tracer(self) -> otel_trace.Tracer | None:
+        """This client's OpenTelemetry tracer (None before initialize or if traces are off)."""
+        registry = self._spans
+        return registry.tracer if registry is not None else None
+
+    @property
+    def meter(self) -> otel_metrics.Meter | None:
+        """This client's OpenTelemetry meter (None before initialize or if metrics are off)."""
+        pipeline = self._pipeline
+        if pipeline is None or pipeline.meter_provider is None:
+            return None
+        return pipeline.meter_provider.get_meter(_INSTRUMENTATION_NAME, __version__)
+
+    @property
+    def otel_logger(self) -> otel_logs.Logger | None:
+        """This client's OpenTelemetry logger (None before initialize or if logs are off)."""
+        return self._logger
 
     # -- status ----------------------------------------------------------------------
     def _stats_snapshot(self) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ processor and exporters lose data silently and block shutdown (see ARCHITECTURE.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -52,7 +52,7 @@ from telemetryflow._ratelimit import RateLimiter
 from telemetryflow._retry import RetryPolicy
 from telemetryflow._sender import Sender
 from telemetryflow._stats import DropReason, Stats
-from telemetryflow._transport import make_transport
+from telemetryflow._transport import Transport, make_transport
 
 __all__ = ["Pipeline"]
 
@@ -147,7 +147,8 @@ class OtlpMetricExporter(MetricExporter):
 class Pipeline:
     """Providers, queues and the sender of one client, built on ``initialize()``."""
 
-    def __init__(self, config: TelemetryConfig, resource: Resource) -> None:
+    def __init__(self, config: TelemetryConfig, resource: Resource,
+                 transport_factory: Callable[[], Transport] | None = None) -> None:
         self.config = config
         self.stats = Stats()
         limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
@@ -156,7 +157,8 @@ class Pipeline:
             initial_backoff=config.retry_backoff.total_seconds(),
             max_backoff=config.retry_max_backoff.total_seconds(),
         )
-        self.sender = Sender(lambda: make_transport(config), policy,
+        factory = transport_factory or (lambda: make_transport(config))
+        self.sender = Sender(factory, policy,
                              config.timeout.total_seconds(), self.stats, limiter)
         delay = config.batch_timeout.total_seconds()
         self.tracer_provider: TracerProvider | None = None
