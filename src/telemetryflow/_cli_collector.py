@@ -44,32 +44,68 @@ def register(subparsers: Any) -> None:
         help="run the local OTLP collector (gRPC 4317, HTTP 4318) with an embedded database",
         description="Receive OTLP over gRPC and HTTP, store it in SQLite, answer queries.",
     )
-    p.add_argument("--db", default=env.get("TELEMETRYFLOW_COLLECTOR_DB", "telemetryflow.db"),
-                   help="database file (env TELEMETRYFLOW_COLLECTOR_DB; default %(default)s)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address for both receivers (default %(default)s)")
+    p.add_argument(
+        "--db",
+        default=env.get("TELEMETRYFLOW_COLLECTOR_DB", "telemetryflow.db"),
+        help="database file (env TELEMETRYFLOW_COLLECTOR_DB; default %(default)s)",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address for both receivers (default %(default)s)"
+    )
     p.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (0: any free)")
-    p.add_argument("--http-port", type=int, default=4318,
-                   help="OTLP/HTTP and query API port (0: any free)")
+    p.add_argument(
+        "--http-port", type=int, default=4318, help="OTLP/HTTP and query API port (0: any free)"
+    )
     p.add_argument("--no-grpc", action="store_true", help="do not start the gRPC receiver")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow binding to an address other than loopback")
-    p.add_argument("--key", action="append", default=[], metavar="KEY_ID:KEY_SECRET[@PROJECT]",
-                   help="accept this API key (repeatable; env TELEMETRYFLOW_COLLECTOR_KEYS)")
-    p.add_argument("--keys-file", metavar="PATH",
-                   help="file of keys, one KEY_ID:KEY_SECRET[@PROJECT] per line")
-    p.add_argument("--no-auth", action="store_true",
-                   help="accept requests without credentials (local use only)")
-    p.add_argument("--max-body-size", type=parse_size, default=16 * 1024**2,
-                   help="largest request body, after decompression (default 16MiB)")
-    p.add_argument("--rate-limit", type=float, default=1000.0,
-                   help="requests per second per key, 0 for none (default %(default)s)")
-    p.add_argument("--retention", type=_duration, default=7 * 86400.0,
-                   help="delete data older than this, 0 to keep (default 7d)")
-    p.add_argument("--max-db-size", type=parse_size, default=1024**3,
-                   help="delete the oldest data past this size, 0 for no limit (default 1GiB)")
-    p.add_argument("--sync-full", action="store_true",
-                   help="fsync every commit: survive power loss, not only a crash")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow binding to an address other than loopback",
+    )
+    p.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="KEY_ID:KEY_SECRET[@PROJECT]",
+        help="accept this API key (repeatable; env TELEMETRYFLOW_COLLECTOR_KEYS)",
+    )
+    p.add_argument(
+        "--keys-file", metavar="PATH", help="file of keys, one KEY_ID:KEY_SECRET[@PROJECT] per line"
+    )
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="accept requests without credentials (local use only)",
+    )
+    p.add_argument(
+        "--max-body-size",
+        type=parse_size,
+        default=16 * 1024**2,
+        help="largest request body, after decompression (default 16MiB)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=float,
+        default=1000.0,
+        help="requests per second per key, 0 for none (default %(default)s)",
+    )
+    p.add_argument(
+        "--retention",
+        type=_duration,
+        default=7 * 86400.0,
+        help="delete data older than this, 0 to keep (default 7d)",
+    )
+    p.add_argument(
+        "--max-db-size",
+        type=parse_size,
+        default=1024**3,
+        help="delete the oldest data past this size, 0 for no limit (default 1GiB)",
+    )
+    p.add_argument(
+        "--sync-full",
+        action="store_true",
+        help="fsync every commit: survive power loss, not only a crash",
+    )
     p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     p.set_defaults(func=_run)  # fmt: skip
 
@@ -78,7 +114,9 @@ def _run(args: argparse.Namespace) -> int:
     from telemetryflow._errors import ConfigError
     from telemetryflow.collector import Collector, CollectorConfig, resolve_keys
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
     try:
         keys = () if args.no_auth else resolve_keys(args.key, args.keys_file)
         config = CollectorConfig(

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from telemetryflow.collector._decode import BadRequest
+from telemetryflow.collector._decode import BadRequestError
 
 __all__ = ["Accumulator", "Aggregation", "exact_quantile", "histogram_quantile", "parse_agg"]
 
@@ -44,10 +44,10 @@ def parse_agg(agg: str | None, percentile: str | None) -> Aggregation:
         try:
             q = float(percentile)
         except ValueError:
-            raise BadRequest(400, "percentile must be a number like 0.95") from None
+            raise BadRequestError(400, "percentile must be a number like 0.95") from None
         q = q / 100 if q > 1 else q
         if not 0 <= q <= 1:
-            raise BadRequest(400, "percentile must be between 0 and 1")
+            raise BadRequestError(400, "percentile must be between 0 and 1")
         return Aggregation("quantile", q)
     name = (agg or "avg").strip().lower()
     if name in _SIMPLE:
@@ -57,7 +57,7 @@ def parse_agg(agg: str | None, percentile: str | None) -> Aggregation:
     match = _PERCENTILE.match(name)
     if match:
         return Aggregation("quantile", float(match.group(1)) / 100)
-    raise BadRequest(400, "agg must be one of p50, p90, p95, p99, sum, avg, count, min, max")
+    raise BadRequestError(400, "agg must be one of p50, p90, p95, p99, sum, avg, count, min, max")
 
 
 def exact_quantile(sorted_values: Sequence[float], q: float) -> float | None:

@@ -67,9 +67,7 @@ def parse_key_spec(spec: str) -> ApiKey:
         text, _, project = text.rpartition("@")
     key_id, sep, secret = text.partition(":")
     if not sep:
-        raise ConfigError(
-            "an API key must be given as KEY_ID:KEY_SECRET[@PROJECT]", field="keys"
-        )
+        raise ConfigError("an API key must be given as KEY_ID:KEY_SECRET[@PROJECT]", field="keys")
     try:
         return ApiKey(key_id, secret, project)
     except CredentialsError as exc:
@@ -84,7 +82,9 @@ def _read_keys_file(path: str) -> list[str]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise ConfigError(f"cannot read keys file {path!r}: {exc.strerror}", field="keys_file")
+        raise ConfigError(
+            f"cannot read keys file {path!r}: {exc.strerror}", field="keys_file"
+        ) from exc
     specs: list[str] = []
     for line in lines:
         content = line.split("#", 1)[0].strip()

@@ -1,6 +1,6 @@
 """Request bodies to messages: bounded decompression, protobuf and OTLP/JSON parsing.
 
-Every failure is a :class:`BadRequest` carrying the HTTP status to answer (400, 413
+Every failure is a :class:`BadRequestError` carrying the HTTP status to answer (400, 413
 or 415), so no malformed input can escape as an unexpected exception.
 """
 
@@ -12,10 +12,10 @@ import json
 import zlib
 from typing import Any, TypeVar
 
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
+from google.protobuf import json_format  # type: ignore[import-untyped]
+from google.protobuf.message import DecodeError, Message  # type: ignore[import-untyped]
 
-__all__ = ["BadRequest", "decode_json", "inflate", "parse_otlp"]
+__all__ = ["BadRequestError", "decode_json", "inflate", "parse_otlp"]
 
 _CHUNK = 64 * 1024
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
@@ -23,7 +23,7 @@ _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id"
 M = TypeVar("M", bound=Message)
 
 
-class BadRequest(Exception):
+class BadRequestError(Exception):
     """Input the collector refuses, with the status code to answer."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -45,24 +45,24 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     elif encoding == "deflate":
         inflater = zlib.decompressobj()
     else:
-        raise BadRequest(415, f"unsupported Content-Encoding {encoding!r}; use gzip")
+        raise BadRequestError(415, f"unsupported Content-Encoding {encoding!r}; use gzip")
     out = bytearray()
     data = body
     try:
         while data:
             out += inflater.decompress(data, _CHUNK)
             if len(out) > limit:
-                raise BadRequest(413, f"decompressed body exceeds {limit} bytes")
+                raise BadRequestError(413, f"decompressed body exceeds {limit} bytes")
             data = inflater.unconsumed_tail
             if inflater.eof:
                 break
         out += inflater.flush(_CHUNK)
     except zlib.error:
-        raise BadRequest(400, f"corrupt {encoding} body") from None
+        raise BadRequestError(400, f"corrupt {encoding} body") from None
     if len(out) > limit:
-        raise BadRequest(413, f"decompressed body exceeds {limit} bytes")
+        raise BadRequestError(413, f"decompressed body exceeds {limit} bytes")
     if not inflater.eof:
-        raise BadRequest(400, f"truncated {encoding} body")
+        raise BadRequestError(400, f"truncated {encoding} body")
     return bytes(out)
 
 
@@ -71,7 +71,7 @@ def decode_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
-        raise BadRequest(400, "body is not valid JSON") from None
+        raise BadRequestError(400, "body is not valid JSON") from None
 
 
 def _hex_ids_to_base64(node: Any) -> None:
@@ -85,7 +85,7 @@ def _hex_ids_to_base64(node: Any) -> None:
                     try:
                         item[key] = base64.b64encode(bytes.fromhex(value)).decode()
                     except ValueError:
-                        raise BadRequest(400, f"{key} must be hex") from None
+                        raise BadRequestError(400, f"{key} must be hex") from None
                 elif isinstance(value, (dict, list)):
                     stack.append(value)
         elif isinstance(item, list):
@@ -98,14 +98,14 @@ def parse_otlp(body: bytes, is_json: bool, message: M) -> M:
         try:
             message.ParseFromString(body)
         except (DecodeError, RecursionError, ValueError):
-            raise BadRequest(400, "body is not a valid OTLP protobuf message") from None
+            raise BadRequestError(400, "body is not a valid OTLP protobuf message") from None
         return message
     data = decode_json(body)
     if not isinstance(data, dict):
-        raise BadRequest(400, "OTLP/JSON body must be an object")
+        raise BadRequestError(400, "OTLP/JSON body must be an object")
     _hex_ids_to_base64(data)
     try:
         json_format.ParseDict(data, message, ignore_unknown_fields=True)
     except (json_format.ParseError, RecursionError, ValueError, TypeError, binascii.Error):
-        raise BadRequest(400, "body is not a valid OTLP/JSON message") from None
+        raise BadRequestError(400, "body is not a valid OTLP/JSON message") from None
     return message

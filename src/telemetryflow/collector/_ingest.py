@@ -127,16 +127,20 @@ def _number(point: Any) -> float | None:
     kind = point.WhichOneof("value")
     if kind is None:
         return None
-    return float(getattr(point, kind))
+    value = float(getattr(point, kind))
+    return value if math.isfinite(value) else None
 
 
 def _opt(point: Any, name: str) -> float | None:
-    return float(getattr(point, name)) if point.HasField(name) else None
+    if not point.HasField(name):
+        return None
+    value = float(getattr(point, name))
+    return value if math.isfinite(value) else None
 
 
 def _exponential_buckets(point: Any) -> tuple[list[float], list[int]]:
     """Map an exponential histogram onto explicit upper bounds (negatives fold into <=0)."""
-    base = 2.0 ** (2.0 ** -point.scale)
+    base = 2.0 ** (2.0**-point.scale)
     offset = point.positive.offset
     low = sum(point.negative.bucket_counts) + point.zero_count
     bounds = [0.0, base**offset]
@@ -158,11 +162,14 @@ def point_rows(request: ExportMetricsServiceRequest, project: str, received_ns: 
                 made, bad = _metric_rows(metric, project, service, received_ns)
                 rows.extend(made)
                 rejected += bad
-    message = f"{rejected} data point(s) without a value" if rejected else ""
+    message = f"{rejected} data point(s) without a finite value or valid buckets"
+    message = message if rejected else ""
     return rows, rejected, message
 
 
-def _metric_rows(metric: Any, project: str, service: str, received_ns: int) -> tuple[list[Row], int]:
+def _metric_rows(
+    metric: Any, project: str, service: str, received_ns: int
+) -> tuple[list[Row], int]:
     kind = metric.WhichOneof("data")
     if kind is None:
         return [], 0

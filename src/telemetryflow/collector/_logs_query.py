@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from telemetryflow.collector._decode import BadRequest
+from telemetryflow.collector._decode import BadRequestError
 from telemetryflow.collector._params import Params, iso
 
 __all__ = ["SEVERITY_NUMBERS", "query_logs", "severity_name"]
@@ -55,7 +55,7 @@ def query_logs(conn: sqlite3.Connection, project: str, raw: Mapping[str, Any]) -
     if severity is not None:
         number = SEVERITY_NUMBERS.get(severity.strip().lower())
         if number is None:
-            raise BadRequest(400, "severity must be trace, debug, info, warn, error or fatal")
+            raise BadRequestError(400, "severity must be trace, debug, info, warn, error or fatal")
         sql.append("AND severity_number >= ?")
         args.append(number)
     for column, name in (("service", "service"), ("trace_id", "trace_id")):

@@ -10,13 +10,14 @@ describe what happened in that window.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from telemetryflow.collector._aggregate import Accumulator, Aggregation, parse_agg
-from telemetryflow.collector._decode import BadRequest
+from telemetryflow.collector._decode import BadRequestError
 from telemetryflow.collector._params import Params, iso
 
 __all__ = ["TAG_PARAMS", "query_metrics"]
@@ -44,18 +45,18 @@ def _parse_tags(value: Any) -> dict[str, str]:
             try:
                 value = json.loads(text)
             except ValueError:
-                raise BadRequest(400, "tags must be a JSON object or k:v,k2:v2") from None
+                raise BadRequestError(400, "tags must be a JSON object or k:v,k2:v2") from None
         else:
             pairs = [p for p in text.split(",") if p.strip()]
             out: dict[str, str] = {}
             for pair in pairs:
                 key, sep, val = pair.replace("=", ":", 1).partition(":")
                 if not sep:
-                    raise BadRequest(400, "tags must be a JSON object or k:v,k2:v2")
+                    raise BadRequestError(400, "tags must be a JSON object or k:v,k2:v2")
                 out[key.strip()] = val.strip()
             return out
     if not isinstance(value, dict):
-        raise BadRequest(400, "tags must be an object of strings")
+        raise BadRequestError(400, "tags must be an object of strings")
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
 
 
@@ -84,12 +85,12 @@ def query_metrics(conn: sqlite3.Connection, project: str, raw: Mapping[str, Any]
     params = Params(named, _KNOWN)
     name = params.text("name", "metric")
     if not name:
-        raise BadRequest(400, "name (or metric) is required")
+        raise BadRequestError(400, "name (or metric) is required")
     agg = parse_agg(params.text("agg"), params.text("percentile"))
     since, until = params.time_range(("window", "time_window"), "1h")
     step = params.duration_ns("step")
     if step is not None and (step <= 0 or (until - since) / step > _MAX_BUCKETS):
-        raise BadRequest(400, f"step must be positive and give at most {_MAX_BUCKETS} buckets")
+        raise BadRequestError(400, f"step must be positive and give at most {_MAX_BUCKETS} buckets")
     tags = {**_parse_tags(params.raw("tags")), **extra_tags}
     for tag in TAG_PARAMS:
         value = params.text(tag)
@@ -130,7 +131,7 @@ def _fetch(
         args.append(service)
     for key, value in tags.items():
         if '"' in key or "\\" in key or not key:
-            raise BadRequest(400, "tag names must not contain quotes or backslashes")
+            raise BadRequestError(400, "tag names must not contain quotes or backslashes")
         sql.append("AND json_extract(tags, ?) = ?")
         args.extend((f'$."{key}"', value))
     sql.append("ORDER BY time_ns, id")
@@ -199,8 +200,8 @@ def _accumulate(
         prev = baselines.previous(row)
         if prev is not None and prev["bounds"] == row["bounds"] and prev["count"] <= total:
             old = json.loads(prev["counts"]) if prev["counts"] else [prev["count"] or 0]
-            if all(a >= b for a, b in zip(counts, old)):
-                counts = [a - b for a, b in zip(counts, old)]
+            if all(a >= b for a, b in zip(counts, old, strict=True)):
+                counts = [a - b for a, b in zip(counts, old, strict=True)]
                 total -= prev["count"] or 0
                 summed = None if summed is None else summed - (prev["sum"] or 0.0)
     for acc in (bucket, current.total):
@@ -214,6 +215,10 @@ def _render(series: _Series, agg: Aggregation, since: int, step: int | None) -> 
         points.append({
             "time": iso(start),
             "time_unix_nano": start,
-            "value": series.buckets[index].result(agg),
+            "value": _finite(series.buckets[index].result(agg)),
         })  # fmt: skip
-    return {"tags": series.tags, "points": points, "value": series.total.result(agg)}
+    return {"tags": series.tags, "points": points, "value": _finite(series.total.result(agg))}
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from telemetryflow.collector._decode import BadRequest
+from telemetryflow.collector._decode import BadRequestError
 
 __all__ = ["Params", "iso", "parse_duration", "parse_instant"]
 
@@ -28,7 +28,7 @@ def parse_duration(text: str, name: str = "duration") -> float:
     """``"5m"`` → 300.0 seconds. A bare number means seconds."""
     match = _DURATION.match(str(text))
     if not match:
-        raise BadRequest(400, f"{name} must be a duration like 30s, 5m, 1h or 7d")
+        raise BadRequestError(400, f"{name} must be a duration like 30s, 5m, 1h or 7d")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
 
 
@@ -39,7 +39,7 @@ def parse_instant(value: Any, name: str, now_ns: int) -> int:
     told apart by magnitude), ``now``, or a duration meaning that long ago (``1h``).
     """
     if isinstance(value, bool):
-        raise BadRequest(400, f"{name} must be a time")
+        raise BadRequestError(400, f"{name} must be a time")
     if isinstance(value, (int, float)):
         return _epoch_to_ns(float(value))
     text = str(value).strip()
@@ -54,7 +54,7 @@ def parse_instant(value: Any, name: str, now_ns: int) -> int:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise BadRequest(400, f"{name} must be RFC 3339, Unix seconds, or like 1h") from None
+        raise BadRequestError(400, f"{name} must be RFC 3339, Unix seconds, or like 1h") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return int(parsed.timestamp() * _NS)
@@ -83,7 +83,7 @@ class Params:
     def __init__(self, raw: Mapping[str, Any], known: Iterable[str]) -> None:
         unknown = sorted(set(raw) - set(known))
         if unknown:
-            raise BadRequest(
+            raise BadRequestError(
                 400, f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(known)}"
             )
         self._raw = raw
@@ -97,7 +97,7 @@ class Params:
             if self.has(name):
                 value = self._raw[name]
                 if isinstance(value, (dict, list)):
-                    raise BadRequest(400, f"{name} must be a string")
+                    raise BadRequestError(400, f"{name} must be a string")
                 return str(value)
         return default
 
@@ -107,9 +107,9 @@ class Params:
         try:
             value = int(self._raw[name])
         except (TypeError, ValueError):
-            raise BadRequest(400, f"{name} must be an integer") from None
+            raise BadRequestError(400, f"{name} must be an integer") from None
         if not low <= value <= high:
-            raise BadRequest(400, f"{name} must be between {low} and {high}")
+            raise BadRequestError(400, f"{name} must be between {low} and {high}")
         return value
 
     def flag(self, name: str, default: bool) -> bool:
@@ -123,7 +123,7 @@ class Params:
             return True
         if text in ("0", "false", "no", "off"):
             return False
-        raise BadRequest(400, f"{name} must be true or false")
+        raise BadRequestError(400, f"{name} must be true or false")
 
     def duration_ns(self, *names: str, default: str | None = None) -> int | None:
         for name in names:
@@ -148,5 +148,5 @@ class Params:
             assert window is not None
             since = until - window
         if since > until:
-            raise BadRequest(400, "since must be before until")
+            raise BadRequestError(400, "since must be before until")
         return since, until

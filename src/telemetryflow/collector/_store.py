@@ -4,7 +4,7 @@ Every write request becomes a :class:`WriteBatch` handed to the writer thread. T
 writer commits whatever batches are waiting in one transaction and only then wakes
 their requests, so a request is acknowledged only after its rows are in the WAL: a
 killed collector loses nothing it acknowledged. The queue is bounded; when it is
-full :meth:`Store.submit` raises :class:`Overloaded` and the caller answers
+full :meth:`Store.submit` raises :class:`OverloadedError` and the caller answers
 ``429``/``UNAVAILABLE`` instead of accepting data it might drop.
 """
 
@@ -29,7 +29,7 @@ from telemetryflow.collector._schema import (
     SPAN_COLUMNS,
 )
 
-__all__ = ["Overloaded", "Store", "StoreClosed", "WriteBatch", "WriteResult"]
+__all__ = ["OverloadedError", "Store", "StoreClosedError", "WriteBatch", "WriteResult"]
 
 _log = logging.getLogger("telemetryflow.collector")
 
@@ -41,7 +41,8 @@ _TIMED_TABLES = (("spans", "start_ns"), ("logs", "time_ns"), ("metric_points", "
 
 
 def _insert_sql(table: str, columns: Sequence[str]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
 
 
 _INSERT_SPANS = _insert_sql("spans", SPAN_COLUMNS)
@@ -49,7 +50,7 @@ _INSERT_LOGS = _insert_sql("logs", LOG_COLUMNS)
 _INSERT_POINTS = _insert_sql("metric_points", POINT_COLUMNS)
 
 
-class Overloaded(Exception):
+class OverloadedError(Exception):
     """The write queue is full; retry after :attr:`retry_after` seconds."""
 
     def __init__(self, retry_after: float) -> None:
@@ -57,7 +58,7 @@ class Overloaded(Exception):
         self.retry_after = retry_after
 
 
-class StoreClosed(Exception):
+class StoreClosedError(Exception):
     """The store is shutting down and takes no more writes."""
 
 
@@ -160,17 +161,17 @@ class Store:
         """Store ``batch`` durably and return once it is committed.
 
         Raises:
-            Overloaded: too many writes are waiting; nothing was stored.
-            StoreClosed: the store is closing; nothing was stored.
+            OverloadedError: too many writes are waiting; nothing was stored.
+            StoreClosedError: the store is closing; nothing was stored.
             TimeoutError: the commit did not finish in time (it may still land).
         """
         if self._closed:
-            raise StoreClosed("the collector is shutting down")
+            raise StoreClosedError("the collector is shutting down")
         job = _Job(batch)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
-            raise Overloaded(retry_after=1.0) from None
+            raise OverloadedError(retry_after=1.0) from None
         if not job.done.wait(timeout):
             raise TimeoutError("the database did not commit in time")
         if job.error is not None:
@@ -219,7 +220,7 @@ class Store:
             jobs[0].error = RuntimeError("the database rejected the write")
             jobs[0].done.set()
             return
-        for job, result in zip(jobs, results):
+        for job, result in zip(jobs, results, strict=True):
             job.result = result
             job.done.set()
 

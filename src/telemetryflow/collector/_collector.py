@@ -1,0 +1,140 @@
+"""The collector: both receivers, the query API and the store, started and stopped together."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import TracebackType
+from typing import Any
+
+from telemetryflow.collector._auth import Authenticator, RateLimiter
+from telemetryflow.collector._config import CollectorConfig
+from telemetryflow.collector._grpc import start_grpc_server
+from telemetryflow.collector._http import CollectorHTTPServer
+from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector._store import Store
+
+__all__ = ["Collector"]
+
+_log = logging.getLogger("telemetryflow.collector")
+
+
+class Collector:
+    """A local OTLP collector with an embedded database and a query API.
+
+    Example:
+        >>> config = CollectorConfig(db_path="t.db", grpc_port=0, http_port=0, auth=False)
+        >>> with Collector(config) as collector:  # doctest: +SKIP
+        ...     print(collector.http_endpoint)
+
+    ``start()`` binds both ports (``0`` picks free ones, see :attr:`grpc_port` and
+    :attr:`http_port`); ``stop()`` stops accepting, lets requests in flight finish,
+    commits everything acknowledged and closes the database.
+    """
+
+    def __init__(self, config: CollectorConfig) -> None:
+        self.config = config
+        self._store: Store | None = None
+        self._http: CollectorHTTPServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self._grpc: Any = None
+        self.grpc_port: int | None = None
+        self.http_port: int = 0
+        self._stopped = threading.Event()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the collector is not started")
+        return self._store
+
+    @property
+    def http_endpoint(self) -> str:
+        """Base URL of OTLP/HTTP and the query API, e.g. ``http://127.0.0.1:4318``."""
+        host = self.config.http_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.http_port}"
+
+    @property
+    def grpc_endpoint(self) -> str | None:
+        """``host:port`` of OTLP/gRPC, or ``None`` when disabled."""
+        if self.grpc_port is None:
+            return None
+        return f"{self.config.grpc_host}:{self.grpc_port}"
+
+    def start(self) -> Collector:
+        cfg = self.config
+        self._store = Store(
+            cfg.db_path,
+            sync_full=cfg.sync_full,
+            max_pending=cfg.max_pending_writes,
+            retention_seconds=cfg.retention_seconds,
+            max_db_bytes=cfg.max_db_bytes,
+            retention_interval=cfg.retention_interval,
+        )
+        pipeline = Pipeline(
+            self._store, Authenticator(cfg.keys, cfg.auth), RateLimiter(cfg.rate_limit)
+        )
+        try:
+            self._http = CollectorHTTPServer((cfg.http_host, cfg.http_port), pipeline,
+                                             cfg.max_body_bytes)  # fmt: skip
+            self.http_port = int(self._http.server_address[1])
+            if cfg.grpc_port is not None:
+                self._grpc, self.grpc_port = start_grpc_server(
+                    pipeline, cfg.grpc_host, cfg.grpc_port, cfg.max_body_bytes, cfg.grpc_workers
+                )
+        except BaseException:
+            self.stop()
+            raise
+        self._http_thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.2},
+            name="tf-collector-http", daemon=True,
+        )  # fmt: skip
+        self._http_thread.start()
+        _log.info("collector listening: OTLP/gRPC %s, HTTP %s, database %s",
+                  self.grpc_endpoint, self.http_endpoint, cfg.db_path)  # fmt: skip
+        return self
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop both receivers, then flush and close the database. Idempotent."""
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait(grace + 1)
+            self._grpc = None
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._http_thread is not None:
+            self._http_thread.join(grace)
+            self._http_thread = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self._stopped.set()
+
+    def serve_forever(self) -> None:
+        """Run until SIGINT or SIGTERM (main thread only), then stop cleanly."""
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

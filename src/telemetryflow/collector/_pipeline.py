@@ -1,0 +1,140 @@
+"""What the HTTP and gRPC receivers share: decode OTLP, store rows, run queries.
+
+Both transports call the same :class:`Pipeline`, so authentication, rate limits,
+partial success and project scoping behave the same whichever one a client uses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
+from telemetryflow.collector._ingest import Parsed, log_rows, point_rows, span_rows
+from telemetryflow.collector._logs_query import query_logs
+from telemetryflow.collector._metrics_api import batch_rows, report_row
+from telemetryflow.collector._metrics_query import query_metrics
+from telemetryflow.collector._params import iso
+from telemetryflow.collector._store import Store, WriteBatch
+from telemetryflow.collector._traces_query import query_traces
+
+__all__ = ["SIGNALS", "Pipeline", "Signal"]
+
+
+@dataclass(frozen=True)
+class Signal:
+    """How one OTLP signal is decoded, stored and answered."""
+
+    name: str
+    request: type[Message]
+    response: type[Message]
+    rows: Callable[[Any, str, int], Parsed]
+    table: str
+    rejected_field: str
+
+
+SIGNALS: dict[str, Signal] = {
+    "traces": Signal("traces", ExportTraceServiceRequest, ExportTraceServiceResponse,
+                     span_rows, "spans", "rejected_spans"),
+    "metrics": Signal("metrics", ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+                      point_rows, "points", "rejected_data_points"),
+    "logs": Signal("logs", ExportLogsServiceRequest, ExportLogsServiceResponse,
+                   log_rows, "logs", "rejected_log_records"),
+}  # fmt: skip
+
+_QUERIES = {"logs": query_logs, "metrics": query_metrics, "traces": query_traces}
+
+
+class Pipeline:
+    """Authentication, admission and storage shared by both receivers."""
+
+    def __init__(self, store: Store, auth: Authenticator, limiter: RateLimiter) -> None:
+        self.store = store
+        self.auth = auth
+        self.limiter = limiter
+
+    def export(self, signal: Signal, principal: Principal, request: Any) -> Message:
+        """Store an OTLP export request; answer with partial success when needed.
+
+        Raises:
+            OverloadedError: the write queue is full (nothing stored).
+        """
+        rows, rejected, message = signal.rows(request, principal.project, time.time_ns())
+        if rows:
+            batch = WriteBatch()
+            getattr(batch, signal.table).extend(rows)
+            self.store.submit(batch)
+        response = signal.response()
+        if rejected:
+            partial = response.partial_success  # type: ignore[attr-defined]
+            setattr(partial, signal.rejected_field, rejected)
+            partial.error_message = message
+        return response
+
+    def report(self, principal: Principal, body: Any) -> dict[str, Any]:
+        row, key = report_row(body, principal.project)
+        answer: dict[str, Any] = {"ok": True}
+        idem = (principal.project, "report:" + key, answer) if key else None
+        result = self.store.submit(WriteBatch(points=[row], idempotency=idem))
+        return result.previous if result.previous is not None else answer
+
+    def batch(self, principal: Principal, body: Any) -> dict[str, Any]:
+        rows, errors, key = batch_rows(body, principal.project)
+        answer: dict[str, Any] = {
+            "ok": not errors,
+            "accepted": len(rows),
+            "rejected": len(errors),
+            "errors": errors,
+        }
+        idem = (principal.project, "batch:" + key, answer) if key else None
+        result = self.store.submit(WriteBatch(points=rows, idempotency=idem))
+        if result.previous is not None:
+            return {**result.previous, "duplicate": True}
+        return {**answer, "duplicate": False}
+
+    def query(self, signal: str, principal: Principal, params: Mapping[str, Any]) -> Any:
+        with self.store.reader() as conn:
+            return _QUERIES[signal](conn, principal.project, params)
+
+    def status(self, principal: Principal, window_s: float = 900.0) -> dict[str, Any]:
+        """What this project sent lately: counts over ``window_s`` and the last arrival."""
+        since = time.time_ns() - int(window_s * 1e9)
+        received: dict[str, int] = {}
+        last = 0
+        with self.store.reader() as conn:
+            for label, table, column in (
+                ("spans", "spans", "start_ns"),
+                ("metric_points", "metric_points", "time_ns"),
+                ("logs", "logs", "time_ns"),
+            ):
+                count, newest = conn.execute(
+                    f"SELECT count(*), max(received_ns) FROM {table} "  # noqa: S608
+                    f"WHERE {column} >= ? AND project = ?",
+                    (since, principal.project),
+                ).fetchone()
+                received[label] = int(count)
+                last = max(last, int(newest or 0))
+        return {
+            "ok": True,
+            "project": principal.project,
+            "auth": self.auth.enabled,
+            "window_seconds": window_s,
+            "received": received,
+            "last_received": iso(last) if last else None,
+        }
