@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import math
-import ssl
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,20 +20,25 @@ from types import TracebackType
 from typing import Any, Literal
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from telemetryflow.testing._receiver_http import (
+    BROKEN,
+    DROPPED,
     MAX_BODY,
-    HttpAnswer,
+    SPECS,
+    Fault,
     HttpListener,
-    from_otlp_json,
-    to_otlp_json,
+    Reply,
+    Signal,
+    Spec,
+    Transport,
+    UnsupportedError,
+    inflate,
+    parse_proto,
+    retry_info,
+    rpc_status,
 )
-from telemetryflow.testing._tls import TLSFiles
+from telemetryflow.testing._tls import TLSFiles, grpc_server_credentials, server_ssl_context
 
 __all__ = [
     "Fault",
@@ -47,14 +50,10 @@ __all__ = [
     "attrs",
 ]
 
-Signal = Literal["traces", "metrics", "logs"]
-Transport = Literal["grpc", "http"]
-
 _MAX_HOLD = 60.0  # longest a blackholed or delayed request may pin a server thread
 _STOP_GRACE = 0.5
 _REBIND_FOR = 3.0
-_PROTOBUF = "application/x-protobuf"
-_JSON = "application/json"
+_OUTER = {"traces": "resource_spans", "metrics": "resource_metrics", "logs": "resource_logs"}
 
 
 @dataclass(frozen=True)
@@ -64,23 +63,11 @@ class ReceivedRequest:
     signal: Signal
     transport: Transport
     headers: dict[str, str]  # lower-cased names; gRPC "-bin" values are base64 text
-    body_size: int  # bytes of the payload on the wire, compressed if it was
+    body_size: int  # payload bytes on the wire, compressed if it was
     compressed: bool
     message: Any  # the decoded Export{Trace,Metrics,Logs}ServiceRequest
     received_at: float  # time.time()
     path: str
-
-
-@dataclass(frozen=True)
-class Fault:
-    """How one injected failure is answered on each transport."""
-
-    grpc_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
-    http_status: int = 503
-    retry_after: str | None = None  # HTTP Retry-After, sent verbatim
-    retry_delay: float | None = None  # gRPC RetryInfo, in seconds
-    body: bytes | None = None  # HTTP body; default is an encoded google.rpc.Status
-    message: str = "fault injected by OTLPReceiver"
 
 
 @dataclass(frozen=True)
@@ -140,76 +127,6 @@ def attrs(kvlist: Iterable[Any]) -> dict[str, Any]:
     return {kv.key: _any_value(kv.value) for kv in kvlist}
 
 
-@dataclass(frozen=True)
-class _Spec:
-    signal: Signal
-    request: Any
-    response: Any
-    partial: Any
-    rejected_field: str
-    service: str
-    http_path: str
-
-    @property
-    def grpc_path(self) -> str:
-        return f"/{self.service}/Export"
-
-
-def _spec(signal: Signal, module: Any, stem: str, service: str, rejected: str) -> _Spec:
-    return _Spec(
-        signal=signal,
-        request=getattr(module, f"Export{stem}ServiceRequest"),
-        response=getattr(module, f"Export{stem}ServiceResponse"),
-        partial=getattr(module, f"Export{stem}PartialSuccess"),
-        rejected_field=rejected,
-        service=module.DESCRIPTOR.services_by_name[service].full_name,
-        http_path=f"/v1/{signal}",
-    )
-
-
-_SPECS: dict[Signal, _Spec] = {
-    "traces": _spec("traces", trace_service_pb2, "Trace", "TraceService", "rejected_spans"),
-    "metrics": _spec(
-        "metrics", metrics_service_pb2, "Metrics", "MetricsService", "rejected_data_points"
-    ),
-    "logs": _spec("logs", logs_service_pb2, "Logs", "LogsService", "rejected_log_records"),
-}
-_BY_PATH = {spec.http_path: spec for spec in _SPECS.values()}
-
-
-class _Unsupported(ValueError):
-    """A content type or encoding the receiver does not speak (HTTP 415)."""
-
-
-@dataclass(frozen=True)
-class _Reply:
-    response: Any = None
-    fault: Fault | None = None
-    invalid: str | None = None
-    unsupported: bool = False
-
-
-_DROPPED = _Reply(fault=Fault(message="request dropped: blackholed or receiver going down"))
-_BROKEN = _Reply(fault=Fault(grpc.StatusCode.INTERNAL, 500, message="receiver error"))
-
-
-def _inflate(data: bytes, encoding: str) -> bytes:
-    if encoding in ("", "identity"):
-        return data
-    if encoding not in ("gzip", "deflate"):
-        raise _Unsupported(f"unsupported encoding {encoding!r}")
-    inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
-    try:
-        out = inflater.decompress(data, MAX_BODY)  # bounded: no decompression bombs
-    except zlib.error as exc:
-        raise ValueError(f"bad {encoding} payload: {exc}") from None
-    if inflater.unconsumed_tail:
-        raise ValueError("inflated payload too large")
-    if not inflater.eof:
-        raise ValueError(f"truncated {encoding} payload")
-    return out
-
-
 def _sniff_grpc_encoding(raw: bytes) -> str | None:
     # gRPC core strips grpc-encoding from metadata, so the raw message tells instead.
     # No protobuf can start with 0x1f (wire type 7); OTLP requests start with 0x0a.
@@ -218,31 +135,6 @@ def _sniff_grpc_encoding(raw: bytes) -> str | None:
     if len(raw) >= 2 and raw[0] == 0x78 and (raw[0] * 256 + raw[1]) % 31 == 0:
         return "deflate"
     return None
-
-
-def _parse(cls: Any, data: bytes) -> Any:
-    message = cls()
-    message.ParseFromString(data)
-    return message
-
-
-def _status(code: grpc.StatusCode, message: str, retry_delay: float | None) -> Any:
-    status = status_pb2.Status(code=code.value[0], message=message)
-    if retry_delay is not None:
-        status.details.append(_packed(_retry_info(retry_delay)))
-    return status
-
-
-def _retry_info(seconds: float) -> Any:
-    whole = math.floor(seconds)
-    delay = duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
-    return error_details_pb2.RetryInfo(retry_delay=delay)
-
-
-def _packed(message: Any) -> Any:
-    holder = any_pb2.Any()
-    holder.Pack(message)
-    return holder
 
 
 def _loopback(host: str) -> str:
@@ -257,10 +149,7 @@ def _loopback(host: str) -> str:
 
 class _GrpcListener:
     def __init__(
-        self,
-        address: str,
-        credentials: grpc.ServerCredentials | None,
-        handlers: list[grpc.GenericRpcHandler],
+        self, address: str, credentials: Any, handlers: list[grpc.GenericRpcHandler]
     ) -> None:
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="otlp-receiver-grpc")
         self._server = grpc.server(
@@ -268,7 +157,7 @@ class _GrpcListener:
             handlers=handlers,
             options=[
                 ("grpc.so_reuseport", 0),  # a second listener on our port would hide go_down()
-                ("grpc.per_message_decompression", 0),  # see compressed bytes, inflate ourselves
+                ("grpc.per_message_decompression", 0),  # see compressed bytes, inflate here
                 ("grpc.max_receive_message_length", MAX_BODY),
             ],
         )
@@ -293,8 +182,8 @@ class _GrpcListener:
 class OTLPReceiver:
     """An in-process OTLP/gRPC + OTLP/HTTP receiver that records and misbehaves on demand.
 
-    ``requests`` holds accepted exports only, so retried data is not counted
-    twice; ``attempts`` counts every export call that arrived, failed or not.
+    ``requests`` holds accepted exports only, so data a client retried is not
+    counted twice; ``attempts`` counts every export call that arrived.
     """
 
     def __init__(
@@ -306,10 +195,10 @@ class OTLPReceiver:
         if require_client_cert and tls is None:
             raise ValueError("require_client_cert needs tls")
         self._host = host
-        self._bind_host = _loopback(host)
+        self._addr_host = _loopback(host)
         self._tls = tls
         self._require_client_cert = require_client_cert
-        self._cond = threading.Condition()  # guards all state below; wakes held requests
+        self._cond = threading.Condition()  # guards the state below; wakes held requests
         self._requests: list[ReceivedRequest] = []
         self._attempt_times: list[float] = []
         self._faults: deque[Fault] = deque()
@@ -320,10 +209,8 @@ class OTLPReceiver:
         self._generation = 0  # bumped on every outage, to release held requests
         self._lifecycle = threading.Lock()
         self._state: Literal["new", "up", "down", "stopped"] = "new"
-        self._grpc: _GrpcListener | None = None
-        self._http: HttpListener | None = None
-        self._grpc_port = 0
-        self._http_port = 0
+        self._listeners: tuple[_GrpcListener, HttpListener] | None = None
+        self._grpc_port = self._http_port = 0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -340,12 +227,11 @@ class OTLPReceiver:
     def stop(self) -> None:
         """Stop both servers; bounded (about a second at worst) and idempotent."""
         with self._lifecycle:
-            if self._state == "up":
-                self._close_listeners()
+            self._close_listeners()
             self._state = "stopped"
 
     def go_down(self) -> None:
-        """Stop listening, keeping the ports, so clients see connection refused."""
+        """Stop listening but keep the port numbers, so clients see connection refused."""
         with self._lifecycle:
             if self._state != "up":
                 raise RuntimeError(f"cannot go down while {self._state}")
@@ -353,12 +239,12 @@ class OTLPReceiver:
             self._state = "down"
 
     def come_back(self) -> None:
-        """Listen again on the same ports as before ``go_down()``."""
+        """Listen again on the ports used before ``go_down()``."""
         with self._lifecycle:
             if self._state != "down":
                 raise RuntimeError(f"cannot come back while {self._state}")
             deadline = time.monotonic() + _REBIND_FOR
-            while True:  # the old sockets may take a moment to let go of the ports
+            while True:  # closed sockets can take a moment to let go of a port
                 try:
                     self._listen(self._grpc_port, self._http_port)
                     break
@@ -380,52 +266,34 @@ class OTLPReceiver:
         self.stop()
 
     def _listen(self, grpc_port: int, http_port: int) -> None:
-        grpc_server = _GrpcListener(
-            f"{self._bind_host}:{grpc_port}", self._grpc_credentials(), self._grpc_handlers()
+        tls, mtls = self._tls, self._require_client_cert
+        creds = None if tls is None else grpc_server_credentials(tls, mtls)
+        grpc_listener = _GrpcListener(
+            f"{self._addr_host}:{grpc_port}", creds, self._grpc_handlers()
         )
         try:
-            http_server = HttpListener(self._host, http_port, self._ssl_context(), self._http_app)
+            ssl_context = None if tls is None else server_ssl_context(tls, mtls)
+            http_listener = HttpListener(self._host, http_port, ssl_context, self._handle)
         except BaseException:
-            grpc_server.close()
+            grpc_listener.close()
             raise
-        self._grpc, self._http = grpc_server, http_server
-        self._grpc_port, self._http_port = grpc_server.port, http_server.port
+        self._listeners = (grpc_listener, http_listener)
+        self._grpc_port, self._http_port = grpc_listener.port, http_listener.port
 
     def _close_listeners(self) -> None:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
-        for listener in (self._grpc, self._http):
-            if listener is not None:
+        if self._listeners is not None:
+            for listener in self._listeners:
                 listener.close()
-        self._grpc = self._http = None
-
-    def _grpc_credentials(self) -> grpc.ServerCredentials | None:
-        if self._tls is None:
-            return None
-        pair = (self._tls.server_key.read_bytes(), self._tls.server_cert.read_bytes())
-        return grpc.ssl_server_credentials(
-            [pair],
-            root_certificates=self._tls.ca_cert.read_bytes() if self._require_client_cert else None,
-            require_client_auth=self._require_client_cert,
-        )
-
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        if self._tls is None:
-            return None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self._tls.server_cert, self._tls.server_key)
-        if self._require_client_cert:
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.load_verify_locations(cafile=self._tls.ca_cert)
-        return ctx
+            self._listeners = None
 
     # -- addresses ---------------------------------------------------------------
 
     def _port(self, port: int) -> int:
         if not port:
-            raise RuntimeError("the receiver is not started")
+            raise RuntimeError("the receiver has not been started")
         return port
 
     @property
@@ -438,12 +306,12 @@ class OTLPReceiver:
 
     @property
     def grpc_endpoint(self) -> str:
-        return f"{self._bind_host}:{self.grpc_port}"
+        return f"{self._addr_host}:{self.grpc_port}"
 
     @property
     def http_endpoint(self) -> str:
         scheme = "https" if self._tls is not None else "http"
-        return f"{scheme}://{self._bind_host}:{self.http_port}"
+        return f"{scheme}://{self._addr_host}:{self.http_port}"
 
     # -- fault injection ---------------------------------------------------------
 
@@ -482,7 +350,7 @@ class OTLPReceiver:
             self._cond.notify_all()
 
     def partial_success(self, rejected: int, message: str, *, times: int | None = None) -> None:
-        """Report ``rejected`` items in the next ``times`` responses (all, if None)."""
+        """Report ``rejected`` items in the next ``times`` responses (all of them if None)."""
         with self._cond:
             self._partial = (rejected, message)
             self._partial_left = times
@@ -499,47 +367,42 @@ class OTLPReceiver:
 
     def _handle(
         self,
-        spec: _Spec,
+        spec: Spec,
         transport: Transport,
         headers: dict[str, str],
         wire_size: int,
         compressed: bool,
         decode: Callable[[], Any],
-    ) -> _Reply:
+    ) -> Reply:
         with self._cond:
             self._attempt_times.append(time.monotonic())
+            self._cond.notify_all()
             generation = self._generation
             if self._blackholed:
                 self._cond.wait_for(
                     lambda: not self._blackholed or self._generation != generation, _MAX_HOLD
                 )
-                return _DROPPED
+                return DROPPED
             fault = self._faults.popleft() if self._faults else None
             if self._delay > 0:
                 self._cond.wait_for(lambda: self._generation != generation, self._delay)
             if self._generation != generation:
-                return _DROPPED
+                return DROPPED
         if fault is not None:
-            return _Reply(fault=fault)
+            return Reply(fault=fault)
         try:
             message = decode()
-        except _Unsupported as exc:
-            return _Reply(invalid=str(exc), unsupported=True)
+        except UnsupportedError as exc:
+            return Reply(invalid=str(exc), unsupported=True)
         except Exception as exc:
-            return _Reply(invalid=f"cannot decode {spec.signal} request: {exc}")
+            return Reply(invalid=f"cannot decode {spec.signal} request: {exc}")
+        path = spec.grpc_path if transport == "grpc" else spec.http_path
         record = ReceivedRequest(
-            spec.signal,
-            transport,
-            headers,
-            wire_size,
-            compressed,
-            message,
-            time.time(),
-            spec.grpc_path if transport == "grpc" else spec.http_path,
+            spec.signal, transport, headers, wire_size, compressed, message, time.time(), path
         )
+        response = spec.response()
         with self._cond:
             self._requests.append(record)
-            response = spec.response()
             if self._partial is not None:
                 rejected, text = self._partial
                 partial = spec.partial(**{spec.rejected_field: rejected, "error_message": text})
@@ -549,11 +412,11 @@ class OTLPReceiver:
                     if self._partial_left <= 0:
                         self._partial = self._partial_left = None
             self._cond.notify_all()
-        return _Reply(response=response)
+        return Reply(response=response)
 
     def _grpc_handlers(self) -> list[grpc.GenericRpcHandler]:
-        # Registered by hand rather than with add_*Servicer_to_server: the official
-        # deserializer would hide whether the client compressed the message.
+        # The official services, registered by hand rather than through
+        # add_*Servicer_to_server: its deserializer would hide compression.
         return [
             grpc.method_handlers_generic_handler(
                 spec.service,
@@ -565,41 +428,39 @@ class OTLPReceiver:
                     )
                 },
             )
-            for spec in _SPECS.values()
+            for spec in SPECS.values()
         ]
 
-    def _grpc_export(self, spec: _Spec) -> Callable[[bytes, grpc.ServicerContext], Any]:
+    def _grpc_export(self, spec: Spec) -> Callable[[bytes, grpc.ServicerContext], Any]:
         def export(raw: bytes, context: grpc.ServicerContext) -> Any:
             try:
                 reply = self._grpc_reply(spec, raw, context)
             except Exception:
-                reply = _BROKEN
+                reply = BROKEN
             if reply.response is not None:
                 return reply.response
-            if reply.fault is not None:
-                fault = reply.fault
-                code, details = fault.grpc_code, fault.message
-                status = _status(code, details, fault.retry_delay)
-                trailers: list[tuple[str, bytes]] = [
-                    ("grpc-status-details-bin", status.SerializeToString())
-                ]
-                if fault.retry_delay is not None:
-                    # The Python OTLP exporter reads a bare RetryInfo under this key.
-                    info = _retry_info(fault.retry_delay).SerializeToString()
-                    trailers.append(("google.rpc.retryinfo-bin", info))
-                context.set_trailing_metadata(trailers)
-            else:
-                code, details = grpc.StatusCode.INVALID_ARGUMENT, reply.invalid or "bad request"
-            context.abort(code, details)
+            fault = reply.fault
+            if fault is None:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, reply.invalid or "bad request")
+                return None  # not reached: abort() raises
+            status = rpc_status(fault.grpc_code, fault.message, fault.retry_delay)
+            trailers = [("grpc-status-details-bin", status.SerializeToString())]
+            if fault.retry_delay is not None:
+                # What the Python OTLP exporter reads: a bare RetryInfo under this key.
+                info = retry_info(fault.retry_delay).SerializeToString()
+                trailers.append(("google.rpc.retryinfo-bin", info))
+            context.set_trailing_metadata(trailers)
+            context.abort(fault.grpc_code, fault.message)
             return None  # not reached: abort() raises
 
         return export
 
-    def _grpc_reply(self, spec: _Spec, raw: bytes, context: grpc.ServicerContext) -> _Reply:
+    def _grpc_reply(self, spec: Spec, raw: bytes, context: grpc.ServicerContext) -> Reply:
         headers: dict[str, str] = {}
         for key, value in context.invocation_metadata():
             text = base64.b64encode(value).decode() if isinstance(value, bytes) else value
-            headers[key.lower()] = text
+            key = key.lower()
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
         encoding = _sniff_grpc_encoding(raw)
         if encoding is not None:
             headers.setdefault("grpc-encoding", encoding)
@@ -609,27 +470,8 @@ class OTLPReceiver:
             headers,
             len(raw),
             encoding is not None,
-            lambda: _parse(spec.request, _inflate(raw, encoding or "identity")),
+            lambda: parse_proto(spec.request, inflate(raw, encoding or "identity")),
         )
-
-    def _http_app(self, method: str, path: str, headers: dict[str, str], body: bytes) -> HttpAnswer:
-        spec = _BY_PATH.get(path.split("?", 1)[0])
-        if spec is None:
-            return HttpAnswer(404, [("Content-Type", "text/plain")], b"not found")
-        if method != "POST":
-            return HttpAnswer(405, [("Allow", "POST"), ("Content-Type", "text/plain")], b"")
-        media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        encoding = headers.get("content-encoding", "").strip().lower() or "identity"
-        as_json = media == _JSON
-
-        def decode() -> Any:
-            if media not in (_PROTOBUF, _JSON):
-                raise _Unsupported(f"unsupported content type {media!r}")
-            data = _inflate(body, encoding)
-            return from_otlp_json(data, spec.request()) if as_json else _parse(spec.request, data)
-
-        reply = self._handle(spec, "http", headers, len(body), encoding != "identity", decode)
-        return _http_answer(reply, as_json)
 
     # -- recorded data -----------------------------------------------------------
 
@@ -656,64 +498,58 @@ class OTLPReceiver:
             self._requests.clear()
             self._attempt_times.clear()
 
-    def _of(self, signal: Signal) -> list[ReceivedRequest]:
-        return [req for req in self.requests if req.signal == signal]
-
-    def _flatten(self, signal: Signal, outer: str, inner: str, leaf: str) -> list[Any]:
-        rows: list[Any] = []
-        for req in self._of(signal):
-            for block in getattr(req.message, outer):
+    def _rows(self, signal: Signal, inner: str, leaf: str) -> list[tuple[dict[str, Any], str, Any]]:
+        rows = []
+        for req in self.requests:
+            if req.signal != signal:
+                continue
+            for block in getattr(req.message, _OUTER[signal]):
                 resource = attrs(block.resource.attributes)
                 for scoped in getattr(block, inner):
-                    rows.extend(
-                        (resource, scoped.scope.name, item) for item in getattr(scoped, leaf)
-                    )
+                    rows += [(resource, scoped.scope.name, item) for item in getattr(scoped, leaf)]
         return rows
 
     def spans(self) -> list[SpanRecord]:
-        return [
-            SpanRecord(*row)
-            for row in self._flatten("traces", "resource_spans", "scope_spans", "spans")
-        ]
+        return [SpanRecord(*row) for row in self._rows("traces", "scope_spans", "spans")]
 
     def metrics(self) -> list[MetricRecord]:
-        rows = self._flatten("metrics", "resource_metrics", "scope_metrics", "metrics")
-        return [MetricRecord(*row) for row in rows]
+        return [MetricRecord(*row) for row in self._rows("metrics", "scope_metrics", "metrics")]
 
     def logs(self) -> list[LogEntry]:
-        rows = self._flatten("logs", "resource_logs", "scope_logs", "log_records")
-        return [LogEntry(*row) for row in rows]
+        return [LogEntry(*row) for row in self._rows("logs", "scope_logs", "log_records")]
 
     def span_names(self) -> list[str]:
         return [record.name for record in self.spans()]
 
     def resource_attributes(self, signal: Signal = "traces") -> dict[str, Any]:
         """Resource attributes of every ``signal`` export merged, later ones winning."""
-        outer = {"traces": "resource_spans", "metrics": "resource_metrics", "logs": "resource_logs"}
         merged: dict[str, Any] = {}
-        for req in self._of(signal):
-            for block in getattr(req.message, outer[signal]):
-                merged.update(attrs(block.resource.attributes))
+        for req in self.requests:
+            if req.signal == signal:
+                for block in getattr(req.message, _OUTER[signal]):
+                    merged.update(attrs(block.resource.attributes))
         return merged
 
-    def find_metric(self, name: str) -> Any | None:
-        """The most recently received ``Metric`` proto called ``name``, or None."""
+    def find_metric(self, name: str) -> Any:
+        """The most recently received ``Metric`` proto called ``name``, or None.
+
+        Typed ``Any`` rather than ``Any | None`` so tests can chain into the proto.
+        """
         found = [record.metric for record in self.metrics() if record.name == name]
         return found[-1] if found else None
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-        """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
+        """Poll ``predicate`` until it holds or ``timeout`` seconds have passed."""
         if not 0 <= timeout < math.inf:
             raise ValueError("timeout must be finite and >= 0")
         deadline = time.monotonic() + timeout
-        while True:
-            if predicate():
-                return True
+        while not predicate():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             with self._cond:
                 self._cond.wait(min(remaining, 0.05))
+        return True
 
     def wait_for_spans(self, n: int, timeout: float = 5.0) -> bool:
         return self.wait_for(lambda: len(self.spans()) >= n, timeout)
@@ -721,29 +557,7 @@ class OTLPReceiver:
     def wait_for_logs(self, n: int, timeout: float = 5.0) -> bool:
         return self.wait_for(lambda: len(self.logs()) >= n, timeout)
 
-    def wait_for_metric(self, name: str, timeout: float = 5.0) -> Any | None:
+    def wait_for_metric(self, name: str, timeout: float = 5.0) -> Any:
         """Wait for a metric called ``name``; returns its latest ``Metric`` proto or None."""
         self.wait_for(lambda: self.find_metric(name) is not None, timeout)
         return self.find_metric(name)
-
-
-def _http_answer(reply: _Reply, as_json: bool) -> HttpAnswer:
-    media = _JSON if as_json else _PROTOBUF
-
-    def encode(message: Any) -> bytes:
-        return to_otlp_json(message) if as_json else bytes(message.SerializeToString())
-
-    if reply.response is not None:
-        return HttpAnswer(200, [("Content-Type", media)], encode(reply.response))
-    if reply.fault is not None:
-        fault = reply.fault
-        headers = [("Content-Type", media)]
-        if fault.retry_after is not None:
-            headers.append(("Retry-After", fault.retry_after))
-        if fault.body is not None:
-            return HttpAnswer(fault.http_status, headers, fault.body)
-        status = _status(fault.grpc_code, fault.message, fault.retry_delay)
-        return HttpAnswer(fault.http_status, headers, encode(status))
-    text = reply.invalid or "bad request"
-    status = _status(grpc.StatusCode.INVALID_ARGUMENT, text, None)
-    return HttpAnswer(415 if reply.unsupported else 400, [("Content-Type", media)], encode(status))
