@@ -7,11 +7,10 @@ from datetime import timedelta
 
 import pytest
 
+from _support import KEY_ID, KEY_SECRET, builder_for
 from telemetryflow import TelemetryFlowBuilder
 from telemetryflow.application.commands import SeverityLevel, SpanKind
 from telemetryflow.testing import OTLPReceiver
-
-from _support import KEY_ID, KEY_SECRET, builder_for
 
 PROTOCOLS = ["grpc", "http"]
 
@@ -129,9 +128,8 @@ def test_span_ids_parenting_and_logs_inside_spans(receiver: OTLPReceiver) -> Non
 
 
 def test_exception_in_span_block_marks_error_and_propagates(receiver: OTLPReceiver) -> None:
-    with builder_for(receiver).build() as client:
-        with pytest.raises(KeyError), client.span("work"):
-            raise KeyError("missing")
+    with builder_for(receiver).build() as client, pytest.raises(KeyError), client.span("work"):
+        raise KeyError("missing")
     span = receiver.spans()[0]
     assert span.span.status.code == 2
     assert span.attributes["error.type"] == "KeyError"
@@ -141,9 +139,9 @@ def test_exception_in_span_block_marks_error_and_propagates(receiver: OTLPReceiv
 def test_exemplars_link_histograms_to_the_current_span(
     receiver: OTLPReceiver, enabled: bool
 ) -> None:
-    with builder_for(receiver).with_exemplars(enabled).build() as client:
-        with client.span("request") as span_id:
-            client.record_histogram("latency", 0.5, "s")
+    client = builder_for(receiver).with_exemplars(enabled).build()
+    with client, client.span("request") as span_id:
+        client.record_histogram("latency", 0.5, "s")
     point = receiver.find_metric("latency").histogram.data_points[0]
     if enabled:
         assert len(point.exemplars) == 1

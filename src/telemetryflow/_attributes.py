@@ -42,7 +42,7 @@ def clean_value(value: Any) -> Any:
 def _safe_str(value: Any) -> str:
     try:
         return str(value)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not break the caller
+    except Exception:
         return f"<unprintable {type(value).__name__}>"
 
 

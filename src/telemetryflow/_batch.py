@@ -79,9 +79,12 @@ class BatchQueue(Generic[T]):
                     self._cond.notify()
         if full:
             self._stats.dropped(self.signal, DropReason.QUEUE_FULL, 1)
-            warn_throttled(f"queue:{self.signal}",
-                           "%s queue is full (%d); dropping new items until it drains",
-                           self.signal, self._max_queue)
+            warn_throttled(
+                f"queue:{self.signal}",
+                "%s queue is full (%d); dropping new items until it drains",
+                self.signal,
+                self._max_queue,
+            )
 
     @property
     def depth(self) -> int:
@@ -125,15 +128,18 @@ class BatchQueue(Generic[T]):
     # -- the worker thread ----------------------------------------------------------
     def _start_worker(self) -> None:
         self._worker = threading.Thread(
-            target=self._run, name=f"telemetryflow-{self.signal}", daemon=True)
+            target=self._run, name=f"telemetryflow-{self.signal}", daemon=True
+        )
         self._worker.start()
 
     def _run(self) -> None:
         mark_sdk_thread()
         while True:
             with self._cond:
-                if not self._shutdown and not self._flush_requests and (
-                    len(self._queue) < self._max_batch
+                if (
+                    not self._shutdown
+                    and not self._flush_requests
+                    and (len(self._queue) < self._max_batch)
                 ):
                     self._cond.wait(self._delay)
                 if self._shutdown and not self._queue:
@@ -183,7 +189,12 @@ class BatchQueue(Generic[T]):
             return
         try:
             self._export(batch, deadline)
-        except Exception as exc:  # noqa: BLE001 - an exporter bug must not kill the worker
+        except Exception as exc:
             self._stats.dropped(self.signal, DropReason.INVALID, len(batch))
-            warn_throttled(f"export-bug:{self.signal}", "%s export failed: %s: %s",
-                           self.signal, type(exc).__name__, exc)
+            warn_throttled(
+                f"export-bug:{self.signal}",
+                "%s export failed: %s: %s",
+                self.signal,
+                type(exc).__name__,
+                exc,
+            )

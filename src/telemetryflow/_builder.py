@@ -40,7 +40,8 @@ def _require(condition: bool, field: str, message: str) -> None:
 def _positive_delta(value: object, field: str) -> timedelta:
     _require(
         isinstance(value, timedelta) and value.total_seconds() > 0,
-        field, "must be a positive datetime.timedelta",
+        field,
+        "must be a positive datetime.timedelta",
     )
     assert isinstance(value, timedelta)
     return value
@@ -49,7 +50,8 @@ def _positive_delta(value: object, field: str) -> timedelta:
 def _positive_int(value: object, field: str) -> int:
     _require(
         isinstance(value, int) and not isinstance(value, bool) and value > 0,
-        field, "must be a positive integer",
+        field,
+        "must be a positive integer",
     )
     assert isinstance(value, int)
     return value
@@ -87,8 +89,11 @@ class TelemetryFlowBuilder:
     # -- where and who -------------------------------------------------------------
     def with_endpoint(self, endpoint: str) -> TelemetryFlowBuilder:
         """Set the collector: ``host:port`` or a full ``http(s)://`` URL."""
-        _require(isinstance(endpoint, str) and bool(endpoint.strip()), "endpoint",
-                 "must be a non-empty string like 'collector.example.com:4317'")
+        _require(
+            isinstance(endpoint, str) and bool(endpoint.strip()),
+            "endpoint",
+            "must be a non-empty string like 'collector.example.com:4317'",
+        )
         self._explicit["endpoint"] = endpoint.strip()
         return self
 
@@ -99,8 +104,11 @@ class TelemetryFlowBuilder:
 
     def with_service(self, name: str, version: str | None = None) -> TelemetryFlowBuilder:
         """Set ``service.name`` and, optionally, ``service.version``."""
-        _require(isinstance(name, str) and bool(name.strip()), "service_name",
-                 "must be a non-empty string")
+        _require(
+            isinstance(name, str) and bool(name.strip()),
+            "service_name",
+            "must be a non-empty string",
+        )
         self._explicit["service_name"] = name
         if version is not None:
             self._explicit["service_version"] = version
@@ -141,8 +149,11 @@ class TelemetryFlowBuilder:
 
     def with_custom_attribute(self, key: str, value: str) -> TelemetryFlowBuilder:
         """Add one resource attribute sent with every signal."""
-        _require(isinstance(key, str) and bool(key.strip()), "custom_attributes",
-                 "keys must be non-empty strings")
+        _require(
+            isinstance(key, str) and bool(key.strip()),
+            "custom_attributes",
+            "keys must be non-empty strings",
+        )
         self._explicit.setdefault("custom_attributes", {})[key] = value
         return self
 
@@ -156,8 +167,9 @@ class TelemetryFlowBuilder:
         try:
             self._explicit["protocol"] = Protocol(protocol)
         except ValueError:
-            raise BuilderError("protocol: must be Protocol.GRPC or Protocol.HTTP",
-                               field="protocol") from None
+            raise BuilderError(
+                "protocol: must be Protocol.GRPC or Protocol.HTTP", field="protocol"
+            ) from None
         return self
 
     def with_grpc(self) -> TelemetryFlowBuilder:
@@ -173,11 +185,16 @@ class TelemetryFlowBuilder:
         self._explicit["insecure"] = bool(insecure)
         return self
 
-    def with_tls(self, ca_file: str | None = None, client_cert_file: str | None = None,
-                 client_key_file: str | None = None) -> TelemetryFlowBuilder:
+    def with_tls(
+        self,
+        ca_file: str | None = None,
+        client_cert_file: str | None = None,
+        client_key_file: str | None = None,
+    ) -> TelemetryFlowBuilder:
         """Verify the collector with ``ca_file`` and/or present a client certificate."""
-        self._explicit.update(ca_file=ca_file, client_cert_file=client_cert_file,
-                              client_key_file=client_key_file)
+        self._explicit.update(
+            ca_file=ca_file, client_cert_file=client_cert_file, client_key_file=client_key_file
+        )
         return self
 
     def with_plaintext_credentials_allowed(self, allowed: bool = True) -> TelemetryFlowBuilder:
@@ -200,19 +217,26 @@ class TelemetryFlowBuilder:
         self._explicit["compression"] = bool(enabled)
         return self
 
-    def with_retry(self, enabled: bool = True, max_retries: int = 3,
-                   backoff: timedelta | None = None) -> TelemetryFlowBuilder:
+    def with_retry(
+        self, enabled: bool = True, max_retries: int = 3, backoff: timedelta | None = None
+    ) -> TelemetryFlowBuilder:
         """Retry retryable export failures ``max_retries`` times, backing off from ``backoff``."""
-        _require(isinstance(max_retries, int) and not isinstance(max_retries, bool)
-                 and 0 <= max_retries <= 100, "max_retries", "must be an integer from 0 to 100")
+        _require(
+            isinstance(max_retries, int)
+            and not isinstance(max_retries, bool)
+            and 0 <= max_retries <= 100,
+            "max_retries",
+            "must be an integer from 0 to 100",
+        )
         self._explicit["retry_enabled"] = bool(enabled)
         self._explicit["max_retries"] = max_retries
         if backoff is not None:
             self._explicit["retry_backoff"] = _positive_delta(backoff, "retry_backoff")
         return self
 
-    def with_batch_settings(self, timeout: timedelta | None = None,
-                            max_size: int | None = None) -> TelemetryFlowBuilder:
+    def with_batch_settings(
+        self, timeout: timedelta | None = None, max_size: int | None = None
+    ) -> TelemetryFlowBuilder:
         """How long telemetry may wait before export, and the most items per request."""
         if timeout is not None:
             self._explicit["batch_timeout"] = _positive_delta(timeout, "batch_timeout")
@@ -231,10 +255,12 @@ class TelemetryFlowBuilder:
         return self
 
     # -- signals -------------------------------------------------------------------
-    def with_signals(self, metrics: bool = True, logs: bool = True,
-                     traces: bool = True) -> TelemetryFlowBuilder:
-        self._explicit.update(enable_metrics=bool(metrics), enable_logs=bool(logs),
-                              enable_traces=bool(traces))
+    def with_signals(
+        self, metrics: bool = True, logs: bool = True, traces: bool = True
+    ) -> TelemetryFlowBuilder:
+        self._explicit.update(
+            enable_metrics=bool(metrics), enable_logs=bool(logs), enable_traces=bool(traces)
+        )
         return self
 
     def with_metrics_only(self) -> TelemetryFlowBuilder:
@@ -291,8 +317,11 @@ class TelemetryFlowBuilder:
         if not values.get("service_name"):
             problems.append(f"service_name: missing; {_HOW_TO_SET['service_name']}")
         if problems:
-            raise BuilderError("cannot build: " + "; ".join(problems),
-                               field=problems[0].split(":", 1)[0], problems=problems)
+            raise BuilderError(
+                "cannot build: " + "; ".join(problems),
+                field=problems[0].split(":", 1)[0],
+                problems=problems,
+            )
         assert credentials is not None
         kwargs = {k: v for k, v in values.items() if k not in ("key_id", "key_secret")}
         sources["credentials"] = sources.pop("key_id", "argument")
@@ -301,8 +330,9 @@ class TelemetryFlowBuilder:
             return TelemetryConfig(credentials=credentials, sources=sources, **kwargs)
         except ConfigError as exc:
             annotated = [_annotate(p, sources) for p in exc.problems]
-            raise BuilderError("cannot build: " + "; ".join(annotated), field=exc.field,
-                               problems=annotated) from None
+            raise BuilderError(
+                "cannot build: " + "; ".join(annotated), field=exc.field, problems=annotated
+            ) from None
 
     def build(self) -> TelemetryFlowClient:
         """Build the client (not yet initialized: call ``initialize()`` or use ``with``).
@@ -323,8 +353,9 @@ class TelemetryFlowBuilder:
         return self.build_config().describe()
 
     @staticmethod
-    def _credentials(values: dict[str, Any], sources: dict[str, str],
-                     problems: list[str]) -> Credentials | None:
+    def _credentials(
+        values: dict[str, Any], sources: dict[str, str], problems: list[str]
+    ) -> Credentials | None:
         key_id, key_secret = values.get("key_id"), values.get("key_secret")
         if not key_id or not key_secret:
             problems.append(f"credentials: missing; {_HOW_TO_SET['credentials']}")
@@ -343,4 +374,3 @@ def _annotate(problem: str, sources: dict[str, str]) -> str:
     if source and source.startswith("env:"):
         return f"{problem} (from {source[4:]})"
     return problem
-

@@ -67,8 +67,9 @@ class TelemetryFlowClient(ConveniencesMixin):
 
     def __init__(self, config: TelemetryConfig) -> None:
         if not isinstance(config, TelemetryConfig):
-            raise TelemetryFlowError("TelemetryFlowClient needs a TelemetryConfig; "
-                                     "use TelemetryFlowBuilder().build()")
+            raise TelemetryFlowError(
+                "TelemetryFlowClient needs a TelemetryConfig; use TelemetryFlowBuilder().build()"
+            )
         self._config = config
         self._lock = threading.Lock()
         self._state = "new"  # new -> running -> stopped
@@ -104,7 +105,8 @@ class TelemetryFlowClient(ConveniencesMixin):
                     self._start()
                 except Exception as exc:
                     raise TelemetryFlowError(
-                        f"initialization failed: {type(exc).__name__}: {exc}") from None
+                        f"initialization failed: {type(exc).__name__}: {exc}"
+                    ) from None
             self._state = "running"
             self._started_at = time.time()
         _register_atexit(self)
@@ -122,8 +124,7 @@ class TelemetryFlowClient(ConveniencesMixin):
             tracer = pipeline.tracer_provider.get_tracer(_INSTRUMENTATION_NAME, __version__)
             self._spans = SpanRegistry(tracer, config.max_open_spans)
         if pipeline.logger_provider is not None:
-            self._logger = pipeline.logger_provider.get_logger(_INSTRUMENTATION_NAME,
-                                                               __version__)
+            self._logger = pipeline.logger_provider.get_logger(_INSTRUMENTATION_NAME, __version__)
         # Validate TLS material now: a bad path must fail initialize(), not the first export.
         pipeline.sender.check_transport()
         self._pipeline = pipeline
@@ -141,8 +142,9 @@ class TelemetryFlowClient(ConveniencesMixin):
             NotInitializedError: the client is not initialized.
         """
         if self._state != "running":
-            raise NotInitializedError("flush() needs an initialized client; "
-                                      "call initialize() first")
+            raise NotInitializedError(
+                "flush() needs an initialized client; call initialize() first"
+            )
         if self._pipeline is not None and not self._pipeline.flush(timeout):
             warn_throttled("flush-timeout", "flush did not finish within %.1fs", timeout)
 
@@ -162,7 +164,7 @@ class TelemetryFlowClient(ConveniencesMixin):
         if pipeline is not None:
             try:
                 pipeline.shutdown(max(0.0, float(timeout)))
-            except Exception as exc:  # noqa: BLE001 - shutdown must not raise into the host
+            except Exception as exc:
                 logger.warning("telemetryflow shutdown: %s: %s", type(exc).__name__, exc)
             self._last_stats = pipeline.stats
 
@@ -170,19 +172,25 @@ class TelemetryFlowClient(ConveniencesMixin):
         self.initialize()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.shutdown()
 
     def _not_running(self, what: str) -> None:
         """Explain why a call is dropped: raise if never initialized, else stay quiet."""
         if self._state == "new":
-            raise NotInitializedError(f"{what}() needs an initialized client; "
-                                      "call initialize() or use 'with client:'")
+            raise NotInitializedError(
+                f"{what}() needs an initialized client; call initialize() or use 'with client:'"
+            )
 
     # -- metrics ---------------------------------------------------------------------
-    def increment_counter(self, name: str, value: int = 1,
-                          attributes: dict[str, Any] | None = None) -> None:
+    def increment_counter(
+        self, name: str, value: int = 1, attributes: dict[str, Any] | None = None
+    ) -> None:
         """Add ``value`` (>= 0) to the counter ``name``."""
         recorder = self._metrics
         if recorder is None:
@@ -190,8 +198,9 @@ class TelemetryFlowClient(ConveniencesMixin):
         recorder.record("counter", name, value, "", attributes)
         return None
 
-    def record_gauge(self, name: str, value: float,
-                     attributes: dict[str, Any] | None = None) -> None:
+    def record_gauge(
+        self, name: str, value: float, attributes: dict[str, Any] | None = None
+    ) -> None:
         """Set the current value of gauge ``name``; the last value per attribute set wins."""
         recorder = self._metrics
         if recorder is None:
@@ -199,8 +208,9 @@ class TelemetryFlowClient(ConveniencesMixin):
         recorder.record("gauge", name, value, "", attributes)
         return None
 
-    def record_histogram(self, name: str, value: float, unit: str = "",
-                         attributes: dict[str, Any] | None = None) -> None:
+    def record_histogram(
+        self, name: str, value: float, unit: str = "", attributes: dict[str, Any] | None = None
+    ) -> None:
         """Record ``value`` into histogram ``name`` (an exemplar links it to the current span)."""
         recorder = self._metrics
         if recorder is None:
@@ -208,8 +218,9 @@ class TelemetryFlowClient(ConveniencesMixin):
         recorder.record("histogram", name, value, unit, attributes)
         return None
 
-    def record_metric(self, name: str, value: float, unit: str = "",
-                      attributes: dict[str, Any] | None = None) -> None:
+    def record_metric(
+        self, name: str, value: float, unit: str = "", attributes: dict[str, Any] | None = None
+    ) -> None:
         """Record a value whose distribution matters; exported as a histogram."""
         recorder = self._metrics
         if recorder is None:
@@ -218,8 +229,12 @@ class TelemetryFlowClient(ConveniencesMixin):
         return None
 
     # -- logs ------------------------------------------------------------------------
-    def log(self, message: str, severity: SeverityLevel = SeverityLevel.INFO,
-            attributes: dict[str, Any] | None = None) -> None:
+    def log(
+        self,
+        message: str,
+        severity: SeverityLevel = SeverityLevel.INFO,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
         """Emit a log record; inside a span it carries that span's trace and span ids."""
         otel_logger = self._logger
         if otel_logger is None:
@@ -227,14 +242,23 @@ class TelemetryFlowClient(ConveniencesMixin):
         self._emit(otel_logger, message, _severity(severity), attributes)
         return None
 
-    def _emit(self, otel_logger: otel_logs.Logger, message: Any,
-              severity: tuple[SeverityNumber, str], attributes: Any) -> None:
+    def _emit(
+        self,
+        otel_logger: otel_logs.Logger,
+        message: Any,
+        severity: tuple[SeverityNumber, str],
+        attributes: Any,
+    ) -> None:
         from telemetryflow._attributes import clean_attributes
 
         body = message if isinstance(message, str) else str(message)
-        otel_logger.emit(timestamp=time.time_ns(), severity_number=severity[0],
-                         severity_text=severity[1], body=body,
-                         attributes=clean_attributes(attributes))
+        otel_logger.emit(
+            timestamp=time.time_ns(),
+            severity_number=severity[0],
+            severity_text=severity[1],
+            body=body,
+            attributes=clean_attributes(attributes),
+        )
 
     def log_debug(self, message: str, attributes: dict[str, Any] | None = None) -> None:
         self.log(message, SeverityLevel.DEBUG, attributes)
@@ -249,8 +273,12 @@ class TelemetryFlowClient(ConveniencesMixin):
         self.log(message, SeverityLevel.ERROR, attributes)
 
     # -- traces ----------------------------------------------------------------------
-    def start_span(self, name: str, kind: SpanKind = SpanKind.INTERNAL,
-                   attributes: dict[str, Any] | None = None) -> str:
+    def start_span(
+        self,
+        name: str,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: dict[str, Any] | None = None,
+    ) -> str:
         """Start a span (child of the current one) and return its 16-hex-digit id.
 
         The span is not made current; end it with :meth:`end_span`. Use :meth:`span`
@@ -270,8 +298,9 @@ class TelemetryFlowClient(ConveniencesMixin):
         registry.end(span_id, error)
         return None
 
-    def add_span_event(self, span_id: str, name: str,
-                       attributes: dict[str, Any] | None = None) -> None:
+    def add_span_event(
+        self, span_id: str, name: str, attributes: dict[str, Any] | None = None
+    ) -> None:
         """Add an event to an open span (from ``start_span`` or ``span()``)."""
         registry = self._spans
         if registry is None:
@@ -283,8 +312,12 @@ class TelemetryFlowClient(ConveniencesMixin):
             span.add_event(str(name), clean_attributes(attributes))
         return None
 
-    def span(self, name: str, kind: SpanKind = SpanKind.INTERNAL,
-             attributes: dict[str, Any] | None = None) -> SpanScope:
+    def span(
+        self,
+        name: str,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: dict[str, Any] | None = None,
+    ) -> SpanScope:
         """Context manager: a span that is current inside the block; yields its id.
 
         An exception leaving the block marks the span failed and propagates unchanged.
@@ -318,8 +351,14 @@ class TelemetryFlowClient(ConveniencesMixin):
         pipeline = self._pipeline
         stats = pipeline.stats if pipeline is not None else getattr(self, "_last_stats", None)
         if stats is None:
-            empty = {"recorded": 0, "exported": 0, "dropped": 0, "dropped_by_reason": {},
-                     "requests_ok": 0, "requests_failed": 0}
+            empty = {
+                "recorded": 0,
+                "exported": 0,
+                "dropped": 0,
+                "dropped_by_reason": {},
+                "requests_ok": 0,
+                "requests_failed": 0,
+            }
             return {s: dict(empty) for s in ("traces", "metrics", "logs")}
         return stats.snapshot()
 
@@ -334,9 +373,11 @@ class TelemetryFlowClient(ConveniencesMixin):
             "endpoint": config.endpoint,
             "protocol": config.protocol.value,
             "signals_enabled": config.signals_enabled,
-            "uptime_seconds": (time.time() - self._started_at
-                               if self._started_at is not None and self.is_initialized()
-                               else None),
+            "uptime_seconds": (
+                time.time() - self._started_at
+                if self._started_at is not None and self.is_initialized()
+                else None
+            ),
             "metrics_sent": snap["metrics"]["exported"],
             "logs_sent": snap["logs"]["exported"],
             "spans_sent": snap["traces"]["exported"],
@@ -354,8 +395,9 @@ class TelemetryFlowClient(ConveniencesMixin):
         last_ok = stats.last_success_at if stats is not None else None
         healthy = last_error_at is None or (last_ok is not None and last_ok > last_error_at)
         return {
-            "status": ("not_initialized" if not self.is_initialized()
-                       else "ok" if healthy else "degraded"),
+            "status": (
+                "not_initialized" if not self.is_initialized() else "ok" if healthy else "degraded"
+            ),
             "queue_depth": pipeline.queue_depths() if pipeline is not None else {},
             "signals": self._stats_snapshot(),
             "last_error": last_error,
@@ -364,8 +406,10 @@ class TelemetryFlowClient(ConveniencesMixin):
         }
 
     def __repr__(self) -> str:
-        return (f"TelemetryFlowClient(service={self._config.service_name!r}, "
-                f"endpoint={self._config.endpoint!r}, state={self._state!r})")
+        return (
+            f"TelemetryFlowClient(service={self._config.service_name!r}, "
+            f"endpoint={self._config.endpoint!r}, state={self._state!r})"
+        )
 
 
 def _install_globals(pipeline: Pipeline) -> bool:
@@ -376,14 +420,16 @@ def _install_globals(pipeline: Pipeline) -> bool:
     ):
         otel_trace.set_tracer_provider(pipeline.tracer_provider)
         installed = True
-    if pipeline.meter_provider is not None and type(
-        otel_metrics.get_meter_provider()
-    ).__name__ == "_ProxyMeterProvider":
+    if (
+        pipeline.meter_provider is not None
+        and type(otel_metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    ):
         otel_metrics.set_meter_provider(pipeline.meter_provider)
         installed = True
-    if pipeline.logger_provider is not None and type(
-        otel_logs.get_logger_provider()
-    ).__name__ == "ProxyLoggerProvider":
+    if (
+        pipeline.logger_provider is not None
+        and type(otel_logs.get_logger_provider()).__name__ == "ProxyLoggerProvider"
+    ):
         otel_logs.set_logger_provider(pipeline.logger_provider)
         installed = True
     return installed

@@ -7,6 +7,7 @@ a time.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -105,7 +106,8 @@ class TelemetryConfig:
     environment: str = "production"
     """``deployment.environment.name`` resource attribute."""
     collector_id: str | None = None
-    """Sent as ``X-TelemetryFlow-Collector-ID`` and the ``telemetryflow.collector.id`` resource attribute."""
+    """Sent as ``X-TelemetryFlow-Collector-ID``; also the ``telemetryflow.collector.id``
+    resource attribute."""
     custom_attributes: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     """Extra resource attributes on every signal."""
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
@@ -140,7 +142,7 @@ class TelemetryConfig:
     batch_max_size: int = 512
     """Most items in one export request."""
     max_queue_size: int = 2048
-    """Spans (and, separately, logs) buffered while waiting for export; excess is dropped and counted."""
+    """Spans (and, separately, logs) buffered awaiting export; excess is dropped, counted."""
     rate_limit: int | None = None
     """Most export requests per minute across all signals; ``None`` is unlimited."""
     cardinality_limit: int = 2000
@@ -159,10 +161,8 @@ class TelemetryConfig:
         object.__setattr__(self, "headers", _freeze(self.headers))
         object.__setattr__(self, "sources", _freeze(self.sources))
         if isinstance(self.protocol, str) and not isinstance(self.protocol, Protocol):
-            try:
+            with contextlib.suppress(ValueError):
                 object.__setattr__(self, "protocol", Protocol(self.protocol.lower()))
-            except ValueError:
-                pass
         problems = _validate(self)
         if problems:
             first_field = problems[0].split(":", 1)[0]
@@ -207,7 +207,7 @@ class TelemetryConfig:
                 continue
             value: object = getattr(self, f.name)
             if f.name == "headers":
-                value = {k: "***" for k in self.headers}
+                value = dict.fromkeys(self.headers, "***")
             elif f.name == "custom_attributes":
                 value = dict(self.custom_attributes)
             elif isinstance(value, timedelta):
@@ -253,7 +253,8 @@ def _validate(cfg: TelemetryConfig) -> list[str]:
     if endpoint is not None and endpoint.scheme is None and endpoint.port is None:
         add("endpoint: a bare host needs a port, e.g. 'host:4317' (or use a full URL)")
     if cfg.collector_id is not None and (
-        not isinstance(cfg.collector_id, str) or has_control_chars(cfg.collector_id)
+        not isinstance(cfg.collector_id, str)
+        or has_control_chars(cfg.collector_id)
         or not cfg.collector_id.strip()
     ):
         add("collector_id: must be a non-empty string without control characters")
@@ -290,12 +291,15 @@ def _validate_numbers(cfg: TelemetryConfig, add: Any) -> None:
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             add(f"{name}: must be a positive integer")
-    if not isinstance(cfg.max_retries, int) or isinstance(cfg.max_retries, bool) or not (
-        0 <= cfg.max_retries <= 100
+    if (
+        not isinstance(cfg.max_retries, int)
+        or isinstance(cfg.max_retries, bool)
+        or not (0 <= cfg.max_retries <= 100)
     ):
         add("max_retries: must be an integer from 0 to 100")
     if cfg.rate_limit is not None and (
-        not isinstance(cfg.rate_limit, int) or isinstance(cfg.rate_limit, bool)
+        not isinstance(cfg.rate_limit, int)
+        or isinstance(cfg.rate_limit, bool)
         or cfg.rate_limit < 1
     ):
         add("rate_limit: must be a positive number of export requests per minute, or None")

@@ -9,7 +9,7 @@ from telemetryflow._errors import CredentialsError
 __all__ = ["KEY_ID_PREFIX", "KEY_SECRET_PREFIX", "Credentials", "mask_key_id"]
 
 KEY_ID_PREFIX = "tfk_"
-KEY_SECRET_PREFIX = "tfs_"
+KEY_SECRET_PREFIX = "tfs_"  # noqa: S105 - a prefix, not a secret
 
 
 def mask_key_id(key_id: str) -> str:

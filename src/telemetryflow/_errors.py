@@ -40,8 +40,9 @@ class ConfigError(TelemetryFlowError, ValueError):
     ``problems`` lists every problem found, so one run shows them all.
     """
 
-    def __init__(self, message: str, *, field: str | None = None,
-                 problems: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, problems: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.problems: tuple[str, ...] = tuple(problems) or (message,)

@@ -76,17 +76,20 @@ class MetricRecorder:
         try:
             key = frozenset(cleaned.items())
         except TypeError:  # list values: hash their tuple form
-            key = frozenset((k, tuple(v) if isinstance(v, list) else v)
-                            for k, v in cleaned.items())
+            key = frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in cleaned.items())
         seen = instrument.seen
         if key in seen:
             return cleaned
         if len(seen) < self._limit:
             seen.add(key)
             return cleaned
-        warn_throttled(f"cardinality:{instrument.name}",
-                       "metric %r passed its limit of %d attribute sets; folding new sets "
-                       "into otel.metric.overflow=true", instrument.name, self._limit)
+        warn_throttled(
+            f"cardinality:{instrument.name}",
+            "metric %r passed its limit of %d attribute sets; folding new sets "
+            "into otel.metric.overflow=true",
+            instrument.name,
+            self._limit,
+        )
         return OVERFLOW_ATTRIBUTES
 
     def record(self, kind: str, name: str, value: Any, unit: str, attributes: Any) -> None:

@@ -111,8 +111,14 @@ class OtlpMetricExporter(MetricExporter):
 
     def __init__(self, sender: Sender, stats: Stats) -> None:
         temporality = dict.fromkeys(
-            (Counter, UpDownCounter, Histogram, ObservableCounter,
-             ObservableUpDownCounter, ObservableGauge),
+            (
+                Counter,
+                UpDownCounter,
+                Histogram,
+                ObservableCounter,
+                ObservableUpDownCounter,
+                ObservableGauge,
+            ),
             AggregationTemporality.CUMULATIVE,
         )
         super().__init__(preferred_temporality=temporality)  # type: ignore[arg-type]
@@ -120,8 +126,9 @@ class OtlpMetricExporter(MetricExporter):
         self._stats = stats
         self.deadline: float | None = None
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
-               **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         points = count_data_points(metrics_data)
         if points == 0:
             return MetricExportResult.SUCCESS
@@ -147,19 +154,23 @@ class OtlpMetricExporter(MetricExporter):
 class Pipeline:
     """Providers, queues and the sender of one client, built on ``initialize()``."""
 
-    def __init__(self, config: TelemetryConfig, resource: Resource,
-                 transport_factory: Callable[[], Transport] | None = None) -> None:
+    def __init__(
+        self,
+        config: TelemetryConfig,
+        resource: Resource,
+        transport_factory: Callable[[], Transport] | None = None,
+    ) -> None:
         self.config = config
         self.stats = Stats()
         limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         policy = RetryPolicy(
-            enabled=config.retry_enabled, max_retries=config.max_retries,
+            enabled=config.retry_enabled,
+            max_retries=config.max_retries,
             initial_backoff=config.retry_backoff.total_seconds(),
             max_backoff=config.retry_max_backoff.total_seconds(),
         )
         factory = transport_factory or (lambda: make_transport(config))
-        self.sender = Sender(factory, policy,
-                             config.timeout.total_seconds(), self.stats, limiter)
+        self.sender = Sender(factory, policy, config.timeout.total_seconds(), self.stats, limiter)
         delay = config.batch_timeout.total_seconds()
         self.tracer_provider: TracerProvider | None = None
         self.logger_provider: LoggerProvider | None = None
@@ -169,30 +180,36 @@ class Pipeline:
         self._metric_exporter: OtlpMetricExporter | None = None
         self._metric_reader: PeriodicExportingMetricReader | None = None
         queue_args: dict[str, Any] = {
-            "max_queue_size": config.max_queue_size, "max_batch_size": config.batch_max_size,
-            "schedule_delay": delay, "before_export": self.sender.wait_for_rate,
+            "max_queue_size": config.max_queue_size,
+            "max_batch_size": config.batch_max_size,
+            "schedule_delay": delay,
+            "before_export": self.sender.wait_for_rate,
         }
         if config.enable_traces:
             self.span_queue = BatchQueue("traces", self._export_spans, self.stats, **queue_args)
             self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-            self.tracer_provider.add_span_processor(SpanQueueProcessor(self.span_queue,
-                                                                       self.stats))
+            self.tracer_provider.add_span_processor(SpanQueueProcessor(self.span_queue, self.stats))
         if config.enable_logs:
             self.log_queue = BatchQueue("logs", self._export_logs, self.stats, **queue_args)
             self.logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-            self.logger_provider.add_log_record_processor(LogQueueProcessor(self.log_queue,
-                                                                            self.stats))
+            self.logger_provider.add_log_record_processor(
+                LogQueueProcessor(self.log_queue, self.stats)
+            )
         if config.enable_metrics:
             self._metric_exporter = OtlpMetricExporter(self.sender, self.stats)
             self._metric_reader = PeriodicExportingMetricReader(
-                self._metric_exporter, export_interval_millis=delay * 1000,
+                self._metric_exporter,
+                export_interval_millis=delay * 1000,
                 export_timeout_millis=config.timeout.total_seconds() * 1000,
             )
-            exemplar_filter = (TraceBasedExemplarFilter() if config.enable_exemplars
-                               else AlwaysOffExemplarFilter())
+            exemplar_filter = (
+                TraceBasedExemplarFilter() if config.enable_exemplars else AlwaysOffExemplarFilter()
+            )
             self.meter_provider = MeterProvider(
-                metric_readers=[self._metric_reader], resource=resource,
-                exemplar_filter=exemplar_filter, shutdown_on_exit=False,
+                metric_readers=[self._metric_reader],
+                resource=resource,
+                exemplar_filter=exemplar_filter,
+                shutdown_on_exit=False,
             )
 
     def _export_spans(self, batch: Sequence[ReadableSpan], deadline: float | None) -> None:
@@ -200,7 +217,7 @@ class Pipeline:
         self.sender.send("traces", body, len(batch), deadline)
 
     def _export_logs(self, batch: Sequence[ReadWriteLogRecord], deadline: float | None) -> None:
-        body = encode_logs(batch).SerializeToString()
+        body = encode_logs(batch).SerializeToString()  # type: ignore[arg-type]  # duck-typed
         self.sender.send("logs", body, len(batch), deadline)
 
     def queue_depths(self) -> dict[str, int]:

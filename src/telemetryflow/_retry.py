@@ -37,7 +37,7 @@ class RetryPolicy:
         if server_delay is not None:
             return min(max(server_delay, 0.0), _MAX_SERVER_DELAY)
         base = min(self.initial_backoff * (2 ** (retry_number - 1)), self.max_backoff)
-        return base * random.uniform(0.5, 1.5)
+        return float(base * random.uniform(0.5, 1.5))
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -94,16 +94,25 @@ class Sender:
                 self._stats.exported(signal, items - result.rejected)
                 if result.rejected:
                     self._stats.dropped(signal, DropReason.PARTIAL_REJECTION, result.rejected)
-                    warn_throttled(f"partial:{signal}",
-                                   "collector rejected %d of %d %s: %s",
-                                   result.rejected, items, signal, result.message)
+                    warn_throttled(
+                        f"partial:{signal}",
+                        "collector rejected %d of %d %s: %s",
+                        result.rejected,
+                        items,
+                        signal,
+                        result.message,
+                    )
                 return True
             self._stats.request_failed(signal, result.message)
             if not result.retryable:
                 self._stats.dropped(signal, DropReason.NON_RETRYABLE, items)
-                warn_throttled(f"final:{signal}:{result.message}",
-                               "dropped %d %s: the collector answered %s (not retryable)",
-                               items, signal, result.message)
+                warn_throttled(
+                    f"final:{signal}:{result.message}",
+                    "dropped %d %s: the collector answered %s (not retryable)",
+                    items,
+                    signal,
+                    result.message,
+                )
                 return False
             if attempt == self._policy.max_attempts:
                 break
@@ -116,8 +125,13 @@ class Sender:
         if self._stop.is_set() or self._closing:
             reason = DropReason.SHUTDOWN
         self._stats.dropped(signal, reason, items)
-        warn_throttled(f"retry:{signal}", "dropped %d %s after export failures: %s",
-                       items, signal, result.message)
+        warn_throttled(
+            f"retry:{signal}",
+            "dropped %d %s after export failures: %s",
+            items,
+            signal,
+            result.message,
+        )
         return False
 
     def begin_shutdown(self) -> None:

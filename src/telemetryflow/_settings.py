@@ -90,43 +90,134 @@ class EnvSetting:
 
 
 SETTINGS: tuple[EnvSetting, ...] = (
-    EnvSetting("key_id", ("TELEMETRYFLOW_API_KEY_ID",), "api_key", _text,
-               "API key ID (tfk_*)", required_value=True),
-    EnvSetting("key_secret", ("TELEMETRYFLOW_API_KEY_SECRET",), "api_key", _text,
-               "API key secret (tfs_*)", required_value=True),
-    EnvSetting("endpoint", ("TELEMETRYFLOW_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"), "endpoint",
-               _text, "Collector endpoint, host:port or URL", required_value=True),
-    EnvSetting("service_name", ("TELEMETRYFLOW_SERVICE_NAME", "OTEL_SERVICE_NAME"), "service",
-               _text, "Service name", required_value=True),
-    EnvSetting("service_version", ("TELEMETRYFLOW_SERVICE_VERSION",), "service", _text,
-               "Service version"),
-    EnvSetting("service_namespace", ("TELEMETRYFLOW_SERVICE_NAMESPACE",), "namespace", _text,
-               "Service namespace"),
-    EnvSetting("environment", ("TELEMETRYFLOW_ENVIRONMENT", "ENV", "ENVIRONMENT"), "environment",
-               _text, "Deployment environment"),
-    EnvSetting("collector_id", ("TELEMETRYFLOW_COLLECTOR_ID",), "collector_id", _text,
-               "Collector ID", required_value=True),
-    EnvSetting("protocol", ("TELEMETRYFLOW_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"), "otel",
-               _parse_protocol, "grpc or http (http/protobuf)"),
-    EnvSetting("insecure", ("TELEMETRYFLOW_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"), "otel",
-               _parse_bool, "true for plaintext gRPC/HTTP (local collectors)"),
-    EnvSetting("headers", ("OTEL_EXPORTER_OTLP_HEADERS",), "otel", parse_key_values,
-               "Extra export headers, k=v,k2=v2 (percent-encoded)", required_value=True),
-    EnvSetting("timeout", ("OTEL_EXPORTER_OTLP_TIMEOUT",), "otel", _parse_millis,
-               "Export timeout in milliseconds"),
-    EnvSetting("compression", ("OTEL_EXPORTER_OTLP_COMPRESSION",), "otel", _parse_compression,
-               "gzip or none"),
-    EnvSetting("custom_attributes", ("OTEL_RESOURCE_ATTRIBUTES",), "otel", parse_key_values,
-               "Extra resource attributes, k=v,k2=v2"),
-    EnvSetting("sdk_disabled", ("OTEL_SDK_DISABLED",), "otel", _parse_bool,
-               "true turns every call into a no-op"),
-    EnvSetting("ca_file", ("TELEMETRYFLOW_CA_FILE", "OTEL_EXPORTER_OTLP_CERTIFICATE"), "otel",
-               _text, "PEM CA bundle to verify the collector"),
-    EnvSetting("client_cert_file",
-               ("TELEMETRYFLOW_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
-               "otel", _text, "PEM client certificate (mutual TLS)"),
-    EnvSetting("client_key_file", ("TELEMETRYFLOW_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
-               "otel", _text, "PEM client key (mutual TLS)"),
+    EnvSetting(
+        "key_id",
+        ("TELEMETRYFLOW_API_KEY_ID",),
+        "api_key",
+        _text,
+        "API key ID (tfk_*)",
+        required_value=True,
+    ),
+    EnvSetting(
+        "key_secret",
+        ("TELEMETRYFLOW_API_KEY_SECRET",),
+        "api_key",
+        _text,
+        "API key secret (tfs_*)",
+        required_value=True,
+    ),
+    EnvSetting(
+        "endpoint",
+        ("TELEMETRYFLOW_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "endpoint",
+        _text,
+        "Collector endpoint, host:port or URL",
+        required_value=True,
+    ),
+    EnvSetting(
+        "service_name",
+        ("TELEMETRYFLOW_SERVICE_NAME", "OTEL_SERVICE_NAME"),
+        "service",
+        _text,
+        "Service name",
+        required_value=True,
+    ),
+    EnvSetting(
+        "service_version", ("TELEMETRYFLOW_SERVICE_VERSION",), "service", _text, "Service version"
+    ),
+    EnvSetting(
+        "service_namespace",
+        ("TELEMETRYFLOW_SERVICE_NAMESPACE",),
+        "namespace",
+        _text,
+        "Service namespace",
+    ),
+    EnvSetting(
+        "environment",
+        ("TELEMETRYFLOW_ENVIRONMENT", "ENV", "ENVIRONMENT"),
+        "environment",
+        _text,
+        "Deployment environment",
+    ),
+    EnvSetting(
+        "collector_id",
+        ("TELEMETRYFLOW_COLLECTOR_ID",),
+        "collector_id",
+        _text,
+        "Collector ID",
+        required_value=True,
+    ),
+    EnvSetting(
+        "protocol",
+        ("TELEMETRYFLOW_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        "otel",
+        _parse_protocol,
+        "grpc or http (http/protobuf)",
+    ),
+    EnvSetting(
+        "insecure",
+        ("TELEMETRYFLOW_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"),
+        "otel",
+        _parse_bool,
+        "true for plaintext gRPC/HTTP (local collectors)",
+    ),
+    EnvSetting(
+        "headers",
+        ("OTEL_EXPORTER_OTLP_HEADERS",),
+        "otel",
+        parse_key_values,
+        "Extra export headers, k=v,k2=v2 (percent-encoded)",
+        required_value=True,
+    ),
+    EnvSetting(
+        "timeout",
+        ("OTEL_EXPORTER_OTLP_TIMEOUT",),
+        "otel",
+        _parse_millis,
+        "Export timeout in milliseconds",
+    ),
+    EnvSetting(
+        "compression",
+        ("OTEL_EXPORTER_OTLP_COMPRESSION",),
+        "otel",
+        _parse_compression,
+        "gzip or none",
+    ),
+    EnvSetting(
+        "custom_attributes",
+        ("OTEL_RESOURCE_ATTRIBUTES",),
+        "otel",
+        parse_key_values,
+        "Extra resource attributes, k=v,k2=v2",
+    ),
+    EnvSetting(
+        "sdk_disabled",
+        ("OTEL_SDK_DISABLED",),
+        "otel",
+        _parse_bool,
+        "true turns every call into a no-op",
+    ),
+    EnvSetting(
+        "ca_file",
+        ("TELEMETRYFLOW_CA_FILE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+        "otel",
+        _text,
+        "PEM CA bundle to verify the collector",
+    ),
+    EnvSetting(
+        "client_cert_file",
+        ("TELEMETRYFLOW_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+        "otel",
+        _text,
+        "PEM client certificate (mutual TLS)",
+    ),
+    EnvSetting(
+        "client_key_file",
+        ("TELEMETRYFLOW_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+        "otel",
+        _text,
+        "PEM client key (mutual TLS)",
+    ),
 )
 
 ENV_GROUPS: frozenset[str] = frozenset(s.group for s in SETTINGS)
@@ -170,9 +261,7 @@ def _from_env(setting: EnvSetting, environ: Mapping[str, str]) -> tuple[Any, str
     return None
 
 
-def resolve(
-    explicit: Mapping[str, Any], groups: set[str], environ: Mapping[str, str]
-) -> Resolved:
+def resolve(explicit: Mapping[str, Any], groups: set[str], environ: Mapping[str, str]) -> Resolved:
     """Resolve every field: explicit, then environment (asked-for groups), then default.
 
     ``custom_attributes`` and ``headers`` merge instead: environment entries first,

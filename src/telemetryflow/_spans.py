@@ -60,7 +60,8 @@ class SpanRegistry:
 
     def start(self, name: str, kind: Any, attributes: Any) -> tuple[str, Span]:
         span = self.tracer.start_span(
-            str(name), kind=otel_kind(kind), attributes=clean_attributes(attributes))
+            str(name), kind=otel_kind(kind), attributes=clean_attributes(attributes)
+        )
         span_id = format(span.get_span_context().span_id, "016x")
         evicted: Span | None = None
         with self._lock:
@@ -70,23 +71,25 @@ class SpanRegistry:
         if evicted is not None:
             evicted.set_attribute("telemetryflow.span.abandoned", True)
             evicted.end()
-            warn_throttled("span-evicted", "more than %d spans open; ended the oldest "
-                           "(is end_span() called for every start_span()?)", self._limit)
+            warn_throttled(
+                "span-evicted",
+                "more than %d spans open; ended the oldest "
+                "(is end_span() called for every start_span()?)",
+                self._limit,
+            )
         return span_id, span
 
     def get(self, span_id: str) -> Span | None:
         found = self._open.get(span_id) if isinstance(span_id, str) else None
         if found is None:
-            warn_throttled("span-unknown", "unknown span id %r (already ended?)",
-                           str(span_id)[:32])
+            warn_throttled("span-unknown", "unknown span id %r (already ended?)", str(span_id)[:32])
         return found
 
     def end(self, span_id: str, error: BaseException | None) -> None:
         with self._lock:
             span = self._open.pop(span_id, None) if isinstance(span_id, str) else None
         if span is None:
-            warn_throttled("span-unknown", "unknown span id %r (already ended?)",
-                           str(span_id)[:32])
+            warn_throttled("span-unknown", "unknown span id %r (already ended?)", str(span_id)[:32])
             return
         if isinstance(error, BaseException):
             record_error(span, error)
@@ -109,8 +112,9 @@ class SpanScope:
 
     __slots__ = ("_attributes", "_kind", "_name", "_registry", "_span", "_span_id", "_token")
 
-    def __init__(self, registry: SpanRegistry | None, name: str, kind: Any,
-                 attributes: Any) -> None:
+    def __init__(
+        self, registry: SpanRegistry | None, name: str, kind: Any, attributes: Any
+    ) -> None:
         self._registry = registry
         self._name = name
         self._kind = kind
@@ -122,13 +126,16 @@ class SpanScope:
     def __enter__(self) -> str:
         if self._registry is None:
             return "0000000000000000"
-        self._span_id, self._span = self._registry.start(self._name, self._kind,
-                                                         self._attributes)
+        self._span_id, self._span = self._registry.start(self._name, self._kind, self._attributes)
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self._span_id
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         span = self._span
         if span is None or self._registry is None:
             return

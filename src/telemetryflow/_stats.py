@@ -48,7 +48,9 @@ class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.signals: dict[str, SignalStats] = {
-            "traces": SignalStats(), "metrics": SignalStats(), "logs": SignalStats(),
+            "traces": SignalStats(),
+            "metrics": SignalStats(),
+            "logs": SignalStats(),
         }
         self.last_error: str | None = None
         self.last_error_at: float | None = None

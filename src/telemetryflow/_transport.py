@@ -8,6 +8,7 @@ response body or a credential into a message.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import ssl
@@ -67,8 +68,11 @@ def _rejected_count(signal: str, response: Any) -> tuple[int, str]:
     if not response.HasField("partial_success"):
         return 0, ""
     partial = response.partial_success
-    field = {"traces": "rejected_spans", "metrics": "rejected_data_points",
-             "logs": "rejected_log_records"}[signal]
+    field = {
+        "traces": "rejected_spans",
+        "metrics": "rejected_data_points",
+        "logs": "rejected_log_records",
+    }[signal]
     return int(getattr(partial, field)), str(partial.error_message)[:200]
 
 
@@ -89,8 +93,9 @@ def _response_type(signal: str) -> Any:
 class GrpcTransport:
     """OTLP/gRPC over one channel, sending pre-encoded request bytes."""
 
-    _RETRYABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE",
-                            "DATA_LOSS", "CANCELLED"})
+    _RETRYABLE = frozenset(
+        {"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "DATA_LOSS", "CANCELLED"}
+    )
 
     def __init__(self, config: TelemetryConfig) -> None:
         import grpc
@@ -112,7 +117,8 @@ class GrpcTransport:
         self._compression = grpc.Compression.Gzip if config.compression else None
         self._calls = {
             signal: self._channel.unary_unary(
-                method, request_serializer=None,
+                method,
+                request_serializer=None,
                 response_deserializer=_response_type(signal).FromString,
             )
             for signal, method in _GRPC_METHODS.items()
@@ -122,8 +128,11 @@ class GrpcTransport:
         grpc = self._grpc
         try:
             response = self._calls[signal](
-                body, timeout=max(timeout, 0.001), metadata=self._metadata,
-                compression=self._compression, wait_for_ready=False,
+                body,
+                timeout=max(timeout, 0.001),
+                metadata=self._metadata,
+                compression=self._compression,
+                wait_for_ready=False,
             )
         except grpc.RpcError as error:
             return self._classify(error)
@@ -135,8 +144,7 @@ class GrpcTransport:
         name = code.name if code is not None else "UNKNOWN"
         delay = _retry_info_delay(error)
         retryable = name in self._RETRYABLE or (name == "RESOURCE_EXHAUSTED" and delay is not None)
-        return SendResult(ok=False, retryable=retryable, retry_after=delay,
-                          message=f"gRPC {name}")
+        return SendResult(ok=False, retryable=retryable, retry_after=delay, message=f"gRPC {name}")
 
     def close(self) -> None:
         self._channel.close()
@@ -145,7 +153,7 @@ class GrpcTransport:
 def _retry_info_delay(error: Any) -> float | None:
     try:
         trailing = error.trailing_metadata() or ()
-    except Exception:  # noqa: BLE001 - a broken error object is just "no hint"
+    except Exception:
         return None
     for key, value in trailing:
         if key != "grpc-status-details-bin" or not isinstance(value, bytes):
@@ -159,7 +167,7 @@ def _retry_info_delay(error: Any) -> float | None:
                     info = error_details_pb2.RetryInfo()
                     detail.Unpack(info)
                     return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
-        except Exception:  # noqa: BLE001 - malformed details are ignored, not fatal
+        except Exception:
             return None
     return None
 
@@ -203,7 +211,8 @@ class HttpTransport:
             if conn is None:
                 if self._ssl_context is not None:
                     conn = http.client.HTTPSConnection(
-                        self._host, self._port, timeout=timeout, context=self._ssl_context)
+                        self._host, self._port, timeout=timeout, context=self._ssl_context
+                    )
                 else:
                     conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
                 self._connections[signal] = conn
@@ -235,13 +244,15 @@ class HttpTransport:
             return SendResult(ok=False, retryable=True, message=f"HTTP {type(exc).__name__}")
         if 200 <= status < 300:
             rejected, message = 0, ""
-            try:
+            with contextlib.suppress(Exception):  # an unparsable 2xx body is still success
                 rejected, message = _rejected_count(signal, _response_type(signal).FromString(data))
-            except Exception:  # noqa: BLE001, S110 - an unparsable 2xx body is still success
-                pass
             return SendResult(ok=True, rejected=rejected, message=message)
-        return SendResult(ok=False, retryable=status in RETRYABLE_HTTP_STATUSES,
-                          retry_after=retry_after, message=f"HTTP {status}")
+        return SendResult(
+            ok=False,
+            retryable=status in RETRYABLE_HTTP_STATUSES,
+            retry_after=retry_after,
+            message=f"HTTP {status}",
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -3,5 +3,11 @@
 from telemetryflow.domain.config import ConfigError, Protocol, SignalType, TelemetryConfig
 from telemetryflow.domain.credentials import Credentials, CredentialsError
 
-__all__ = ["ConfigError", "Credentials", "CredentialsError", "Protocol", "SignalType",
-           "TelemetryConfig"]
+__all__ = [
+    "ConfigError",
+    "Credentials",
+    "CredentialsError",
+    "Protocol",
+    "SignalType",
+    "TelemetryConfig",
+]

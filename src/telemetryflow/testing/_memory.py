@@ -19,12 +19,27 @@ from telemetryflow.testing._receiver import LogEntry, MetricRecord, SpanRecord, 
 __all__ = ["InMemoryTransport", "TelemetryCapture", "capture"]
 
 _REQUEST_TYPES = {
-    "traces": ("opentelemetry.proto.collector.trace.v1.trace_service_pb2",
-               "ExportTraceServiceRequest", "resource_spans", "scope_spans", "spans"),
-    "metrics": ("opentelemetry.proto.collector.metrics.v1.metrics_service_pb2",
-                "ExportMetricsServiceRequest", "resource_metrics", "scope_metrics", "metrics"),
-    "logs": ("opentelemetry.proto.collector.logs.v1.logs_service_pb2",
-             "ExportLogsServiceRequest", "resource_logs", "scope_logs", "log_records"),
+    "traces": (
+        "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+        "ExportTraceServiceRequest",
+        "resource_spans",
+        "scope_spans",
+        "spans",
+    ),
+    "metrics": (
+        "opentelemetry.proto.collector.metrics.v1.metrics_service_pb2",
+        "ExportMetricsServiceRequest",
+        "resource_metrics",
+        "scope_metrics",
+        "metrics",
+    ),
+    "logs": (
+        "opentelemetry.proto.collector.logs.v1.logs_service_pb2",
+        "ExportLogsServiceRequest",
+        "resource_logs",
+        "scope_logs",
+        "log_records",
+    ),
 }
 
 
@@ -51,13 +66,14 @@ class InMemoryTransport:
         _, _, outer, inner, leaf = _REQUEST_TYPES[signal]
         with self._lock:
             messages = [m for s, m in self.requests if s == signal]
-        rows = []
+        rows: list[tuple[dict[str, Any], str, Any]] = []
         for message in messages:
             for block in getattr(message, outer):
                 resource = attrs(block.resource.attributes)
                 for scoped in getattr(block, inner):
-                    rows.extend((resource, scoped.scope.name, item)
-                                for item in getattr(scoped, leaf))
+                    rows.extend(
+                        (resource, scoped.scope.name, item) for item in getattr(scoped, leaf)
+                    )
         return rows
 
 
@@ -109,18 +125,18 @@ def capture(builder: TelemetryFlowBuilder | None = None) -> TelemetryCapture:
             filled in when missing.
     """
     builder = builder or TelemetryFlowBuilder().with_service("test-service")
-    if "key_id" not in builder._explicit:  # noqa: SLF001 - our own builder
+    if "key_id" not in builder._explicit:
         builder.with_api_key("tfk_in_memory", "tfs_in_memory")
-    if "endpoint" not in builder._explicit:  # noqa: SLF001
+    if "endpoint" not in builder._explicit:
         builder.with_endpoint("127.0.0.1:4317").with_insecure()
-    if "service_name" not in builder._explicit:  # noqa: SLF001
+    if "service_name" not in builder._explicit:
         builder.with_service("test-service")
-    if "install_global_providers" not in builder._explicit:  # noqa: SLF001
+    if "install_global_providers" not in builder._explicit:
         builder.with_global_providers(False)
-    if "batch_timeout" not in builder._explicit:  # noqa: SLF001
+    if "batch_timeout" not in builder._explicit:
         builder.with_batch_settings(timeout=timedelta(seconds=60))
     transport = InMemoryTransport()
     client = builder.build()
-    client._transport_factory = lambda: transport  # noqa: SLF001
+    client._transport_factory = lambda: transport
     client.initialize()
     return TelemetryCapture(client, transport)
