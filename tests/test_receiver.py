@@ -138,9 +138,17 @@ def logs_request(body: str = "hello") -> Any:
     )
 
 
+# Reconnect quickly once the receiver comes back, instead of gRPC's 1 s default.
+FAST_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 200),
+]
+
+
 @pytest.fixture
 def channel(receiver: OTLPReceiver) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(receiver.grpc_endpoint) as ch:
+    with grpc.insecure_channel(receiver.grpc_endpoint, options=FAST_RECONNECT) as ch:
         yield ch
 
 
@@ -627,25 +635,40 @@ def test_blackhole_holds_until_client_deadline(
     assert receiver.span_names() == ["after"]  # held requests were dropped, not recorded
 
 
-def test_stop_releases_blackholed_requests() -> None:
+@pytest.mark.parametrize("hold", ["blackhole", "delay"])
+def test_stop_releases_held_requests(hold: str) -> None:
     rx = OTLPReceiver().start()
-    rx.blackhole(True)
-    outcome: list[BaseException] = []
+    if hold == "blackhole":
+        rx.blackhole(True)
+    else:
+        rx.set_delay(30)
+    outcomes: list[object] = []
 
-    def client() -> None:
+    def http_client() -> None:
         try:
-            post(rx, "/v1/traces", trace_request().SerializeToString(), timeout=10)
-        except BaseException as exc:
-            outcome.append(exc)
+            outcomes.append(post(rx, "/v1/traces", trace_request().SerializeToString())[0])
+        except OSError as exc:
+            outcomes.append(exc)
 
-    thread = threading.Thread(target=client)
-    thread.start()
-    assert rx.wait_for(lambda: rx.attempts == 1, timeout=3)
+    def grpc_client() -> None:
+        with grpc.insecure_channel(rx.grpc_endpoint) as ch:
+            try:
+                trace_stub(ch).Export(trace_request(), timeout=10)
+            except grpc.RpcError as exc:
+                outcomes.append(exc.code())
+
+    threads = [threading.Thread(target=fn) for fn in (http_client, grpc_client)]
+    for thread in threads:
+        thread.start()
+    assert rx.wait_for(lambda: rx.attempts == 2, timeout=3)
     began = time.monotonic()
     rx.stop()
-    thread.join(5)
+    for thread in threads:
+        thread.join(5)
     assert time.monotonic() - began < 2.0
-    assert not thread.is_alive()
+    assert len(outcomes) == 2
+    assert 200 not in outcomes  # released requests are answered as failures, or cut
+    assert rx.requests == []
 
 
 def test_go_down_refuses_then_comes_back_on_same_ports(
@@ -737,7 +760,7 @@ def test_tls_serves_trusted_clients_and_is_rejected_by_others(tls_files: TLSFile
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         with pytest.raises(ssl.SSLCertVerificationError):
             post(rx, "/v1/traces", body, context=_client_context(tls_files.untrusted_ca_cert))
-        with pytest.raises(OSError):  # plain HTTP to a TLS port gets nowhere
+        with pytest.raises((OSError, http.client.HTTPException)):  # plain HTTP gets nowhere
             post(rx, "/v1/traces", body, timeout=2)
         assert len(rx.requests) == 2
 

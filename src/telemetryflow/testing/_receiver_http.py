@@ -208,6 +208,7 @@ class _Server(ThreadingHTTPServer):
         self.on_export = handle
         self._live: set[socket.socket] = set()
         self._live_lock = threading.Lock()
+        self._dropping = False
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
 
@@ -218,14 +219,19 @@ class _Server(ThreadingHTTPServer):
 
     def track(self, conn: socket.socket, alive: bool) -> None:
         with self._live_lock:
-            if alive:
-                self._live.add(conn)
-            else:
+            if not alive:
                 self._live.discard(conn)
+            elif not self._dropping:
+                self._live.add(conn)
+                return
+        if alive:  # accepted just before the listener closed: cut it too
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def drop_connections(self) -> None:
         """Cut keep-alive connections, which would otherwise outlive the listener."""
         with self._live_lock:
+            self._dropping = True
             live, self._live = list(self._live), set()
         for conn in live:
             with contextlib.suppress(OSError):
