@@ -1,8 +1,13 @@
 """A bounded queue and one export thread per signal (spans, logs).
 
 Recording threads only append to a deque under a lock: they never wait for the
-network. When the queue is full the new item is dropped and counted. The worker sends
-when a batch is full, when ``schedule_delay`` has passed, or when a flush asks it to.
+network. The queue is bounded in items and in (estimated) bytes; when it is full the
+new item is dropped and counted. The worker sends when a batch is full, when
+``schedule_delay`` has passed, or when a flush asks it to.
+
+A batch that fails with a retryable error after its retries is put back at the head
+of the queue and tried again after a growing pause: an outage shorter than what the
+buffer holds loses nothing, and order is kept.
 
 Fork safety: the queue remembers the pid that owns it. A forked child finds a
 different pid on its first call, discards the parent's queued items (the parent
@@ -25,6 +30,9 @@ __all__ = ["BatchQueue"]
 
 T = TypeVar("T")
 
+Export = Callable[[Sequence[T], "float | None"], Sequence[T]]
+"""Sends a batch before the deadline; returns the items to keep for a later try."""
+
 
 class BatchQueue(Generic[T]):
     """Buffers items of one signal and exports them in batches on its own thread."""
@@ -32,68 +40,84 @@ class BatchQueue(Generic[T]):
     def __init__(
         self,
         signal: str,
-        export: Callable[[Sequence[T], float | None], None],
+        export: Callable[[Sequence[T], float | None], Sequence[T]],
         stats: Stats,
         *,
         max_queue_size: int,
         max_batch_size: int,
         schedule_delay: float,
+        max_queue_bytes: int | None = None,
+        size_of: Callable[[T], int] | None = None,
         before_export: Callable[[float | None], bool] | None = None,
+        pause_after_failure: Callable[[int], float] | None = None,
     ) -> None:
         self.signal = signal
         self._export = export
         self._stats = stats
         self._max_queue = max_queue_size
         self._max_batch = max_batch_size
+        self._max_bytes = max_queue_bytes
+        self._size_of = size_of if max_queue_bytes is not None else None
         self._delay = schedule_delay
         self._before_export = before_export
+        self._pause = pause_after_failure or (lambda _round: schedule_delay)
         self._reset_state()
 
     def _reset_state(self) -> None:
         self._pid = os.getpid()
-        self._queue: deque[T] = deque()
+        self._queue: deque[tuple[T, int]] = deque()
+        self._bytes = 0
         self._cond = threading.Condition(threading.Lock())
         self._flush_requests: list[threading.Event] = []
         self._shutdown = False
         self._deadline: float | None = None
         self._exporting = 0
+        self._failed_rounds = 0
         self._worker: threading.Thread | None = None
 
     # -- called on application threads ---------------------------------------------
     def put(self, item: T) -> None:
         """Queue ``item``; never blocks on the network, never raises."""
         if self._pid != os.getpid():
-            self._after_fork()
+            self._reset_state()  # forked: the parent keeps and sends its own items
+        size = self._size_of(item) if self._size_of is not None else 0
         with self._cond:
             if self._shutdown:
-                self._stats.dropped(self.signal, DropReason.SHUTDOWN, 1)
-                return
-            if len(self._queue) >= self._max_queue:
-                full = True
+                reason: str | None = DropReason.SHUTDOWN
+            elif len(self._queue) >= self._max_queue or (
+                self._max_bytes is not None and self._bytes + size > self._max_bytes
+            ):
+                reason = DropReason.QUEUE_FULL
             else:
-                full = False
-                self._queue.append(item)
+                reason = None
+                self._queue.append((item, size))
+                self._bytes += size
                 if self._worker is None:
                     self._start_worker()
                 if len(self._queue) >= self._max_batch:
                     self._cond.notify()
-        if full:
-            self._stats.dropped(self.signal, DropReason.QUEUE_FULL, 1)
-            warn_throttled(
-                f"queue:{self.signal}",
-                "%s queue is full (%d); dropping new items until it drains",
-                self.signal,
-                self._max_queue,
-            )
+        if reason is not None:
+            self._stats.dropped(self.signal, reason, 1)
+            if reason == DropReason.QUEUE_FULL:
+                warn_throttled(
+                    f"queue:{self.signal}",
+                    "%s buffer is full (%d items); dropping new ones until it drains",
+                    self.signal, self._max_queue,
+                )
 
     @property
     def depth(self) -> int:
+        """Items waiting or being exported."""
         return len(self._queue) + self._exporting
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
 
     def force_flush(self, timeout: float) -> bool:
         """Export everything queued now; False if ``timeout`` passes first."""
         if self._pid != os.getpid():
-            self._after_fork()
+            self._reset_state()
         done = threading.Event()
         with self._cond:
             if self._worker is None or (not self._queue and not self._exporting):
@@ -106,7 +130,7 @@ class BatchQueue(Generic[T]):
     def shutdown(self, timeout: float) -> None:
         """Export what is queued within ``timeout``; what is left counts as dropped."""
         if self._pid != os.getpid():
-            self._after_fork()
+            self._reset_state()
         with self._cond:
             if self._shutdown:
                 return
@@ -119,11 +143,8 @@ class BatchQueue(Generic[T]):
         with self._cond:
             left = len(self._queue)
             self._queue.clear()
+            self._bytes = 0
         self._stats.dropped(self.signal, DropReason.SHUTDOWN, left)
-
-    def _after_fork(self) -> None:
-        # The parent still owns its queue; the child starts empty with fresh locks.
-        self._reset_state()
 
     # -- the worker thread ----------------------------------------------------------
     def _start_worker(self) -> None:
@@ -136,21 +157,18 @@ class BatchQueue(Generic[T]):
         mark_sdk_thread()
         while True:
             with self._cond:
-                if (
-                    not self._shutdown
-                    and not self._flush_requests
-                    and (len(self._queue) < self._max_batch)
-                ):
+                if not self._urgent() and len(self._queue) < self._max_batch:
                     self._cond.wait(self._delay)
                 if self._shutdown and not self._queue:
                     self._release_flushes()
                     return
                 batch = self._take_batch()
-                deadline = self._deadline if (self._shutdown or self._flush_requests) else None
-            if batch:
-                self._send(batch, deadline)
+                deadline = self._deadline if self._urgent() else None
+            kept: Sequence[T] = self._send(batch, deadline) if batch else ()
             with self._cond:
                 self._exporting = 0
+                if kept:
+                    self._requeue(kept)
                 if not self._queue:
                     self._release_flushes()
                 elif deadline is not None and time.monotonic() >= deadline:
@@ -159,12 +177,38 @@ class BatchQueue(Generic[T]):
                     # The flush waiters have given up; go back to the normal rhythm.
                     self._flush_requests.clear()
                     self._deadline = None
+                if kept and not self._urgent():
+                    self._failed_rounds += 1
+                    self._cond.wait(self._pause(self._failed_rounds))
+                elif not kept:
+                    self._failed_rounds = 0
+
+    def _urgent(self) -> bool:
+        return self._shutdown or bool(self._flush_requests)
 
     def _take_batch(self) -> list[T]:
         count = min(len(self._queue), self._max_batch)
-        batch = [self._queue.popleft() for _ in range(count)]
+        batch: list[T] = []
+        for _ in range(count):
+            item, size = self._queue.popleft()
+            self._bytes -= size
+            batch.append(item)
         self._exporting = len(batch)
         return batch
+
+    def _requeue(self, items: Sequence[T]) -> None:
+        """Put kept items back at the head; if new items filled the room, drop newest."""
+        size_of = self._size_of
+        for item in reversed(items):
+            size = size_of(item) if size_of is not None else 0
+            self._queue.appendleft((item, size))
+            self._bytes += size
+        overflow = len(self._queue) - self._max_queue
+        for _ in range(max(0, overflow)):
+            _, size = self._queue.pop()
+            self._bytes -= size
+        if overflow > 0:
+            self._stats.dropped(self.signal, DropReason.QUEUE_FULL, overflow)
 
     def _release_flushes(self) -> None:
         for event in self._flush_requests:
@@ -173,28 +217,15 @@ class BatchQueue(Generic[T]):
         if not self._shutdown:
             self._deadline = None
 
-    def _send(self, batch: list[T], deadline: float | None) -> None:
+    def _send(self, batch: list[T], deadline: float | None) -> Sequence[T]:
         if self._before_export is not None and not self._before_export(deadline):
-            # Rate limited until the deadline: keep the items for the next round.
-            with self._cond:
-                self._queue.extendleft(reversed(batch))
-                overflow = len(self._queue) - self._max_queue
-                for _ in range(max(0, overflow)):
-                    self._queue.pop()
-            if overflow > 0:
-                self._stats.dropped(self.signal, DropReason.QUEUE_FULL, overflow)
-            if deadline is None:
-                with self._cond:
-                    self._cond.wait(0.1)
-            return
+            return batch  # rate limited until the deadline: keep for the next round
         try:
-            self._export(batch, deadline)
-        except Exception as exc:
+            return self._export(batch, deadline)
+        except Exception as exc:  # noqa: BLE001 - an exporter bug must not kill the worker
             self._stats.dropped(self.signal, DropReason.INVALID, len(batch))
             warn_throttled(
-                f"export-bug:{self.signal}",
-                "%s export failed: %s: %s",
-                self.signal,
-                type(exc).__name__,
-                exc,
+                f"export-bug:{self.signal}", "%s export failed: %s: %s",
+                self.signal, type(exc).__name__, exc,
             )
+            return ()

@@ -9,7 +9,7 @@ order the calls were made in.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -249,6 +249,22 @@ class TelemetryFlowBuilder:
         self._explicit["max_queue_size"] = _positive_int(max_queue_size, "max_queue_size")
         return self
 
+    def with_queue_bytes(self, max_queue_bytes: int) -> TelemetryFlowBuilder:
+        """Estimated bytes buffered per signal; bounds memory during an outage."""
+        self._explicit["max_queue_bytes"] = _positive_int(max_queue_bytes, "max_queue_bytes")
+        return self
+
+    def with_max_request_size(self, max_request_bytes: int) -> TelemetryFlowBuilder:
+        """Largest export request; set it to the collector's limit (gRPC: 4 MiB)."""
+        self._explicit["max_request_bytes"] = _positive_int(max_request_bytes,
+                                                            "max_request_bytes")
+        return self
+
+    def with_retry_max_backoff(self, max_backoff: timedelta) -> TelemetryFlowBuilder:
+        """Cap of the exponential backoff, and of the pause between retry rounds."""
+        self._explicit["retry_max_backoff"] = _positive_delta(max_backoff, "retry_max_backoff")
+        return self
+
     def with_rate_limit(self, rate_limit: int) -> TelemetryFlowBuilder:
         """At most ``rate_limit`` export requests per minute, all signals together."""
         self._explicit["rate_limit"] = _positive_int(rate_limit, "rate_limit")
@@ -280,6 +296,26 @@ class TelemetryFlowBuilder:
     def with_cardinality_limit(self, limit: int) -> TelemetryFlowBuilder:
         """Attribute sets per instrument before folding into the overflow series."""
         self._explicit["cardinality_limit"] = _positive_int(limit, "cardinality_limit")
+        return self
+
+    def with_scrubbing(
+        self,
+        enabled: bool = True,
+        safe_keys: list[str] | None = None,
+        callback: Callable[[str, Any], Any] | None = None,
+    ) -> TelemetryFlowBuilder:
+        """Scrub secret-looking attribute values before export (on by default).
+
+        Args:
+            enabled: False sends attributes exactly as recorded.
+            safe_keys: attribute keys never scrubbed.
+            callback: ``callback(key, value) -> value`` applied after the built-in rules.
+        """
+        self._explicit["scrub_enabled"] = bool(enabled)
+        if safe_keys is not None:
+            self._explicit["scrub_safe_keys"] = tuple(safe_keys)
+        if callback is not None:
+            self._explicit["scrub_callback"] = callback
         return self
 
     def with_global_providers(self, install: bool = True) -> TelemetryFlowBuilder:

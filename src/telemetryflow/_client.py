@@ -11,6 +11,7 @@ is going down.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 import weakref
@@ -32,7 +33,7 @@ from telemetryflow._instruments import MetricRecorder
 from telemetryflow._pipeline import Pipeline
 from telemetryflow._resource import build_resource
 from telemetryflow._spans import SpanRegistry, SpanScope
-from telemetryflow._transport import Transport
+from telemetryflow._transport import Transport, check_tls_files
 from telemetryflow._version import __version__
 
 __all__ = ["NotInitializedError", "TelemetryFlowClient", "TelemetryFlowError"]
@@ -79,6 +80,7 @@ class TelemetryFlowClient(ConveniencesMixin):
         self._spans: SpanRegistry | None = None
         self._logger: otel_logs.Logger | None = None
         self.owns_globals = False
+        self._pid = os.getpid()
         # Where export requests go; ``telemetryflow.testing`` swaps in memory for the wire.
         self._transport_factory: Callable[[], Transport] | None = None
 
@@ -110,6 +112,7 @@ class TelemetryFlowClient(ConveniencesMixin):
             self._state = "running"
             self._started_at = time.time()
         _register_atexit(self)
+        _register_fork_handler(self)
         from telemetryflow import _default
 
         _default.client_initialized(self)
@@ -125,11 +128,37 @@ class TelemetryFlowClient(ConveniencesMixin):
             self._spans = SpanRegistry(tracer, config.max_open_spans)
         if pipeline.logger_provider is not None:
             self._logger = pipeline.logger_provider.get_logger(_INSTRUMENTATION_NAME, __version__)
-        # Validate TLS material now: a bad path must fail initialize(), not the first export.
-        pipeline.sender.check_transport()
+        check_tls_files(config)
         self._pipeline = pipeline
         if config.install_global_providers:
             self.owns_globals = _install_globals(pipeline)
+
+    def _after_fork(self) -> None:
+        """In a forked child (pre-fork servers, multiprocessing): own state, own identity.
+
+        Called by an at-fork hook and, for servers that skip those hooks (uWSGI),
+        by the pid check on the metric path.
+        """
+        if self._pid == os.getpid():
+            return
+        self._lock = threading.Lock()  # the parent's may have been held by another thread
+        self._pid = os.getpid()
+        pipeline = self._pipeline
+        if pipeline is None or self._state != "running":
+            return
+        pipeline.after_fork()
+        if pipeline.meter_provider is not None:
+            meter = pipeline.meter_provider.get_meter(_INSTRUMENTATION_NAME, __version__)
+            self._metrics = MetricRecorder(meter, pipeline.stats, self._config.cardinality_limit)
+        if pipeline.tracer_provider is not None:
+            tracer = pipeline.tracer_provider.get_tracer(_INSTRUMENTATION_NAME, __version__)
+            self._spans = SpanRegistry(tracer, self._config.max_open_spans)
+        self._started_at = time.time()
+
+    def _recorder(self) -> MetricRecorder | None:
+        if self._pid != os.getpid():
+            self._after_fork()
+        return self._metrics
 
     def is_initialized(self) -> bool:
         """True between ``initialize()`` and ``shutdown()``."""
@@ -192,7 +221,7 @@ class TelemetryFlowClient(ConveniencesMixin):
         self, name: str, value: int = 1, attributes: dict[str, Any] | None = None
     ) -> None:
         """Add ``value`` (>= 0) to the counter ``name``."""
-        recorder = self._metrics
+        recorder = self._recorder()
         if recorder is None:
             return self._not_running("increment_counter")
         recorder.record("counter", name, value, "", attributes)
@@ -202,7 +231,7 @@ class TelemetryFlowClient(ConveniencesMixin):
         self, name: str, value: float, attributes: dict[str, Any] | None = None
     ) -> None:
         """Set the current value of gauge ``name``; the last value per attribute set wins."""
-        recorder = self._metrics
+        recorder = self._recorder()
         if recorder is None:
             return self._not_running("record_gauge")
         recorder.record("gauge", name, value, "", attributes)
@@ -212,7 +241,7 @@ class TelemetryFlowClient(ConveniencesMixin):
         self, name: str, value: float, unit: str = "", attributes: dict[str, Any] | None = None
     ) -> None:
         """Record ``value`` into histogram ``name`` (an exemplar links it to the current span)."""
-        recorder = self._metrics
+        recorder = self._recorder()
         if recorder is None:
             return self._not_running("record_histogram")
         recorder.record("histogram", name, value, unit, attributes)
@@ -222,7 +251,7 @@ class TelemetryFlowClient(ConveniencesMixin):
         self, name: str, value: float, unit: str = "", attributes: dict[str, Any] | None = None
     ) -> None:
         """Record a value whose distribution matters; exported as a histogram."""
-        recorder = self._metrics
+        recorder = self._recorder()
         if recorder is None:
             return self._not_running("record_metric")
         recorder.record("histogram", name, value, unit, attributes)
@@ -433,6 +462,23 @@ def _install_globals(pipeline: Pipeline) -> bool:
         otel_logs.set_logger_provider(pipeline.logger_provider)
         installed = True
     return installed
+
+
+def _register_fork_handler(client: TelemetryFlowClient) -> None:
+    if not hasattr(os, "register_at_fork") or getattr(client, "_fork_hook", False):
+        return
+    client._fork_hook = True  # type: ignore[attr-defined]
+    ref = weakref.ref(client)
+
+    def after_in_child() -> None:
+        alive = ref()
+        if alive is not None:
+            try:
+                alive._after_fork()
+            except Exception as exc:  # noqa: BLE001 - never break the child process
+                logger.warning("telemetryflow after fork: %s: %s", type(exc).__name__, exc)
+
+    os.register_at_fork(after_in_child=after_in_child)
 
 
 _live_clients: weakref.WeakSet[TelemetryFlowClient] = weakref.WeakSet()

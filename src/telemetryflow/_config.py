@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from types import MappingProxyType
@@ -143,12 +143,22 @@ class TelemetryConfig:
     """Most items in one export request."""
     max_queue_size: int = 2048
     """Spans (and, separately, logs) buffered awaiting export; excess is dropped, counted."""
+    max_queue_bytes: int = 64 * 1024 * 1024
+    """Estimated bytes buffered per signal before new items are dropped and counted."""
+    max_request_bytes: int = 4 * 1024 * 1024
+    """Largest export request; bigger batches are split, a bigger single item dropped."""
     rate_limit: int | None = None
     """Most export requests per minute across all signals; ``None`` is unlimited."""
     cardinality_limit: int = 2000
     """Attribute sets per metric instrument before folding into ``otel.metric.overflow``."""
     max_open_spans: int = 10_000
     """Spans started with ``start_span`` and not yet ended that are tracked by id."""
+    scrub_enabled: bool = True
+    """Replace secret-looking attribute values (passwords, tokens, keys, cards) before export."""
+    scrub_safe_keys: tuple[str, ...] = ()
+    """Attribute keys never scrubbed, however they look."""
+    scrub_callback: Callable[[str, Any], Any] | None = field(default=None, compare=False)
+    """Called as ``callback(key, value)`` after the built-in rules; returns the value to send."""
     install_global_providers: bool = True
     """Make this client's providers the OpenTelemetry globals, if none are set yet."""
     sdk_disabled: bool = False
@@ -160,6 +170,7 @@ class TelemetryConfig:
         object.__setattr__(self, "custom_attributes", _freeze(self.custom_attributes))
         object.__setattr__(self, "headers", _freeze(self.headers))
         object.__setattr__(self, "sources", _freeze(self.sources))
+        object.__setattr__(self, "scrub_safe_keys", tuple(self.scrub_safe_keys))
         if isinstance(self.protocol, str) and not isinstance(self.protocol, Protocol):
             with contextlib.suppress(ValueError):
                 object.__setattr__(self, "protocol", Protocol(self.protocol.lower()))
@@ -286,7 +297,8 @@ def _validate_numbers(cfg: TelemetryConfig, add: Any) -> None:
         value = getattr(cfg, name)
         if not isinstance(value, timedelta) or value.total_seconds() <= 0:
             add(f"{name}: must be a positive timedelta")
-    positives = ("batch_max_size", "max_queue_size", "cardinality_limit", "max_open_spans")
+    positives = ("batch_max_size", "max_queue_size", "cardinality_limit", "max_open_spans",
+                 "max_queue_bytes", "max_request_bytes")
     for name in positives:
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -2,9 +2,9 @@
 
 ::
 
-    Tracer  ─ span ends ─▶ SpanQueueProcessor ─▶ BatchQueue ─▶ encode ─▶ Sender ─▶ Transport
-    Logger  ─ emit ──────▶ LogQueueProcessor  ─▶ BatchQueue ─▶ encode ─▶ Sender ─▶ Transport
-    Meter   ─ (periodic) ─▶ PeriodicExportingMetricReader ─▶ OtlpMetricExporter ─▶ Sender
+    Tracer ─ span ends ─▶ SpanQueueProcessor ─▶ BatchQueue ─▶ encode ─▶ Sender ─▶ Transport
+    Logger ─ emit ──────▶ LogQueueProcessor  ─▶ BatchQueue ─▶ encode ─▶ Sender ─▶ Transport
+    Meter  ─ (periodic) ─▶ PeriodicExportingMetricReader ─▶ OtlpMetricExporter ─▶ Sender
 
 The OpenTelemetry SDK does recording, aggregation and context; everything from the
 end of a span to the wire is ours, because that is where the SDK's own batch
@@ -13,9 +13,11 @@ processor and exporters lose data silently and block shutdown (see ARCHITECTURE.
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -47,14 +49,17 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 
 from telemetryflow._batch import BatchQueue
 from telemetryflow._config import TelemetryConfig
-from telemetryflow._diagnostics import sdk_section
+from telemetryflow._diagnostics import sdk_section, warn_throttled
 from telemetryflow._ratelimit import RateLimiter
 from telemetryflow._retry import RetryPolicy
-from telemetryflow._sender import Sender
+from telemetryflow._scrub import make_scrubber
+from telemetryflow._sender import Outcome, Sender
 from telemetryflow._stats import DropReason, Stats
 from telemetryflow._transport import Transport, make_transport
 
 __all__ = ["Pipeline"]
+
+T = TypeVar("T")
 
 
 class SpanQueueProcessor(SpanProcessor):
@@ -97,6 +102,17 @@ class LogQueueProcessor(LogRecordProcessor):
         return self._queue.force_flush(timeout_millis / 1000)
 
 
+def span_size(span: ReadableSpan) -> int:
+    """A cheap upper-bound estimate of a span's encoded size, for the byte budget."""
+    return 160 + len(span.name) + 96 * (len(span.attributes or ()) + len(span.events))
+
+
+def log_size(record: ReadWriteLogRecord) -> int:
+    body = record.log_record.body
+    body_len = len(body) if isinstance(body, (str, bytes)) else 64
+    return 128 + body_len + 96 * len(record.log_record.attributes or ())
+
+
 def count_data_points(data: MetricsData) -> int:
     return sum(
         len(metric.data.data_points)
@@ -107,42 +123,45 @@ def count_data_points(data: MetricsData) -> int:
 
 
 class OtlpMetricExporter(MetricExporter):
-    """Cumulative OTLP metric export through the shared sender."""
+    """Cumulative OTLP metric export through the shared sender.
 
-    def __init__(self, sender: Sender, stats: Stats) -> None:
-        temporality = dict.fromkeys(
-            (
-                Counter,
-                UpDownCounter,
-                Histogram,
-                ObservableCounter,
-                ObservableUpDownCounter,
-                ObservableGauge,
-            ),
-            AggregationTemporality.CUMULATIVE,
-        )
+    Exports only from the process that built it: after a fork the child builds its
+    own, so the parent's accumulated values are never sent twice.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        kinds = (Counter, UpDownCounter, Histogram, ObservableCounter,
+                 ObservableUpDownCounter, ObservableGauge)
+        temporality = dict.fromkeys(kinds, AggregationTemporality.CUMULATIVE)
         super().__init__(preferred_temporality=temporality)  # type: ignore[arg-type]
-        self._sender = sender
-        self._stats = stats
+        self._pipeline = pipeline
+        self._pid = os.getpid()
         self.deadline: float | None = None
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        if os.getpid() != self._pid:
+            return MetricExportResult.SUCCESS
         points = count_data_points(metrics_data)
         if points == 0:
             return MetricExportResult.SUCCESS
-        self._stats.recorded("metrics", points)
-        deadline = self.deadline
-        limiter = self._sender.limiter
+        pipeline = self._pipeline
+        pipeline.stats.recorded("metrics", points)
+        limiter = pipeline.sender.limiter
         if limiter is not None and limiter.try_acquire() > 0:
             # Cumulative points: the next collection carries these totals again.
-            self._stats.dropped("metrics", DropReason.RATE_LIMITED, points)
+            pipeline.stats.dropped("metrics", DropReason.RATE_LIMITED, points)
             return MetricExportResult.FAILURE
         with sdk_section():
-            body = encode_metrics(metrics_data).SerializeToString()
-        ok = self._sender.send("metrics", body, points, deadline)
-        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+            request = encode_metrics(metrics_data)
+            pipeline.apply_resource_overrides(request.resource_metrics)
+            if pipeline.scrub is not None:
+                pipeline.scrub("metrics", request)
+            body = request.SerializeToString()
+        outcome = pipeline.sender.send("metrics", body, points, self.deadline)
+        return (MetricExportResult.SUCCESS if outcome is Outcome.EXPORTED
+                else MetricExportResult.FAILURE)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True
@@ -161,7 +180,10 @@ class Pipeline:
         transport_factory: Callable[[], Transport] | None = None,
     ) -> None:
         self.config = config
+        self.resource = resource
         self.stats = Stats()
+        self._resource_overrides: dict[str, Any] = {}
+        self._scrub = make_scrubber(config)
         limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         policy = RetryPolicy(
             enabled=config.retry_enabled,
@@ -171,54 +193,126 @@ class Pipeline:
         )
         factory = transport_factory or (lambda: make_transport(config))
         self.sender = Sender(factory, policy, config.timeout.total_seconds(), self.stats, limiter)
-        delay = config.batch_timeout.total_seconds()
         self.tracer_provider: TracerProvider | None = None
         self.logger_provider: LoggerProvider | None = None
         self.meter_provider: MeterProvider | None = None
         self.span_queue: BatchQueue[ReadableSpan] | None = None
         self.log_queue: BatchQueue[ReadWriteLogRecord] | None = None
         self._metric_exporter: OtlpMetricExporter | None = None
-        self._metric_reader: PeriodicExportingMetricReader | None = None
         queue_args: dict[str, Any] = {
             "max_queue_size": config.max_queue_size,
             "max_batch_size": config.batch_max_size,
-            "schedule_delay": delay,
+            "max_queue_bytes": config.max_queue_bytes,
+            "schedule_delay": config.batch_timeout.total_seconds(),
             "before_export": self.sender.wait_for_rate,
+            "pause_after_failure": self.sender.pause_after_failure,
         }
         if config.enable_traces:
-            self.span_queue = BatchQueue("traces", self._export_spans, self.stats, **queue_args)
+            self.span_queue = BatchQueue(
+                "traces", self._export_spans, self.stats, size_of=span_size, **queue_args)
             self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-            self.tracer_provider.add_span_processor(SpanQueueProcessor(self.span_queue, self.stats))
+            self.tracer_provider.add_span_processor(
+                SpanQueueProcessor(self.span_queue, self.stats))
         if config.enable_logs:
-            self.log_queue = BatchQueue("logs", self._export_logs, self.stats, **queue_args)
+            self.log_queue = BatchQueue(
+                "logs", self._export_logs, self.stats, size_of=log_size, **queue_args)
             self.logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
             self.logger_provider.add_log_record_processor(
-                LogQueueProcessor(self.log_queue, self.stats)
-            )
+                LogQueueProcessor(self.log_queue, self.stats))
         if config.enable_metrics:
-            self._metric_exporter = OtlpMetricExporter(self.sender, self.stats)
-            self._metric_reader = PeriodicExportingMetricReader(
-                self._metric_exporter,
-                export_interval_millis=delay * 1000,
-                export_timeout_millis=config.timeout.total_seconds() * 1000,
-            )
-            exemplar_filter = (
-                TraceBasedExemplarFilter() if config.enable_exemplars else AlwaysOffExemplarFilter()
-            )
-            self.meter_provider = MeterProvider(
-                metric_readers=[self._metric_reader],
-                resource=resource,
-                exemplar_filter=exemplar_filter,
-                shutdown_on_exit=False,
-            )
+            self.meter_provider = self._build_meter_provider(resource)
 
-    def _export_spans(self, batch: Sequence[ReadableSpan], deadline: float | None) -> None:
-        body = encode_spans(batch).SerializeToString()
-        self.sender.send("traces", body, len(batch), deadline)
+    def _build_meter_provider(self, resource: Resource) -> MeterProvider:
+        config = self.config
+        self._metric_exporter = OtlpMetricExporter(self)
+        reader = PeriodicExportingMetricReader(
+            self._metric_exporter,
+            export_interval_millis=config.batch_timeout.total_seconds() * 1000,
+            export_timeout_millis=config.timeout.total_seconds() * 1000,
+        )
+        exemplar_filter = (TraceBasedExemplarFilter() if config.enable_exemplars
+                           else AlwaysOffExemplarFilter())
+        return MeterProvider(metric_readers=[reader], resource=resource,
+                             exemplar_filter=exemplar_filter, shutdown_on_exit=False)
 
-    def _export_logs(self, batch: Sequence[ReadWriteLogRecord], deadline: float | None) -> None:
-        body = encode_logs(batch).SerializeToString()  # type: ignore[arg-type]  # duck-typed
-        self.sender.send("logs", body, len(batch), deadline)
+    @property
+    def scrub(self) -> Callable[[str, Any], None] | None:
+        return self._scrub
+
+    # -- export --------------------------------------------------------------------
+    def apply_resource_overrides(self, resource_blocks: Any) -> None:
+        """Give a forked child its own ``service.instance.id`` and ``process.pid``."""
+        if not self._resource_overrides:
+            return
+        for block in resource_blocks:
+            attributes = block.resource.attributes
+            for item in attributes:
+                if item.key in self._resource_overrides:
+                    value = self._resource_overrides[item.key]
+                    if isinstance(value, int):
+                        item.value.int_value = value
+                    else:
+                        item.value.string_value = value
+
+    def _export_spans(self, batch: Sequence[ReadableSpan], deadline: float | None
+                      ) -> Sequence[ReadableSpan]:
+        def encode(items: Sequence[ReadableSpan]) -> bytes:
+            request = encode_spans(items)
+            self.apply_resource_overrides(request.resource_spans)
+            if self._scrub is not None:
+                self._scrub("traces", request)
+            return request.SerializeToString()  # type: ignore[no-any-return]
+
+        return self._deliver("traces", batch, encode, deadline)
+
+    def _export_logs(self, batch: Sequence[ReadWriteLogRecord], deadline: float | None
+                     ) -> Sequence[ReadWriteLogRecord]:
+        def encode(items: Sequence[ReadWriteLogRecord]) -> bytes:
+            request = encode_logs(items)  # type: ignore[arg-type]  # duck-typed records
+            self.apply_resource_overrides(request.resource_logs)
+            if self._scrub is not None:
+                self._scrub("logs", request)
+            return request.SerializeToString()  # type: ignore[no-any-return]
+
+        return self._deliver("logs", batch, encode, deadline)
+
+    def _deliver(self, signal: str, batch: Sequence[T], encode: Callable[[Sequence[T]], bytes],
+                 deadline: float | None) -> Sequence[T]:
+        """Send ``batch``, halving it while a request would exceed the size limit.
+
+        Returns the items to keep for a later try (the collector is unreachable).
+        """
+        body = encode(batch)
+        if len(body) <= self.config.max_request_bytes:
+            outcome = self.sender.send(signal, body, len(batch), deadline, keep_on_failure=True)
+            return batch if outcome is Outcome.KEEP else ()
+        if len(batch) == 1:
+            self.stats.dropped(signal, DropReason.TOO_LARGE, 1)
+            warn_throttled(f"too-large:{signal}", "dropped one %s item of %d bytes: over the "
+                           "%d-byte request limit", signal, len(body),
+                           self.config.max_request_bytes)
+            return ()
+        middle = len(batch) // 2
+        kept = self._deliver(signal, batch[:middle], encode, deadline)
+        if kept:
+            return [*kept, *batch[middle:]]
+        return self._deliver(signal, batch[middle:], encode, deadline)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def after_fork(self) -> None:
+        """In a forked child: fresh counters, identity and metric state of our own.
+
+        Queues and the transport notice the new pid by themselves; metric
+        accumulations cannot be emptied, so the child gets a new meter provider
+        (the parent's exporter refuses to export from another pid).
+        """
+        self.stats.reset()
+        self._resource_overrides = {"service.instance.id": str(uuid.uuid4()),
+                                    "process.pid": os.getpid()}
+        if self.meter_provider is not None:
+            attributes = dict(self.resource.attributes)
+            attributes.update(self._resource_overrides)
+            self.meter_provider = self._build_meter_provider(Resource(attributes))
 
     def queue_depths(self) -> dict[str, int]:
         return {
@@ -233,11 +327,11 @@ class Pipeline:
         for queue in (self.span_queue, self.log_queue):
             if queue is not None:
                 ok = queue.force_flush(max(0.0, deadline - time.monotonic())) and ok
-        if self._metric_reader is not None and self._metric_exporter is not None:
+        if self.meter_provider is not None and self._metric_exporter is not None:
             self._metric_exporter.deadline = deadline
             try:
-                remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
-                ok = self._metric_reader.force_flush(timeout_millis=remaining_ms) and ok
+                remaining_ms = max(0.001, deadline - time.monotonic()) * 1000
+                ok = self.meter_provider.force_flush(timeout_millis=remaining_ms) and ok
             finally:
                 self._metric_exporter.deadline = None
         return ok

@@ -7,6 +7,7 @@ sleeps wait on the stop event, so ``shutdown()`` interrupts them instead of wait
 
 from __future__ import annotations
 
+import enum
 import os
 import threading
 import time
@@ -18,7 +19,15 @@ from telemetryflow._retry import RetryPolicy
 from telemetryflow._stats import DropReason, Stats
 from telemetryflow._transport import SendResult, Transport
 
-__all__ = ["Sender"]
+__all__ = ["Outcome", "Sender"]
+
+
+class Outcome(enum.Enum):
+    """What became of a batch handed to :meth:`Sender.send`."""
+
+    EXPORTED = "exported"
+    DROPPED = "dropped"
+    KEEP = "keep"
 
 
 class Sender:
@@ -56,9 +65,6 @@ class Sender:
                 self._pid = pid
             return self._transport
 
-    def check_transport(self) -> None:
-        """Build the transport now, so unreadable TLS files fail ``initialize()``."""
-        self._current_transport()
 
     def wait_for_rate(self, deadline: float | None) -> bool:
         """Block until the rate limiter grants a request; False if the deadline or stop
@@ -76,12 +82,27 @@ class Sender:
             if self._stop.wait(wait):
                 return False
 
-    def send(self, signal: str, body: bytes, items: int, deadline: float | None = None) -> bool:
-        """Deliver ``items`` encoded in ``body``; account for every one. True if exported."""
-        with sdk_section():
-            return self._send(signal, body, items, deadline)
+    def send(
+        self,
+        signal: str,
+        body: bytes,
+        items: int,
+        deadline: float | None = None,
+        *,
+        keep_on_failure: bool = False,
+    ) -> Outcome:
+        """Deliver ``items`` encoded in ``body`` and account for every one.
 
-    def _send(self, signal: str, body: bytes, items: int, deadline: float | None) -> bool:
+        With ``keep_on_failure``, a batch that still fails with a retryable error
+        after its retries is not dropped: the caller keeps it (``Outcome.KEEP``) and
+        tries again later, so an outage costs nothing while the buffer has room.
+        """
+        with sdk_section():
+            return self._send(signal, body, items, deadline, keep_on_failure)
+
+    def _send(
+        self, signal: str, body: bytes, items: int, deadline: float | None, keep: bool
+    ) -> Outcome:
         result = SendResult(ok=False, message="not attempted")
         for attempt in range(1, self._policy.max_attempts + 1):
             timeout = self._timeout
@@ -91,29 +112,17 @@ class Sender:
                     break
             result = self._current_transport().send(signal, body, timeout)
             if result.ok:
-                self._stats.exported(signal, items - result.rejected)
-                if result.rejected:
-                    self._stats.dropped(signal, DropReason.PARTIAL_REJECTION, result.rejected)
-                    warn_throttled(
-                        f"partial:{signal}",
-                        "collector rejected %d of %d %s: %s",
-                        result.rejected,
-                        items,
-                        signal,
-                        result.message,
-                    )
-                return True
+                self._delivered(signal, items, result)
+                return Outcome.EXPORTED
             self._stats.request_failed(signal, result.message)
             if not result.retryable:
                 self._stats.dropped(signal, DropReason.NON_RETRYABLE, items)
                 warn_throttled(
                     f"final:{signal}:{result.message}",
                     "dropped %d %s: the collector answered %s (not retryable)",
-                    items,
-                    signal,
-                    result.message,
+                    items, signal, result.message,
                 )
-                return False
+                return Outcome.DROPPED
             if attempt == self._policy.max_attempts:
                 break
             delay = self._policy.delay(attempt, result.retry_after)
@@ -121,18 +130,27 @@ class Sender:
                 break
             if self._stop.wait(delay):
                 break
-        reason = DropReason.RETRIES_EXHAUSTED
-        if self._stop.is_set() or self._closing:
-            reason = DropReason.SHUTDOWN
+        closing = self._stop.is_set() or self._closing
+        if keep and self._policy.enabled and not closing:
+            warn_throttled(f"keep:{signal}", "%s export failing (%s); keeping data buffered "
+                           "and retrying", signal, result.message)
+            return Outcome.KEEP
+        reason = DropReason.SHUTDOWN if closing else DropReason.RETRIES_EXHAUSTED
         self._stats.dropped(signal, reason, items)
-        warn_throttled(
-            f"retry:{signal}",
-            "dropped %d %s after export failures: %s",
-            items,
-            signal,
-            result.message,
-        )
-        return False
+        warn_throttled(f"retry:{signal}", "dropped %d %s after export failures: %s",
+                       items, signal, result.message)
+        return Outcome.DROPPED
+
+    def _delivered(self, signal: str, items: int, result: SendResult) -> None:
+        self._stats.exported(signal, items - result.rejected)
+        if result.rejected:
+            self._stats.dropped(signal, DropReason.PARTIAL_REJECTION, result.rejected)
+            warn_throttled(f"partial:{signal}", "collector rejected %d of %d %s: %s",
+                           result.rejected, items, signal, result.message)
+
+    def pause_after_failure(self, round_number: int) -> float:
+        """How long a queue waits before retrying a batch it kept (grows per round)."""
+        return self._policy.delay(max(1, round_number))
 
     def begin_shutdown(self) -> None:
         """From now on, items that miss their deadline count as dropped at shutdown."""

@@ -57,6 +57,16 @@ def export_headers(config: TelemetryConfig) -> dict[str, str]:
     return headers
 
 
+def check_tls_files(config: TelemetryConfig) -> None:
+    """Read the TLS files now, so a wrong path fails ``initialize()`` and not an export.
+
+    The channel itself is created lazily on the export thread: a gRPC channel made
+    before a pre-fork server forks would be unusable in the workers.
+    """
+    for path in (config.ca_file, config.client_cert_file, config.client_key_file):
+        _read_file(path)
+
+
 def _read_file(path: str | None) -> bytes | None:
     if path is None:
         return None
@@ -103,7 +113,11 @@ class GrpcTransport:
         self._grpc = grpc
         endpoint = config.parsed_endpoint
         target = endpoint.host_port if endpoint.port else f"{endpoint.host_port}:4317"
-        options = [("grpc.enable_retries", 0), ("grpc.max_send_message_length", 64 << 20)]
+        options = [
+            ("grpc.enable_retries", 0),
+            ("grpc.max_send_message_length", config.max_request_bytes + 4096),
+            ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES),
+        ]
         if config.uses_tls:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read_file(config.ca_file),
