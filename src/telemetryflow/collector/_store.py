@@ -113,6 +113,7 @@ class Store:
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
+        self._write_lock = threading.RLock()  # guards the writer connection
         self._writer = self._connect()
         self._init_schema()
         self._thread = threading.Thread(target=self._run, name="tf-collector-writer", daemon=True)
@@ -204,6 +205,10 @@ class Store:
                 return
 
     def _commit_group(self, jobs: list[_Job]) -> None:
+        with self._write_lock:
+            self._commit_locked(jobs)
+
+    def _commit_locked(self, jobs: list[_Job]) -> None:
         conn = self._writer
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -214,7 +219,7 @@ class Store:
                 conn.execute("ROLLBACK")
             if len(jobs) > 1:  # isolate the batch that failed
                 for job in jobs:
-                    self._commit_group([job])
+                    self._commit_locked([job])
                 return
             _log.exception("could not store a batch")
             jobs[0].error = RuntimeError("the database rejected the write")
@@ -256,10 +261,11 @@ class Store:
 
     def live_bytes(self) -> int:
         """Bytes of the database holding data (excluding free pages)."""
-        conn = self._writer
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        with self._write_lock:
+            conn = self._writer
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            size = conn.execute("PRAGMA page_size").fetchone()[0]
         return int((pages - free) * size)
 
     def apply_retention(self, now_ns: int | None = None) -> int:
@@ -268,7 +274,10 @@ class Store:
         Runs on the writer thread periodically; tests may call it directly. Returns
         the number of rows deleted.
         """
-        now = time.time_ns() if now_ns is None else now_ns
+        with self._write_lock:
+            return self._retention_locked(time.time_ns() if now_ns is None else now_ns)
+
+    def _retention_locked(self, now: int) -> int:
         deleted = 0
         conn = self._writer
         if self.retention_seconds > 0:
@@ -279,8 +288,8 @@ class Store:
         conn.execute("DELETE FROM idempotency WHERE created_ns < ?", (now - _IDEMPOTENCY_TTL_NS,))
         if self.max_db_bytes > 0:
             deleted += self._trim_to_size()
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA incremental_vacuum")
+        conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page only
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # after the vacuum: shrinks the file
         return deleted
 
     def _trim_to_size(self) -> int:

@@ -1,0 +1,124 @@
+"""OTLP/HTTP ingestion: protobuf, JSON and gzip for every signal, queried back."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from collector_helpers import (
+    gauge,
+    gz,
+    log_request,
+    make_log,
+    make_span,
+    metrics_request,
+    trace_request,
+)
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+PB = {"Content-Type": "application/x-protobuf"}
+JS = {"Content-Type": "application/json"}
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+def otlp_json(message: object) -> bytes:
+    """OTLP/JSON as the specification writes it: camelCase, ids in hex."""
+    data = json_format.MessageToDict(message)  # ids come out base64
+
+    def fix(node: object) -> None:
+        import base64
+
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("traceId", "spanId", "parentSpanId") and value:
+                    node[key] = base64.b64decode(value).hex()
+                else:
+                    fix(value)
+        elif isinstance(node, list):
+            for item in node:
+                fix(item)
+
+    fix(data)
+    return json.dumps(data).encode()
+
+
+def test_traces_protobuf_stored_and_queried(http: httpx.Client) -> None:
+    spans = [
+        make_span(TRACE, "b7ad6b7169203331", "GET /users"),
+        make_span(TRACE, "00f067aa0ba902b7", "SELECT users", parent="b7ad6b7169203331"),
+    ]
+    response = http.post(
+        "/v1/traces", content=trace_request("api", spans).SerializeToString(), headers=PB
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-protobuf"
+    parsed = ExportTraceServiceResponse.FromString(response.content)
+    assert not parsed.HasField("partial_success")
+    trace = http.get("/v1/traces/query", params={"trace_id": TRACE}).json()["traces"][0]
+    assert trace["span_count"] == 2
+    assert trace["spans"][0]["name"] == "GET /users"
+    assert trace["spans"][0]["children"][0]["name"] == "SELECT users"
+
+
+def test_traces_json_with_hex_ids(http: httpx.Client) -> None:
+    body = otlp_json(trace_request("api", [make_span(TRACE, "b7ad6b7169203331", "json-span")]))
+    response = http.post("/v1/traces", content=body, headers=JS)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {}
+    spans = http.get("/v1/traces/query", params={"trace_id": TRACE}).json()["traces"][0]["spans"]
+    assert spans[0]["span_id"] == "b7ad6b7169203331"
+    assert spans[0]["name"] == "json-span"
+
+
+def test_logs_gzip_protobuf_and_json(http: httpx.Client) -> None:
+    pb = log_request("worker", [make_log("from protobuf", 17)]).SerializeToString()
+    js = otlp_json(log_request("worker", [make_log("from json", 9)]))
+    r1 = http.post("/v1/logs", content=gz(pb), headers={**PB, "Content-Encoding": "gzip"})
+    r2 = http.post("/v1/logs", content=gz(js), headers={**JS, "Content-Encoding": "gzip"})
+    assert (r1.status_code, r2.status_code) == (200, 200)
+    logs = http.get("/v1/logs/query", params={"service": "worker"}).json()["logs"]
+    assert sorted(entry["body"] for entry in logs) == ["from json", "from protobuf"]
+    assert {e["body"]: e["severity"] for e in logs} == {
+        "from protobuf": "ERROR",
+        "from json": "INFO",
+    }
+
+
+def test_metrics_protobuf_and_json(http: httpx.Client) -> None:
+    pb = metrics_request("api", [gauge("queue.depth", [3.0, 5.0])]).SerializeToString()
+    js = otlp_json(metrics_request("api", [gauge("queue.depth", [10.0])]))
+    assert http.post("/v1/metrics", content=pb, headers=PB).status_code == 200
+    assert http.post("/v1/metrics", content=js, headers=JS).status_code == 200
+    answer = http.get("/v1/metrics/query", params={"name": "queue.depth", "agg": "max"}).json()
+    assert answer["series"][0]["value"] == 10.0
+    count = http.get("/v1/metrics/query", params={"name": "queue.depth", "agg": "count"}).json()
+    assert count["series"][0]["value"] == 3
+
+
+def test_partial_success_counts_rejected_spans(http: httpx.Client) -> None:
+    good = make_span(TRACE, "b7ad6b7169203331", "good")
+    bad = make_span(TRACE, "b7ad6b7169203332", "bad")
+    bad.span_id = b"\x01\x02"  # wrong length
+    body = trace_request("api", [good, bad]).SerializeToString()
+    response = http.post("/v1/traces", content=body, headers=PB)
+    assert response.status_code == 200
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert partial.rejected_spans == 1
+    assert "span" in partial.error_message
+    names = [s["name"] for s in http.get("/v1/traces/query").json()["traces"][0]["spans"]]
+    assert names == ["good"]
+
+
+def test_chunked_body_is_accepted(http: httpx.Client) -> None:
+    body = log_request("chunky", [make_log("chunked body")]).SerializeToString()
+
+    def chunks() -> object:
+        yield body[:10]
+        yield body[10:]
+
+    response = http.post("/v1/logs", content=chunks(), headers=PB)  # type: ignore[arg-type]
+    assert response.status_code == 200
+    logs = http.get("/v1/logs/query", params={"service": "chunky"}).json()["logs"]
+    assert [e["body"] for e in logs] == ["chunked body"]
