@@ -1,0 +1,210 @@
+"""Metric ingestion (001 report/batch, OTLP) and aggregation against hand-computed values."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from collector_helpers import KEY_B, counter, headers_for, histogram, metrics_request
+
+from telemetryflow.collector import Collector
+from telemetryflow.collector._aggregate import exact_quantile, histogram_quantile
+
+PB = {"Content-Type": "application/x-protobuf"}
+BOUNDS = [1.0, 2.0, 4.0, 8.0]
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [(0.1, 0.5), (0.5, 2.0), (0.9, 4.0), (0.95, 6.0), (0.99, 7.6)],
+)
+def test_histogram_quantile_interpolates_like_prometheus(q: float, expected: float) -> None:
+    # buckets (0,1]:2 (1,2]:3 (2,4]:4 (4,8]:1 (8,+Inf):0
+    assert histogram_quantile(q, BOUNDS, [2, 3, 4, 1, 0]) == pytest.approx(expected)
+
+
+def test_histogram_quantile_edges() -> None:
+    assert histogram_quantile(0.5, BOUNDS, [0, 0, 0, 1, 9]) == 8.0  # +Inf bucket: highest bound
+    assert histogram_quantile(0.5, [-1.0, 5.0], [3, 0, 0]) == -1.0  # non-positive first bound
+    assert histogram_quantile(0.5, BOUNDS, [0, 0, 0, 0, 0]) is None  # no observations
+    assert histogram_quantile(0.5, [], [7]) is None  # only +Inf: no bound to answer with
+
+
+@pytest.mark.parametrize(("q", "expected"), [(0.5, 3.0), (0.9, 7.6), (0.95, 8.8), (0.99, 9.76)])
+def test_exact_quantile_of_raw_values(q: float, expected: float) -> None:
+    assert exact_quantile([1.0, 2.0, 3.0, 4.0, 10.0], q) == pytest.approx(expected)
+
+
+def batch(http: httpx.Client, points: list[dict], key: str | None = None) -> dict:
+    body: dict = {"points": points}
+    if key:
+        body["idempotency_key"] = key
+    response = http.post("/v1/metrics/batch", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def series_value(http: httpx.Client, **params: object) -> list[tuple[dict, float]]:
+    response = http.get("/v1/metrics/query", params=params)
+    assert response.status_code == 200, response.text
+    return [(s["tags"], s["value"]) for s in response.json()["series"]]
+
+
+def test_raw_point_aggregations_per_tag_set(http: httpx.Client) -> None:
+    values = [1, 2, 3, 4, 10]
+    points = [{"name": "latency", "value": v, "tags": {"route": "/a"}} for v in values]
+    points.append({"name": "latency", "value": 100, "tags": {"route": "/b"}, "type": "timing"})
+    assert batch(http, points)["accepted"] == 6
+    expected = {
+        "p50": 3.0,
+        "p90": 7.6,
+        "p95": 8.8,
+        "p99": 9.76,
+        "sum": 20.0,
+        "avg": 4.0,
+        "count": 5,
+        "min": 1.0,
+        "max": 10.0,
+    }
+    for agg, value in expected.items():
+        result = {s["route"]: v for s, v in series_value(http, name="latency", agg=agg)}
+        assert result["/a"] == pytest.approx(value), agg
+        assert result["/b"] == pytest.approx(1 if agg == "count" else 100.0), agg
+    only_b = series_value(http, name="latency", agg="sum", tags="route:/b")
+    assert only_b == [({"route": "/b"}, 100.0)]
+    via_tag_param = series_value(http, name="latency", agg="sum", **{"tag.route": "/a"})
+    assert via_tag_param == [({"route": "/a"}, 20.0)]
+    posted = http.post(
+        "/v1/metrics/query",
+        json={
+            "metric": "latency",
+            "percentile": "0.5",
+            "tags": {"route": "/a"},
+            "time_window": "1h",
+        },
+    )
+    assert [s["value"] for s in posted.json()["series"]] == [3.0]
+
+
+def test_otlp_histograms_merge_and_interpolate(http: httpx.Client) -> None:
+    metrics = [
+        histogram("rt", BOUNDS, [1, 1, 2, 0, 0], total_sum=9.0),
+        histogram("rt", BOUNDS, [1, 2, 2, 1, 0], total_sum=21.0),
+    ]
+    body = metrics_request("api", metrics).SerializeToString()
+    assert http.post("/v1/metrics", content=body, headers=PB).status_code == 200
+    got = {
+        agg: series_value(http, name="rt", agg=agg)[0][1]
+        for agg in ("p50", "p99", "count", "sum", "avg")
+    }
+    assert got == pytest.approx({"p50": 2.0, "p99": 7.6, "count": 10, "sum": 30.0, "avg": 3.0})
+    tags = series_value(http, name="rt", agg="p50")[0][0]
+    assert tags == {"service.name": "api"}
+
+
+def test_cumulative_histogram_uses_increase_since_window_start(http: httpx.Client) -> None:
+    now = time.time_ns()
+    before = histogram(
+        "crt", BOUNDS, [1, 1, 0, 0, 0], cumulative=True, time_ns=now - 2 * 3600 * 10**9
+    )
+    inside = histogram("crt", BOUNDS, [2, 3, 4, 1, 0], cumulative=True, time_ns=now)
+    for metric in (before, inside):
+        body = metrics_request("api", [metric]).SerializeToString()
+        assert http.post("/v1/metrics", content=body, headers=PB).status_code == 200
+    # increase inside the last hour: [1, 2, 4, 1, 0] -> rank 4 falls in (2,4] at 1/4
+    assert series_value(http, name="crt", agg="p50", window="1h")[0][1] == pytest.approx(2.5)
+    assert series_value(http, name="crt", agg="count", window="1h")[0][1] == 8
+    assert series_value(http, name="crt", agg="count", window="3h")[0][1] == 10
+
+
+def test_cumulative_counter_sums_increases_and_handles_resets(http: httpx.Client) -> None:
+    metrics = [
+        counter("hits", [5, 8], cumulative=True, start_ns=1),
+        counter("hits", [3], cumulative=True, start_ns=2),
+    ]
+    body = metrics_request("api", metrics).SerializeToString()
+    assert http.post("/v1/metrics", content=body, headers=PB).status_code == 200
+    assert series_value(http, name="hits", agg="sum")[0][1] == 5 + 3 + 3
+    delta = metrics_request("api", [counter("dhits", [5, 8], cumulative=False)])
+    assert http.post("/v1/metrics", content=delta.SerializeToString(), headers=PB).is_success
+    assert series_value(http, name="dhits", agg="sum")[0][1] == 13
+
+
+def test_step_buckets(http: httpx.Client) -> None:
+    t0 = int(time.time()) - 7200
+    points = [
+        {"name": "jobs", "value": v, "type": "counter", "timestamp": t0 + offset}
+        for offset, v in ((100, 1), (200, 2), (2000, 3), (2100, 5))
+    ]
+    batch(http, points)
+    answer = http.get(
+        "/v1/metrics/query",
+        params={"name": "jobs", "agg": "sum", "since": t0, "until": t0 + 3600, "step": "30m"},
+    ).json()
+    assert [p["value"] for p in answer["series"][0]["points"]] == [3.0, 8.0]
+    assert [p["time_unix_nano"] for p in answer["series"][0]["points"]] == [
+        t0 * 10**9,
+        (t0 + 1800) * 10**9,
+    ]
+    assert answer["series"][0]["value"] == 11.0
+
+
+def test_report_and_batch_idempotency(http: httpx.Client, collector: Collector) -> None:
+    assert http.post("/v1/metrics/report", json={"name": "r", "value": 2}).json() == {"ok": True}
+    first = batch(http, [{"name": "r", "value": 5}], key="batch-1")
+    again = batch(http, [{"name": "r", "value": 5}], key="batch-1")
+    assert (first["duplicate"], again["duplicate"]) == (False, True)
+    assert again["accepted"] == 1  # the first answer is repeated
+    report = {"name": "r", "value": 7, "idempotency_key": "rep-1"}
+    for _ in range(2):
+        assert http.post("/v1/metrics/report", json=report).json() == {"ok": True}
+    assert series_value(http, name="r", agg="sum")[0][1] == 2 + 5 + 7
+    other = httpx.post(
+        f"{collector.http_endpoint}/v1/metrics/batch",
+        headers=headers_for(KEY_B),
+        json={"points": [{"name": "r", "value": 1}], "idempotency_key": "batch-1"},
+    )
+    assert other.json()["duplicate"] is False  # keys are per project
+
+
+def test_batch_rejects_bad_points_individually(http: httpx.Client) -> None:
+    result = batch(
+        http,
+        [
+            {"name": "ok", "value": 1},
+            {"name": "", "value": 1},
+            {"name": "x", "value": "NaN"},
+            {"name": "y", "value": 1, "type": "z"},
+            {"name": "z", "value": True},
+        ],
+    )
+    assert (result["ok"], result["accepted"], result["rejected"]) == (False, 1, 4)
+    assert [e["index"] for e in result["errors"]] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "status"),
+    [
+        ("/v1/metrics/report", {"name": "x"}, 400),
+        ("/v1/metrics/report", {"name": "x", "value": 1, "bogus": 1}, 400),
+        ("/v1/metrics/report", [1], 400),
+        ("/v1/metrics/batch", {"points": "nope"}, 400),
+        ("/v1/metrics/batch", {"points": [{"name": "x", "value": 1}] * 10_001}, 413),
+        ("/v1/metrics/query", {"agg": "sum"}, 400),
+        ("/v1/metrics/query", {"name": "x", "agg": "p200"}, 400),
+        ("/v1/metrics/query", {"name": "x", "window": "forever"}, 400),
+        ("/v1/metrics/query", {"name": "x", "since": "yesterday-ish"}, 400),
+        ("/v1/metrics/query", {"name": "x", "step": "1s", "window": "30d"}, 400),
+        ("/v1/metrics/query", {"name": "x", "colour": "blue"}, 400),
+        ("/v1/logs/query", {"severity": "loud"}, 400),
+        ("/v1/logs/query", {"limit": 0}, 400),
+        ("/v1/traces/query", {"detail": "maybe"}, 400),
+    ],
+)
+def test_invalid_requests_get_400(
+    http: httpx.Client, path: str, payload: object, status: int
+) -> None:
+    response = http.post(path, json=payload)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == status
