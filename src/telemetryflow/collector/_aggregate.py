@@ -4,7 +4,9 @@ Percentiles of raw values are exact: linear interpolation between the two closes
 ranks (what Prometheus' ``quantile_over_time`` and numpy's default do). Percentiles of
 histograms follow Prometheus' ``histogram_quantile``: find the bucket holding the rank
 and interpolate linearly inside it, the lowest bucket starting at 0 and the ``+Inf``
-bucket answering with the highest finite bound.
+bucket answering with the highest finite bound. When the histograms carry the
+``min``/``max`` that OTLP allows, the estimate is then clamped into that range (the
+true quantile always lies there), which matters for sparse data in wide buckets.
 """
 
 from __future__ import annotations
@@ -162,4 +164,24 @@ class Accumulator:
         counts = list(self.counts)
         for value in self.values:  # raw values join the histogram they share a series with
             counts[bisect.bisect_left(self.bounds, value)] += 1
-        return histogram_quantile(agg.q, self.bounds, counts)
+        estimate = histogram_quantile(agg.q, self.bounds, counts)
+        return _clamp(estimate, self._low(), self._high())
+
+    def _low(self) -> float | None:
+        lows = [*self.values, *([self.hist_min] if self.hist_min is not None else [])]
+        return min(lows) if lows and self.hist_min is not None else None
+
+    def _high(self) -> float | None:
+        highs = [*self.values, *([self.hist_max] if self.hist_max is not None else [])]
+        return max(highs) if highs and self.hist_max is not None else None
+
+
+def _clamp(value: float | None, low: float | None, high: float | None) -> float | None:
+    """Keep an interpolated quantile inside the observed range OTLP reports (min/max)."""
+    if value is None:
+        return None
+    if low is not None and value < low:
+        return low
+    if high is not None and value > high:
+        return high
+    return value
