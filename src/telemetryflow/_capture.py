@@ -160,6 +160,13 @@ def fingerprint_stack_text(error_type: str, stack: str | None) -> str:
     return _digest(error_type, _best(frames or _caller_frames()))
 
 
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # a broken __str__ must not lose the error
+        return f"<unprintable {type(value).__name__}>"
+
+
 def _tail(text: str) -> str:
     """Clip a stack trace from the front: the innermost frames are at the end."""
     return text if len(text) <= _MAX_STACK else "…" + text[-_MAX_STACK:]
@@ -215,7 +222,7 @@ def capture_exception(
         return ""
     error_id = uuid.uuid4().hex
     error_type = qualified_type(exc)
-    message = str(exc)
+    message = _safe_str(exc)
     attributes = to_attributes(tags)
     attributes.update(
         {
@@ -244,7 +251,7 @@ def capture_error(
     if not _running(client, "capture_error"):
         return ""
     error_id = uuid.uuid4().hex
-    text = message if isinstance(message, str) else str(message)
+    text = message if isinstance(message, str) else _safe_str(message)
     error_type = str(code) if code else _OTHER
     attributes = to_attributes(tags)
     error_type = clean_value(error_type)
