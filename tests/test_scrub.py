@@ -455,9 +455,7 @@ def test_seeded_secrets_never_reach_the_receiver(receiver: OTLPReceiver, protoco
     assert checkout.attributes["auth_types"] == "basic,oauth"
     assert checkout.attributes["token_count"] == 42
     assert checkout.attributes["password"] == REDACTED
-    assert checkout.attributes["url.full"] == (
-        f"https://shop.example/pay?token={REDACTED}&x=1"
-    )
+    assert checkout.attributes["url.full"] == f"https://shop.example/pay?token={REDACTED}&x=1"
     events = {e.name: attrs(e.attributes) for e in checkout.span.events}
     assert events["login"] == {"api_key": REDACTED, "step": 2}
     assert events["exception"]["exception.message"] == f"login failed: password={REDACTED}"
@@ -475,9 +473,7 @@ def test_scrubbing_can_be_turned_off_or_relaxed(receiver: OTLPReceiver) -> None:
     def mask_email(key: str, value: Any) -> Any:
         return "<email>" if key == "user.email" else value
 
-    relaxed = builder_for(receiver).with_scrubbing(
-        safe_keys=["session.id"], callback=mask_email
-    )
+    relaxed = builder_for(receiver).with_scrubbing(safe_keys=["session.id"], callback=mask_email)
     with relaxed.build() as client:
         client.log_info("hi", {"session.id": "s-1", "password": "p", "user.email": "a@b.c"})
     assert receiver.wait_for_logs(1)
