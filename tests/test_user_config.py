@@ -190,3 +190,13 @@ def test_the_file_is_read_only_with_auto_configuration(config_file: Path) -> Non
     save_user_config({"key_id": KEY_ID, "key_secret": SECRET}, config_file)
     with pytest.raises(BuilderError, match="credentials"):
         TelemetryFlowBuilder().with_service("svc").with_environ({}).build_config()
+
+
+def test_credentials_from_the_file_are_a_pair(config_file: Path) -> None:
+    from telemetryflow._user_config import fallback_settings
+
+    save_user_config({"key_id": KEY_ID, "key_secret": SECRET, "endpoint": "h:1"}, config_file)
+    environ = {"TELEMETRYFLOW_CONFIG_FILE": str(config_file)}
+    assert fallback_settings(environ) == {"key_id": KEY_ID, "key_secret": SECRET, "endpoint": "h:1"}
+    environ["TELEMETRYFLOW_API_KEY_ID"] = "tfk_env"  # a half-set environment
+    assert fallback_settings(environ) == {"endpoint": "h:1"}

@@ -27,6 +27,7 @@ from telemetryflow._diagnostics import warn_throttled
 __all__ = [
     "CONFIG_FILE_ENV",
     "USER_CONFIG_FIELDS",
+    "fallback_settings",
     "load_user_config",
     "save_user_config",
     "user_config_path",
@@ -37,6 +38,8 @@ CONFIG_FILE_ENV = "TELEMETRYFLOW_CONFIG_FILE"
 
 USER_CONFIG_FIELDS = ("key_id", "key_secret", "endpoint")
 """The configuration fields the file may set."""
+
+_CREDENTIAL_VARIABLES = ("TELEMETRYFLOW_API_KEY_ID", "TELEMETRYFLOW_API_KEY_SECRET")
 
 
 def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -90,6 +93,21 @@ def load_user_config(environ: Mapping[str, str] | None = None) -> dict[str, str]
         for k in USER_CONFIG_FIELDS
         if isinstance(data.get(k), str) and data[k].strip()
     }
+
+
+def fallback_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The file's values for the builder to use after the environment.
+
+    The key id and secret are a pair: if the environment sets either, the file's
+    credentials are left out, so an id from one place is never sent with a secret
+    from another.
+    """
+    env = os.environ if environ is None else environ
+    values = load_user_config(env)
+    if any(env.get(name, "").strip() for name in _CREDENTIAL_VARIABLES):
+        values.pop("key_id", None)
+        values.pop("key_secret", None)
+    return values
 
 
 def save_user_config(values: Mapping[str, str], path: Path | None = None) -> Path:
