@@ -80,6 +80,7 @@ def register(subparsers: Any) -> None:
     )
     metrics.add_argument("--service", help="only this service.name")
     metrics.add_argument("--step", help="bucket width (1m, 15m, 1h) for a time series")
+    metrics.add_argument("--group-by", help="merge series by these tags (comma separated)")
     metrics.set_defaults(func=_run_metrics)  # fmt: skip
 
     traces = subparsers.add_parser("traces", help="list recent traces, or show one as a tree")
@@ -153,7 +154,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
             return 2
         tags[key] = value
     params = {"name": args.name, "agg": args.agg, "tags": tags or None,
-              "service": args.service, "step": args.step}  # fmt: skip
+              "service": args.service, "step": args.step, "group_by": args.group_by}  # fmt: skip
 
     def render(answer: Any, out: TextIO) -> None:
         label = answer["agg"]

@@ -208,3 +208,16 @@ def test_invalid_requests_get_400(
     response = http.post(path, json=payload)
     assert response.status_code == status
     assert response.json()["error"]["code"] == status
+
+
+def test_group_by_merges_series(http: httpx.Client) -> None:
+    points = [
+        {"name": "dur", "value": v, "tags": {"route": r, "status": s}}
+        for v, r, s in ((1, "/a", "200"), (3, "/a", "500"), (10, "/b", "200"))
+    ]
+    batch(http, points)
+    assert len(series_value(http, name="dur", agg="sum")) == 3
+    grouped = series_value(http, name="dur", agg="sum", group_by="route")
+    assert grouped == [({"route": "/a"}, 4.0), ({"route": "/b"}, 10.0)]
+    everything = http.post("/v1/metrics/query", json={"name": "dur", "agg": "max", "group_by": []})
+    assert [(s["tags"], s["value"]) for s in everything.json()["series"]] == [({}, 10.0)]

@@ -26,7 +26,7 @@ TAG_PARAMS = ("agent_name", "agent_class", "model_key", "session_id", "status", 
 """Filters named by the 002 document; each filters on the tag of the same name."""
 _KNOWN = (
     "name", "metric", "agg", "percentile", "tags", "window", "time_window", "since",
-    "until", "step", "service", "project_name", *TAG_PARAMS,
+    "until", "step", "service", "project_name", "group_by", *TAG_PARAMS,
 )  # fmt: skip
 _MAX_BUCKETS = 10_000
 _CUMULATIVE = 2
@@ -72,6 +72,34 @@ def _split_raw(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return named, tags
 
 
+def _group_by(value: Any) -> tuple[str, ...] | None:
+    if value in (None, ""):
+        return None
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadRequestError(400, "group_by must be tag names separated by commas")
+    return tuple(n.strip() for n in names if n.strip())
+
+
+class _SeriesKeys:
+    """Which series a point belongs to: its whole tag set, or the ``group_by`` tags."""
+
+    def __init__(self, group_by: tuple[str, ...] | None) -> None:
+        self._group_by = group_by
+        self._cache: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+
+    def __call__(self, service: str, tags_json: str) -> tuple[str, dict[str, str]]:
+        found = self._cache.get((service, tags_json))
+        if found is None:
+            tags = json.loads(tags_json)
+            if service:
+                tags["service.name"] = service
+            if self._group_by is not None:
+                tags = {k: tags[k] for k in self._group_by if k in tags}
+            found = self._cache[(service, tags_json)] = (json.dumps(tags, sort_keys=True), tags)
+        return found
+
+
 @dataclass
 class _Series:
     tags: dict[str, str]
@@ -101,9 +129,10 @@ def query_metrics(conn: sqlite3.Connection, project: str, raw: Mapping[str, Any]
     rows = _fetch(conn, project, name, since, until, service, tags) if project_name in (
         None, project) else []  # fmt: skip
     baselines = _Baselines(conn, project, name, since)
-    series: dict[tuple[str, str], _Series] = {}
+    keys = _SeriesKeys(_group_by(params.raw("group_by")))
+    series: dict[str, _Series] = {}
     for row in rows:
-        _accumulate(series, row, baselines, since, step)
+        _accumulate(series, keys, row, baselines, since, step)
     return {
         "name": name,
         "agg": agg.label,
@@ -168,19 +197,17 @@ class _Baselines:
 
 
 def _accumulate(
-    series: dict[tuple[str, str], _Series],
+    series: dict[str, _Series],
+    keys: _SeriesKeys,
     row: sqlite3.Row,
     baselines: _Baselines,
     since: int,
     step: int | None,
 ) -> None:
-    key = (row["service"], row["tags"])
+    key, tags = keys(row["service"], row["tags"])
     current = series.get(key)
     if current is None:
-        tags = json.loads(row["tags"])
-        if row["service"]:
-            tags["service.name"] = row["service"]
-        current = series[key] = _Series(tags)
+        current = series[key] = _Series(dict(tags))
     index = 0 if step is None else (row["time_ns"] - since) // step
     bucket = current.buckets.setdefault(index, Accumulator())
     cumulative = row["temporality"] == _CUMULATIVE

@@ -48,6 +48,7 @@ _METRIC_PARAMS = [
     _param("percentile", _STR, "Alternative to `agg`: a quantile such as `0.95`."),
     _param("tags", _STR, 'Tag filter: `k:v,k2:v2` or a JSON object. Also `tag.KEY=value`.'),
     _param("service", _STR, "Only points of this `service.name`."),
+    _param("group_by", _STR, "Merge series by these tags only (`http.route,service.name`)."),
     _param("window", _STR, _WINDOW + " Default `1h`. Alias: `time_window`."),
     *_COMMON_TIME,
     _param("step", _STR, "Bucket width of the returned series (`1m`, `15m`, `1h`)."),
