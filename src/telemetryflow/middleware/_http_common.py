@@ -1,0 +1,571 @@
+"""What the Flask and ASGI middlewares share: one request becomes one span and a few
+metric points, named and attributed per the OpenTelemetry HTTP semantic conventions.
+
+The framework modules only know where their framework keeps things (the WSGI
+environ, the ASGI scope); everything that decides *what* is recorded lives here, so
+both middlewares redact, bound cardinality and fail the same way:
+
+- metric attributes are built only from bounded values (normalised method and
+  scheme, route template, status code, error type), never from the raw path, query
+  or headers;
+- secrets (``Authorization``, cookies, API-key headers, sensitive query values,
+  URL user-info) never reach an attribute;
+- a failure inside telemetry is logged (throttled) and swallowed: the request is
+  served as if the middleware were not there.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Histogram, Observation
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
+
+from telemetryflow._attributes import MAX_VALUE_LENGTH
+from telemetryflow._client import TelemetryFlowClient
+from telemetryflow._diagnostics import warn_throttled
+from telemetryflow._scrub_rules import REDACTED, is_sensitive_key, is_sensitive_param, scrub_url
+
+__all__ = [
+    "COUNT_METRIC",
+    "DURATION_METRIC",
+    "ERROR_METRIC",
+    "MiddlewareOptions",
+    "PathMatcher",
+    "RequestRecord",
+    "ServerTelemetry",
+    "normalize_method",
+    "redact_query",
+    "sanitize_url",
+    "split_host",
+]
+
+DURATION_METRIC = "http.server.request.duration"
+COUNT_METRIC = "http.server.request.count"
+ERROR_METRIC = "http.server.error.count"
+# The semantic conventions' advisory boundaries for HTTP durations, in seconds.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+KNOWN_METHODS = frozenset(
+    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
+)
+OTHER = "_OTHER"
+_SCHEMES = frozenset(("http", "https"))
+
+# Headers never recorded even if their names pass the core's key rules.
+_SECRET_HEADERS = frozenset(("cookie", "set-cookie", "proxy-authorization", "x-api-key"))
+# Captured headers that carry URLs: they lose user-info and sensitive query values.
+_URL_HEADERS = frozenset(("referer", "location", "content-location", "origin"))
+
+
+# -- normalisation ------------------------------------------------------------------
+def normalize_method(method: str) -> str:
+    """The method as the conventions record it: case-sensitive, unknown ones ``_OTHER``."""
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def normalize_scheme(scheme: str) -> str:
+    return scheme if scheme in _SCHEMES else OTHER
+
+
+def span_name(method: str, route: str | None) -> str:
+    """``"{method} {route}"``; ``HTTP`` stands in for an unknown method."""
+    label = "HTTP" if method == OTHER else method
+    return f"{label} {route}" if route else label
+
+
+def error_type(exc: BaseException) -> str:
+    return type(exc).__qualname__
+
+
+def clip(text: str) -> str:
+    return text if len(text) <= MAX_VALUE_LENGTH else text[:MAX_VALUE_LENGTH]
+
+
+def split_host(host: str) -> tuple[str, int | None]:
+    """``(address, port)`` from a ``Host`` header, dropping any user-info."""
+    host = host.rpartition("@")[2].strip()
+    if host.startswith("["):  # [IPv6]:port
+        address, _, rest = host[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        address, sep, port_text = host.rpartition(":")
+        if not sep:
+            address, port_text = host, ""
+    port = int(port_text) if port_text.isdigit() and len(port_text) <= 5 else None
+    if port is not None and port > 65535:
+        port = None
+    return clip(address), port
+
+
+def protocol_version(server_protocol: str) -> str:
+    """``"1.1"`` from ``"HTTP/1.1"`` (WSGI) or ``"1.1"`` (ASGI)."""
+    return server_protocol.rpartition("/")[2]
+
+
+# -- redaction ----------------------------------------------------------------------
+def _secret_param(name: str, extra: frozenset[str]) -> bool:
+    plain = unquote_plus(name) if "%" in name or "+" in name else name
+    return plain.lower() in extra or is_sensitive_param(plain)
+
+
+def redact_query(query: str, extra: frozenset[str] = frozenset()) -> str:
+    """``query`` with sensitive values (the core's rules, plus ``extra`` names) replaced
+    by ``[REDACTED]``; recording it redacted means no secret is held in memory either."""
+    if not query or "=" not in query:
+        return clip(query)
+    parts = []
+    for item in query.split("&"):
+        name, sep, value = item.partition("=")
+        secret = sep and value and _secret_param(name, extra)
+        parts.append(f"{name}={REDACTED}" if secret else item)
+    return clip("&".join(parts))
+
+
+def sanitize_url(url: str, extra: frozenset[str] = frozenset()) -> str:
+    """``url`` without user-info and with sensitive query values redacted."""
+    cleaned = scrub_url(url)
+    if extra and "?" in cleaned:
+        head, _, tail = cleaned.partition("?")
+        query, hash_sign, fragment = tail.partition("#")
+        cleaned = f"{head}?{redact_query(query, extra)}{hash_sign}{fragment}"
+    return clip(cleaned)
+
+
+def is_secret_header(name: str) -> bool:
+    """True for headers whose values must never be recorded (``Authorization``,
+    cookies, API keys, anything the core's key rules call sensitive)."""
+    return name.lower() in _SECRET_HEADERS or is_sensitive_key(name)
+
+
+def _header_names(names: Iterable[str] | None, kind: str) -> dict[str, str]:
+    if names is None:
+        return {}
+    if isinstance(names, str):
+        raise TypeError(f"capture_{kind}_headers must be a list of header names, not a string")
+    found: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in " \t\r\n:\x00"):
+            raise ValueError(f"capture_{kind}_headers: {name!r} is not a header name")
+        lowered = name.strip().lower()
+        found[lowered] = f"http.{kind}.header.{lowered}"
+    return found
+
+
+def header_attribute(name: str, values: list[str], extra: frozenset[str]) -> list[str]:
+    """The recorded value of a captured header (``name`` lower-cased)."""
+    if is_secret_header(name):
+        return [REDACTED]
+    if name in _URL_HEADERS:
+        return [sanitize_url(v, extra) for v in values]
+    return [clip(v) for v in values]
+
+
+# -- configuration ------------------------------------------------------------------
+class PathMatcher:
+    """Exact paths and ``prefix*`` patterns, checked in one set lookup and one
+    ``str.startswith`` call so excluded traffic costs next to nothing."""
+
+    __slots__ = ("_exact", "_prefixes")
+
+    def __init__(self, patterns: Iterable[str] | None) -> None:
+        if isinstance(patterns, str):
+            raise TypeError("excluded_paths must be a list of paths, not a string")
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        for pattern in patterns or ():
+            if not isinstance(pattern, str) or not pattern.startswith(("/", "*")):
+                raise ValueError(f"excluded_paths: {pattern!r} must start with '/'")
+            if "*" in pattern[:-1]:
+                raise ValueError(
+                    f"excluded_paths: {pattern!r}: '*' is only allowed at the "
+                    "end, as a prefix pattern such as '/static/*'"
+                )
+            if pattern.endswith("*"):
+                prefixes.append(pattern[:-1])
+            else:
+                exact.add(pattern)
+        self._exact = frozenset(exact)
+        self._prefixes = tuple(prefixes)
+
+    def __call__(self, path: str) -> bool:
+        return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
+
+    def __bool__(self) -> bool:
+        return bool(self._exact or self._prefixes)
+
+
+@dataclass(frozen=True)
+class MiddlewareOptions:
+    """What a middleware records; validated when the middleware is constructed."""
+
+    record_duration: bool
+    record_count: bool
+    record_errors: bool
+    excluded: PathMatcher
+    request_headers: Mapping[str, str]
+    """Lower-cased header name -> ``http.request.header.<name>``."""
+    response_headers: Mapping[str, str]
+    redact_params: frozenset[str]
+    """Extra query parameter names (lower-cased) whose values are redacted."""
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        record_request_duration: bool,
+        record_request_count: bool,
+        record_error_count: bool,
+        excluded_paths: Iterable[str] | None,
+        capture_request_headers: Iterable[str] | None,
+        capture_response_headers: Iterable[str] | None,
+        redact_query_params: Iterable[str] | None,
+    ) -> MiddlewareOptions:
+        """Validate constructor arguments; raises ``TypeError``/``ValueError``."""
+        if isinstance(redact_query_params, str):
+            raise TypeError("redact_query_params must be a list of names, not a string")
+        return cls(
+            record_duration=bool(record_request_duration),
+            record_count=bool(record_request_count),
+            record_errors=bool(record_error_count),
+            excluded=PathMatcher(excluded_paths),
+            request_headers=_header_names(capture_request_headers, "request"),
+            response_headers=_header_names(capture_response_headers, "response"),
+            redact_params=frozenset(str(p).lower() for p in redact_query_params or ()),
+        )
+
+
+# -- recording ----------------------------------------------------------------------
+class _Tally:
+    """Request counts per attribute set, reported by an observable counter.
+
+    A lock and a dict cost about a tenth of ``Counter.add`` (which hashes and cleans
+    the attributes on every call); counters need no exemplars, and the attribute
+    sets are already capped by :meth:`_Instruments.metric_attributes`.
+    """
+
+    __slots__ = ("__weakref__", "_counts", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[int, list[Any]] = {}
+        _tallies.add(self)
+
+    def add(self, attributes: dict[str, Any]) -> None:
+        key = id(attributes)  # attribute dicts are shared and kept alive by the cache
+        with self._lock:
+            found = self._counts.get(key)
+            if found is None:
+                self._counts[key] = [1, attributes]
+            else:
+                found[0] += 1
+
+    def observe(self, options: CallbackOptions) -> Iterator[Observation]:
+        with self._lock:
+            counts = [(n, attributes) for n, attributes in self._counts.values()]
+        return (Observation(n, attributes) for n, attributes in counts)
+
+    def reset_after_fork(self) -> None:
+        # The parent reports its own counts; a lock held at fork time stays held.
+        self._lock = threading.Lock()
+        self._counts = {}
+
+
+_tallies: weakref.WeakSet[_Tally] = weakref.WeakSet()
+
+
+def _reset_tallies_after_fork() -> None:
+    for tally in list(_tallies):
+        tally.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_tallies_after_fork)
+
+
+class _Instruments:
+    """The tracer and HTTP instruments of one client, shared by all its middlewares.
+
+    Shared because the SDK keeps one instrument per name: a second observable
+    counter with the same name would be ignored and its requests never reported.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_attr_cache",
+        "_limit",
+        "duration",
+        "errors",
+        "exemplars",
+        "requests",
+        "tracer",
+    )
+
+    def __init__(self, client: TelemetryFlowClient) -> None:
+        self.tracer: Tracer | None = client.tracer
+        meter = client.meter
+        self.duration: Histogram | None = None
+        self.requests: _Tally | None = None
+        self.errors: _Tally | None = None
+        if meter is not None:
+            self.duration = meter.create_histogram(
+                DURATION_METRIC,
+                unit="s",
+                description="Duration of HTTP server requests.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            )
+            self.requests = _Tally()
+            meter.create_observable_counter(
+                COUNT_METRIC,
+                [self.requests.observe],
+                unit="{request}",
+                description="HTTP server requests.",
+            )
+            self.errors = _Tally()
+            meter.create_observable_counter(
+                ERROR_METRIC,
+                [self.errors.observe],
+                unit="{request}",
+                description="HTTP server requests that failed: a 5xx status or an exception.",
+            )
+        self.exemplars = client.config.enable_exemplars
+        self._limit = client.config.cardinality_limit
+        self._attr_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def metric_attributes(
+        self,
+        key: tuple[str, str, str | None, int | None, str | None],
+    ) -> dict[str, Any]:
+        """One shared dict per attribute set, capped like the client's own instruments."""
+        found = self._attr_cache.get(key)
+        if found is not None:
+            return found
+        if len(self._attr_cache) >= self._limit:
+            warn_throttled(
+                "http-metric-overflow",
+                "more than %d HTTP metric attribute sets; "
+                "folding the rest into otel.metric.overflow",
+                self._limit,
+            )
+            return _OVERFLOW
+        method, scheme, route, status, err = key
+        attributes: dict[str, Any] = {"http.request.method": method, "url.scheme": scheme}
+        if route is not None:
+            attributes["http.route"] = route
+        if status is not None:
+            attributes["http.response.status_code"] = status
+        if err is not None:
+            attributes["error.type"] = err
+        self._attr_cache[key] = attributes
+        return attributes
+
+
+_OVERFLOW: dict[str, Any] = {"otel.metric.overflow": True}
+_by_client: weakref.WeakKeyDictionary[TelemetryFlowClient, _Instruments] = (
+    weakref.WeakKeyDictionary()
+)
+_by_client_lock = threading.Lock()
+
+
+def _instruments_of(client: TelemetryFlowClient) -> _Instruments:
+    with _by_client_lock:
+        found = _by_client.get(client)
+        if found is None:
+            found = _by_client[client] = _Instruments(client)
+        return found
+
+
+class RequestRecord:
+    """One request in flight: its span, its context token and what the response said.
+
+    Every method is safe to call from the request path: telemetry failures are
+    logged and swallowed, and ``finish`` records once however often it is called.
+    """
+
+    __slots__ = (
+        "_instruments",
+        "_options",
+        "_token",
+        "context",
+        "done",
+        "exception",
+        "method",
+        "route",
+        "scheme",
+        "span",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        instruments: _Instruments,
+        options: MiddlewareOptions,
+        method: str,
+        scheme: str,
+        span: Span | None,
+        ctx: Context | None,
+    ) -> None:
+        self._instruments = instruments
+        self._options = options
+        self.method = method
+        self.scheme = scheme
+        self.span = span
+        self.context = ctx
+        self.route: str | None = None
+        self.status: int | None = None
+        self.exception: BaseException | None = None
+        self.done = False
+        self._token: object = otel_context.attach(ctx) if ctx is not None else None
+        self.started = time.perf_counter()
+
+    def detach(self) -> None:
+        """Restore the caller's context; call once, where the request started."""
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+    def response_headers(self, attributes: dict[str, list[str]]) -> None:
+        if self.span is not None and attributes:
+            try:
+                self.span.set_attributes(attributes)
+            except Exception as exc:  # telemetry must not break the response
+                _warn(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        """Note an exception that escaped the handler (recorded once, in ``finish``)."""
+        if self.exception is None:
+            self.exception = exc
+
+    def finish(self) -> None:
+        """End the span and record the metrics, once."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._finish()
+        except Exception as exc:  # telemetry must not break the response
+            _warn(exc)
+
+    def _finish(self) -> None:
+        duration = time.perf_counter() - self.started
+        exc = self.exception
+        status = self.status
+        if status is None and exc is not None:
+            status = 500  # nothing was sent: the server answers an escaped exception with 500
+        err: str | None = None
+        if exc is not None:
+            err = error_type(exc)
+        elif status is not None and status >= 500:
+            err = str(status)
+        if self.span is not None:
+            self._end_span(self.span, status, err, exc)
+        inst = self._instruments
+        options = self._options
+        attributes = inst.metric_attributes((self.method, self.scheme, self.route, status, err))
+        if inst.duration is not None and options.record_duration:
+            ctx = self.context if inst.exemplars else None
+            inst.duration.record(duration, attributes, context=ctx)
+        if inst.requests is not None and options.record_count:
+            inst.requests.add(attributes)
+        if inst.errors is not None and options.record_errors and err is not None:
+            inst.errors.add(attributes)
+
+    def _end_span(
+        self, span: Span, status: int | None, err: str | None, exc: BaseException | None
+    ) -> None:
+        closing: dict[str, Any] = {}
+        if self.route is not None:
+            closing["http.route"] = self.route
+            span.update_name(span_name(self.method, self.route))
+        if status is not None:
+            closing["http.response.status_code"] = status
+        if err is not None:
+            closing["error.type"] = err
+            if exc is not None:
+                span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, err))
+        span.set_attributes(closing)
+        span.end()
+
+
+def _warn(exc: BaseException) -> None:
+    warn_throttled(
+        f"middleware:{type(exc).__name__}",
+        "HTTP middleware telemetry failed (the request is served anyway): %s: %s",
+        type(exc).__name__,
+        exc,
+    )
+
+
+def warn_failure(exc: BaseException) -> None:
+    """Report a telemetry failure on the request path (throttled, no traceback)."""
+    _warn(exc)
+
+
+class ServerTelemetry:
+    """A middleware's client and options, and the client's instruments once it runs."""
+
+    __slots__ = ("_client", "_instruments", "excluded", "options")
+
+    def __init__(self, client: TelemetryFlowClient, options: MiddlewareOptions) -> None:
+        if not isinstance(client, TelemetryFlowClient):
+            raise TypeError(
+                f"the middleware needs a TelemetryFlowClient, got {type(client).__name__}"
+            )
+        self._client = client
+        self.options = options
+        self.excluded = options.excluded
+        self._instruments: _Instruments | None = None
+
+    def instruments(self) -> _Instruments | None:
+        """The instruments, or None while the client is not running (pass through)."""
+        if not self._client.is_initialized():
+            return None
+        inst = self._instruments
+        if inst is None:
+            inst = self._instruments = _instruments_of(self._client)
+        if inst.tracer is None and inst.duration is None:
+            return None  # the SDK is disabled, or traces and metrics are both off
+        return inst
+
+    def start(
+        self,
+        inst: _Instruments,
+        raw_method: str,
+        scheme: str,
+        attributes: dict[str, Any],
+        carrier: Any,
+        getter: Getter[Any],
+    ) -> RequestRecord:
+        """Continue the caller's trace with a SERVER span, current until ``detach``."""
+        method = normalize_method(raw_method)
+        scheme = normalize_scheme(scheme)
+        attributes["http.request.method"] = method
+        if method == OTHER:
+            attributes["http.request.method_original"] = clip(raw_method)
+        attributes["url.scheme"] = scheme
+        tracer = inst.tracer
+        if tracer is None:
+            return RequestRecord(inst, self.options, method, scheme, None, None)
+        parent = propagate.extract(carrier, getter=getter)
+        span = tracer.start_span(
+            span_name(method, None),
+            context=parent,
+            kind=trace.SpanKind.SERVER,
+            attributes=attributes,
+        )
+        return RequestRecord(
+            inst, self.options, method, scheme, span, trace.set_span_in_context(span, parent)
+        )
