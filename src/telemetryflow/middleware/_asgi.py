@@ -1,0 +1,336 @@
+"""FastAPI/Starlette request instrumentation as pure ASGI middleware.
+
+Not ``BaseHTTPMiddleware``: that runs the app in another task and buffers the
+response, which breaks streaming timings, context variables and background tasks.
+Here the app runs in the caller's task with the span current, ``send`` is wrapped to
+see the status and the last body chunk, and anything that is not an HTTP request
+(WebSocket, lifespan) is handed to the app untouched.
+
+The route template is read from the scope after routing (Starlette records the
+matched route there), so no route table is walked on the hot path; only routes
+under a ``Mount`` need their mount prefixes rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from opentelemetry.propagators.textmap import Getter
+
+from telemetryflow._client import TelemetryFlowClient
+from telemetryflow.middleware._http_common import (
+    MiddlewareOptions,
+    RequestRecord,
+    ServerTelemetry,
+    clip,
+    header_attribute,
+    redact_query,
+    split_host,
+    warn_failure,
+)
+
+__all__ = ["FastAPITelemetryMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_INSTALL_HINT = (
+    "FastAPITelemetryMiddleware needs Starlette (or FastAPI): pip install 'telemetryflow[fastapi]'"
+)
+_MAX_MOUNT_DEPTH = 16
+
+
+def _require_starlette() -> None:
+    try:
+        import starlette.routing  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+
+
+class FastAPITelemetryMiddleware:
+    """Traces and measures every HTTP request of a FastAPI or Starlette app.
+
+    Example:
+        >>> app.add_middleware(FastAPITelemetryMiddleware, client=client,
+        ...                    excluded_paths=["/health"])
+
+    Args:
+        app: the ASGI app to wrap (Starlette passes it).
+        client: the client to record with; until it is initialized (and after it is
+            shut down) requests pass through untouched.
+        excluded_paths: paths (relative to the app's ``root_path``) that get no span
+            and no metrics: exact paths, or prefixes ending in ``*``.
+        record_request_duration: record ``http.server.request.duration`` (seconds).
+        record_request_count: count requests in ``http.server.request.count``.
+        record_error_count: count 5xx responses and unhandled exceptions in
+            ``http.server.error.count``.
+        capture_request_headers: request headers to record as
+            ``http.request.header.<name>``; secrets are always ``REDACTED``.
+        capture_response_headers: the same for ``http.response.header.<name>``.
+        redact_query_params: query parameters whose values are redacted in
+            ``url.query``, on top of the built-in list.
+
+    Raises:
+        ImportError: Starlette is not installed.
+        TypeError, ValueError: an argument is invalid (e.g. a bad path pattern).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        client: TelemetryFlowClient,
+        excluded_paths: Iterable[str] | None = None,
+        record_request_duration: bool = True,
+        record_request_count: bool = True,
+        record_error_count: bool = True,
+        *,
+        capture_request_headers: Iterable[str] | None = None,
+        capture_response_headers: Iterable[str] | None = None,
+        redact_query_params: Iterable[str] | None = None,
+    ) -> None:
+        _require_starlette()
+        self.app = app
+        options = MiddlewareOptions.build(
+            record_request_duration=record_request_duration,
+            record_request_count=record_request_count,
+            record_error_count=record_error_count,
+            excluded_paths=excluded_paths,
+            capture_request_headers=capture_request_headers,
+            capture_response_headers=capture_response_headers,
+            redact_query_params=redact_query_params,
+        )
+        self._telemetry = ServerTelemetry(client, options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        record = self._start(scope)
+        if record is None:
+            await self.app(scope, receive, send)
+            return
+        responder = _Responder(send, record, scope, self._telemetry.options)
+        try:
+            await self.app(scope, receive, responder)
+        except BaseException as exc:
+            if not record.done:
+                _set_route(record, scope)
+                record.fail(exc)
+                record.finish()
+            raise
+        finally:
+            record.detach()
+        if not record.done:  # the app returned without finishing its response
+            _set_route(record, scope)
+            record.finish()
+
+    def _start(self, scope: Scope) -> RequestRecord | None:
+        telemetry = self._telemetry
+        try:
+            if telemetry.excluded(_app_path(scope)):
+                return None
+            inst = telemetry.instruments()
+            if inst is None:
+                return None
+            headers = _headers(scope)
+            return telemetry.start(
+                inst,
+                scope.get("method", "GET"),
+                scope.get("scheme", "http"),
+                _request_attributes(scope, headers, telemetry.options),
+                headers,
+                _GETTER,
+            )
+        except Exception as exc:  # serve the request without telemetry
+            warn_failure(exc)
+            return None
+
+
+def _app_path(scope: Scope) -> str:
+    """The path below ``root_path``, which is what ``excluded_paths`` speaks about."""
+    path: str = scope.get("path") or "/"
+    root = scope.get("root_path")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name; repeated headers joined with commas."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers") or ():
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
+
+
+class _DictGetter(Getter[Mapping[str, str]]):
+    def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        return None if value is None else [value]
+
+    def keys(self, carrier: Mapping[str, str]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _DictGetter()
+
+
+def _request_attributes(
+    scope: Scope, headers: Mapping[str, str], options: MiddlewareOptions
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"url.path": clip(scope.get("path") or "/")}
+    query = scope.get("query_string")
+    if query:
+        attributes["url.query"] = redact_query(query.decode("latin-1"), options.redact_params)
+    host = headers.get("host")
+    address: str | None
+    port: int | None
+    if host:
+        address, port = split_host(host)
+    else:
+        server = scope.get("server")
+        address, port = (server[0], server[1]) if server else (None, None)
+    if address:
+        attributes["server.address"] = address
+        if isinstance(port, int):
+            attributes["server.port"] = port
+    user_agent = headers.get("user-agent")
+    if user_agent:
+        attributes["user_agent.original"] = clip(user_agent)
+    client = scope.get("client")
+    if client:
+        attributes["client.address"] = client[0]
+    version = scope.get("http_version")
+    if version:
+        attributes["network.protocol.version"] = version
+    for name, key in options.request_headers.items():
+        value = headers.get(name)
+        if value is not None:
+            attributes[key] = header_attribute(name, [value], options.redact_params)
+    return attributes
+
+
+class _Responder:
+    """Wraps ``send``: notes the status, and ends the span once the last body chunk
+    has been handed to the server (background tasks run after that, untimed)."""
+
+    __slots__ = ("_options", "_record", "_scope", "_send")
+
+    def __init__(
+        self, send: Send, record: RequestRecord, scope: Scope, options: MiddlewareOptions
+    ) -> None:
+        self._send = send
+        self._record = record
+        self._scope = scope
+        self._options = options
+
+    async def __call__(self, message: Message) -> None:
+        record = self._record
+        kind = message.get("type")
+        last = False
+        if kind == "http.response.start":
+            self._on_start(message)
+        elif kind in ("http.response.body", "http.response.zerocopysend"):
+            last = not message.get("more_body", False)
+        elif kind == "http.response.pathsend":
+            last = True
+        try:
+            await self._send(message)
+        except BaseException as exc:
+            if not record.done:
+                _set_route(record, self._scope)
+                record.fail(exc)
+                record.finish()
+            raise
+        if last and not record.done:
+            _set_route(record, self._scope)
+            record.finish()
+
+    def _on_start(self, message: Message) -> None:
+        try:
+            status = message.get("status")
+            self._record.status = status if isinstance(status, int) else None
+            wanted = self._options.response_headers
+            if wanted:
+                self._record.response_headers(
+                    _captured(message.get("headers") or (), wanted, self._options)
+                )
+        except Exception as exc:
+            warn_failure(exc)
+
+
+def _captured(
+    headers: Iterable[tuple[bytes, bytes]], wanted: Mapping[str, str], options: MiddlewareOptions
+) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        if name in wanted:
+            values.setdefault(name, []).append(raw_value.decode("latin-1"))
+    return {
+        wanted[name]: header_attribute(name, found, options.redact_params)
+        for name, found in values.items()
+    }
+
+
+def _set_route(record: RequestRecord, scope: Scope) -> None:
+    if record.route is not None:
+        return
+    try:
+        record.route = _route_template(scope)
+    except Exception as exc:  # an unusual router must not break the request
+        warn_failure(exc)
+
+
+def _route_template(scope: Scope) -> str | None:
+    """The matched route's template, e.g. ``/users/{user_id}``; None when none matched."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        return None
+    if "app_root_path" not in scope:  # not below a Mount: the template is complete
+        return template
+    return _mounted_template(scope, route)
+
+
+def _mounted_template(scope: Scope, target: object) -> str | None:
+    """Replay the top router's matching to collect the ``Mount`` prefixes (templates,
+    never the matched path, which may hold ids)."""
+    from starlette.routing import Match
+
+    routes = getattr(scope.get("router"), "routes", None)
+    probe: dict[str, Any] = {
+        "type": scope["type"],
+        "path": scope.get("path", "/"),
+        "root_path": scope.get("app_root_path", ""),
+        "method": scope.get("method"),
+        "headers": scope.get("headers") or [],
+    }
+    prefix = ""
+    for _ in range(_MAX_MOUNT_DEPTH):
+        if not routes:
+            return None
+        descend: Any = None
+        for route in routes:
+            match, child = route.matches(probe)
+            if match is Match.NONE:
+                continue
+            if route is target:
+                return prefix + target.path_format  # type: ignore[attr-defined, no-any-return]
+            if match is Match.FULL and getattr(route, "routes", None) is not None:
+                descend = route
+                probe = {**probe, **child}
+                break
+            if match is Match.FULL:
+                return None
+        if descend is None:
+            return None
+        prefix += getattr(descend, "path", "")
+        routes = descend.routes
+    return None
