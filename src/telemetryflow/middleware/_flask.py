@@ -1,0 +1,342 @@
+"""Flask request instrumentation: one SERVER span and a few metric points per request.
+
+It wraps ``app.wsgi_app`` rather than using ``before_request``/``teardown`` hooks so it
+sees the whole request, including what Flask's own error handling turns into a 500,
+and so a streamed body is timed until the server has taken its last chunk. A
+``teardown_request`` function, which Flask runs for every request while the request
+is still bound, reads the matched rule and the unhandled exception (if any).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.propagators.textmap import Getter
+
+from telemetryflow._client import TelemetryFlowClient
+from telemetryflow.middleware._http_common import (
+    MiddlewareOptions,
+    RequestRecord,
+    ServerTelemetry,
+    clip,
+    header_attribute,
+    protocol_version,
+    redact_query,
+    split_host,
+    warn_failure,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from flask import Flask
+
+__all__ = ["FlaskTelemetryMiddleware"]
+
+_ENVIRON_KEY = "telemetryflow.request"
+_EXTENSION_KEY = "telemetryflow"
+_INSTALL_HINT = "FlaskTelemetryMiddleware needs Flask: pip install 'telemetryflow[flask]'"
+
+
+def _require_flask() -> ModuleType:
+    try:
+        import flask
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+    return flask
+
+
+class FlaskTelemetryMiddleware:
+    """Traces and measures every request of a Flask app.
+
+    Example:
+        >>> middleware = FlaskTelemetryMiddleware(client, excluded_paths=["/health"])
+        >>> middleware.init_app(app)
+
+    Args:
+        client: the client to record with; until it is initialized (and after it is
+            shut down) requests pass through untouched.
+        app: instrument this app now (else call :meth:`init_app`).
+        record_request_duration: record ``http.server.request.duration`` (seconds).
+        record_request_count: count requests in ``http.server.request.count``.
+        record_error_count: count 5xx responses and unhandled exceptions in
+            ``http.server.error.count``.
+        excluded_paths: paths (relative to the app root) that get no span and no
+            metrics: exact paths, or prefixes ending in ``*`` such as ``"/static/*"``.
+        capture_request_headers: request headers to record as
+            ``http.request.header.<name>``; secrets are always ``REDACTED``.
+        capture_response_headers: the same for ``http.response.header.<name>``.
+        redact_query_params: query parameters whose values are redacted in
+            ``url.query``, on top of the built-in list (tokens, keys, passwords...).
+
+    Raises:
+        ImportError: Flask is not installed.
+        TypeError, ValueError: an argument is invalid (e.g. a bad path pattern).
+    """
+
+    def __init__(
+        self,
+        client: TelemetryFlowClient,
+        app: Flask | None = None,
+        record_request_duration: bool = True,
+        record_request_count: bool = True,
+        record_error_count: bool = True,
+        excluded_paths: Iterable[str] | None = None,
+        *,
+        capture_request_headers: Iterable[str] | None = None,
+        capture_response_headers: Iterable[str] | None = None,
+        redact_query_params: Iterable[str] | None = None,
+    ) -> None:
+        _require_flask()
+        options = MiddlewareOptions.build(
+            record_request_duration=record_request_duration,
+            record_request_count=record_request_count,
+            record_error_count=record_error_count,
+            excluded_paths=excluded_paths,
+            capture_request_headers=capture_request_headers,
+            capture_response_headers=capture_response_headers,
+            redact_query_params=redact_query_params,
+        )
+        self._telemetry = ServerTelemetry(client, options)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Instrument ``app``. Idempotent for the same middleware.
+
+        Call it before wrapping ``app.wsgi_app`` in proxy middleware such as
+        ``ProxyFix``, so the span sees the scheme and host the proxy restored.
+
+        Raises:
+            RuntimeError: another TelemetryFlow middleware already instruments ``app``.
+        """
+        flask = _require_flask()
+        current = app.extensions.get(_EXTENSION_KEY)
+        if current is self:
+            return
+        if current is not None:
+            raise RuntimeError(
+                "this Flask app is already instrumented by another FlaskTelemetryMiddleware"
+            )
+        app.wsgi_app = _InstrumentedWsgiApp(app.wsgi_app, self._telemetry)  # type: ignore[method-assign]
+        app.teardown_request(_Teardown(flask.request))
+        app.extensions[_EXTENSION_KEY] = self
+
+
+class _Teardown:
+    """Runs while the request is still bound: notes the matched rule
+    (``/users/<int:user_id>``; none for a 404/405) and the exception Flask turned
+    into a 500."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Any) -> None:
+        self._request = request  # flask.request, resolved once per request below
+
+    def __call__(self, exc: BaseException | None) -> None:
+        try:
+            request = self._request._get_current_object()
+            record = request.environ.get(_ENVIRON_KEY)
+            if isinstance(record, RequestRecord):
+                rule = request.url_rule
+                if rule is not None:
+                    record.route = rule.rule
+                if exc is not None:
+                    record.fail(exc)
+        except Exception as error:  # never interfere with Flask's teardown
+            warn_failure(error)
+
+
+class _EnvironGetter(Getter[Mapping[str, Any]]):
+    """Reads propagation headers (``traceparent``...) from a WSGI environ."""
+
+    _names: dict[str, str] = {}  # noqa: RUF012 - a shared cache of fixed header names
+
+    def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = _environ_name(key)
+        value = carrier.get(name)
+        return [value] if isinstance(value, str) else None
+
+    def keys(self, carrier: Mapping[str, Any]) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+def _environ_name(header: str) -> str:
+    name = header.upper().replace("-", "_")
+    return name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + name
+
+
+_GETTER = _EnvironGetter()
+
+
+def _request_attributes(environ: WSGIEnvironment, options: MiddlewareOptions) -> dict[str, Any]:
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    if not path.isascii():  # PEP 3333 hands over bytes decoded as latin-1
+        path = path.encode("latin-1", "replace").decode("utf-8", "replace")
+    attributes: dict[str, Any] = {"url.path": clip(path) or "/"}
+    query = environ.get("QUERY_STRING")
+    if query:
+        attributes["url.query"] = redact_query(query, options.redact_params)
+    host = environ.get("HTTP_HOST")
+    if host:
+        address, port = split_host(host)
+    else:
+        address = environ.get("SERVER_NAME", "")
+        server_port = environ.get("SERVER_PORT", "")
+        port = int(server_port) if server_port.isdigit() else None
+    if address:
+        attributes["server.address"] = address
+        if port is not None:
+            attributes["server.port"] = port
+    user_agent = environ.get("HTTP_USER_AGENT")
+    if user_agent:
+        attributes["user_agent.original"] = clip(user_agent)
+    peer = environ.get("REMOTE_ADDR")
+    if peer:
+        attributes["client.address"] = peer
+    protocol = environ.get("SERVER_PROTOCOL")
+    if protocol:
+        attributes["network.protocol.version"] = protocol_version(protocol)
+    for name, key in options.request_headers.items():
+        value = environ.get(_environ_name(name))
+        if isinstance(value, str):
+            attributes[key] = header_attribute(name, [value], options.redact_params)
+    return attributes
+
+
+class _InstrumentedWsgiApp:
+    """Replaces ``app.wsgi_app``: starts the span, calls Flask, wraps the body."""
+
+    __slots__ = ("_telemetry", "wsgi_app")
+
+    def __init__(self, wsgi_app: WSGIApplication, telemetry: ServerTelemetry) -> None:
+        self.wsgi_app = wsgi_app
+        self._telemetry = telemetry
+
+    def __call__(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        telemetry = self._telemetry
+        record: RequestRecord | None = None
+        if not telemetry.excluded(environ.get("PATH_INFO") or "/"):
+            try:
+                inst = telemetry.instruments()
+                if inst is not None:
+                    record = telemetry.start(
+                        inst,
+                        environ.get("REQUEST_METHOD", "GET"),
+                        environ.get("wsgi.url_scheme", "http"),
+                        _request_attributes(environ, telemetry.options),
+                        environ,
+                        _GETTER,
+                    )
+            except Exception as exc:  # serve the request without telemetry
+                warn_failure(exc)
+        if record is None:
+            return self.wsgi_app(environ, start_response)
+        environ[_ENVIRON_KEY] = record
+        responder = _StartResponse(start_response, record, telemetry.options)
+        try:
+            body = self.wsgi_app(environ, responder)
+        except BaseException as exc:
+            record.fail(exc)
+            record.finish()
+            raise
+        finally:
+            record.detach()
+        return _ResponseBody(body, record)
+
+
+class _StartResponse:
+    """Notes the status (and captured headers) on their way to the server."""
+
+    __slots__ = ("_options", "_record", "_start_response")
+
+    def __init__(
+        self, start_response: StartResponse, record: RequestRecord, options: MiddlewareOptions
+    ) -> None:
+        self._start_response = start_response
+        self._record = record
+        self._options = options
+
+    def __call__(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: tuple[type[BaseException], BaseException, TracebackType]
+        | tuple[None, None, None]
+        | None = None,
+    ) -> Any:
+        try:
+            code = status[:3]
+            self._record.status = int(code) if code.isdigit() else None
+            wanted = self._options.response_headers
+            if wanted:
+                self._record.response_headers(_captured(headers, wanted, self._options))
+        except Exception as exc:
+            warn_failure(exc)
+        return self._start_response(status, headers, exc_info)
+
+
+def _captured(
+    headers: list[tuple[str, str]], wanted: Mapping[str, str], options: MiddlewareOptions
+) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in wanted:
+            values.setdefault(lowered, []).append(value)
+    return {
+        wanted[name]: header_attribute(name, found, options.redact_params)
+        for name, found in values.items()
+    }
+
+
+class _ResponseBody:
+    """The response iterable, with the request's span current while it produces
+    chunks; the span ends when the server has the last chunk or closes the body."""
+
+    __slots__ = ("_body", "_iterator", "_record")
+
+    def __init__(self, body: Iterable[bytes], record: RequestRecord) -> None:
+        self._body = body
+        self._iterator: Iterator[bytes] | None = None
+        self._record = record
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        record = self._record
+        token = otel_context.attach(record.context) if record.context is not None else None
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._body)
+            return next(self._iterator)
+        except StopIteration:
+            record.finish()
+            raise
+        except BaseException as exc:
+            record.fail(exc)
+            record.finish()
+            raise
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        except BaseException as exc:
+            self._record.fail(exc)
+            raise
+        finally:
+            self._record.finish()
