@@ -255,12 +255,11 @@ class _Tally:
     sets are already capped by :meth:`_Instruments.metric_attributes`.
     """
 
-    __slots__ = ("__weakref__", "_counts", "_lock")
+    __slots__ = ("_counts", "_lock")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[int, list[Any]] = {}
-        _tallies.add(self)
 
     def add(self, attributes: dict[str, Any]) -> None:
         key = id(attributes)  # attribute dicts are shared and kept alive by the cache
@@ -276,23 +275,6 @@ class _Tally:
             counts = [(n, attributes) for n, attributes in self._counts.values()]
         return (Observation(n, attributes) for n, attributes in counts)
 
-    def reset_after_fork(self) -> None:
-        # The parent reports its own counts; a lock held at fork time stays held.
-        self._lock = threading.Lock()
-        self._counts = {}
-
-
-_tallies: weakref.WeakSet[_Tally] = weakref.WeakSet()
-
-
-def _reset_tallies_after_fork() -> None:
-    for tally in list(_tallies):
-        tally.reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_tallies_after_fork)
-
 
 class _Instruments:
     """The tracer and HTTP instruments of one client, shared by all its middlewares.
@@ -302,17 +284,20 @@ class _Instruments:
     """
 
     __slots__ = (
-        "__weakref__",
         "_attr_cache",
         "_limit",
         "duration",
         "errors",
         "exemplars",
+        "pid",
         "requests",
         "tracer",
     )
 
     def __init__(self, client: TelemetryFlowClient) -> None:
+        # A forked child gets its own meter provider from the client, so instruments
+        # (and counts) made in the parent must not be reused there.
+        self.pid = os.getpid()
         self.tracer: Tracer | None = client.tracer
         meter = client.meter
         self.duration: Histogram | None = None
@@ -378,10 +363,19 @@ _by_client: weakref.WeakKeyDictionary[TelemetryFlowClient, _Instruments] = (
 _by_client_lock = threading.Lock()
 
 
+def _new_lock_after_fork() -> None:
+    global _by_client_lock  # another thread may have held it when the process forked
+    _by_client_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def _instruments_of(client: TelemetryFlowClient) -> _Instruments:
     with _by_client_lock:
         found = _by_client.get(client)
-        if found is None:
+        if found is None or found.pid != os.getpid():
             found = _by_client[client] = _Instruments(client)
         return found
 
@@ -534,7 +528,7 @@ class ServerTelemetry:
         if not self._client.is_initialized():
             return None
         inst = self._instruments
-        if inst is None:
+        if inst is None or inst.pid != os.getpid():
             inst = self._instruments = _instruments_of(self._client)
         if inst.tracer is None and inst.duration is None:
             return None  # the SDK is disabled, or traces and metrics are both off
