@@ -343,7 +343,7 @@ def test_a_task_created_for_a_tracked_call_consumes_the_parents_metadata(
 # -- event() ----------------------------------------------------------------------------
 def test_event_is_an_opentelemetry_event_with_its_metadata(cap: TelemetryCapture) -> None:
     cap.client.event("payment_received", amount=99.99, currency="USD")
-    cap.client.event("webhook_failed", status="failed", endpoint="/stripe")
+    cap.client.event("webhook_failed", status="failed", endpoint="/stripe", name="stripe")
     with cap.client.span("deploy"):
         cap.client.event("deployment_complete")
     logs = {entry.log.event_name: entry for entry in cap.logs()}
@@ -352,6 +352,7 @@ def test_event_is_an_opentelemetry_event_with_its_metadata(cap: TelemetryCapture
     assert paid.log.severity_text == "INFO"
     failed = logs["webhook_failed"]
     assert failed.attributes["event.status"] == "failed"
+    assert failed.attributes["name"] == "stripe"  # "name" can be metadata too
     assert failed.log.severity_text == "ERROR"
     (deploy,) = spans_named(cap, "deploy")
     assert logs["deployment_complete"].log.span_id == deploy.span.span_id

@@ -58,7 +58,7 @@ def trace(key: str, value: Any) -> None:
     _track.add_metadata(key, value)
 
 
-def event(name: str, status: str = "completed", **kwargs: Any) -> None:
+def event(name: str, /, status: str = "completed", **kwargs: Any) -> None:
     """Post a standalone event with the default client; nothing if there is none."""
     client = get_default_client()
     if client is not None:
@@ -108,8 +108,10 @@ class ConveniencesMixin:
         """
         _track.add_metadata(key, value)
 
-    def event(self, name: str, status: str = "completed", **kwargs: Any) -> None:
+    def event(self, name: str, /, status: str = "completed", **kwargs: Any) -> None:
         """Post a standalone event; keyword arguments become its attributes.
+
+        ``name`` is positional-only, so ``name=`` can be metadata like any other key.
 
         The event is an OpenTelemetry event: a log record whose event name is
         ``name``, with ``event.status`` (``failed`` ones have ERROR severity).
@@ -202,7 +204,7 @@ class ConveniencesMixin:
         else:
             self._tf_flags = FlagSet.from_mapping(flags)
 
-    def evaluate_flag(self, key: str, default: Any = None, **context: Any) -> FlagEvaluation:
+    def evaluate_flag(self, key: str, /, default: Any = None, **context: Any) -> FlagEvaluation:
         """Evaluate ``key`` for ``context`` and record the evaluation.
 
         ``targeting_key=``, else ``user_id=``, else ``distinct_id=`` drives
@@ -211,7 +213,7 @@ class ConveniencesMixin:
         """
         return self._evaluate(key, default, context, boolean=False)
 
-    def is_enabled(self, key: str, default: bool = False, **context: Any) -> bool:
+    def is_enabled(self, key: str, /, default: bool = False, **context: Any) -> bool:
         """Whether the on/off flag ``key`` is on for ``context`` (e.g. ``user_id=``).
 
         A missing flag, or one that is not on/off, gives ``default`` (and the
@@ -220,12 +222,12 @@ class ConveniencesMixin:
         value = self._evaluate(key, default, context, boolean=True).value
         return value if isinstance(value, bool) else default
 
-    def get_variant(self, key: str, default: str | None = None, **context: Any) -> str | None:
+    def get_variant(self, key: str, /, default: str | None = None, **context: Any) -> str | None:
         """The variant name of flag ``key`` for ``context``, or ``default``."""
         result = self._evaluate(key, default, context, boolean=False)
         return result.variant if result.variant is not None else default
 
-    def get_flag_value(self, key: str, default: Any = None, **context: Any) -> Any:
+    def get_flag_value(self, key: str, /, default: Any = None, **context: Any) -> Any:
         """The value of flag ``key``'s variant for ``context``, or ``default``."""
         return self._evaluate(key, default, context, boolean=False).value
 
