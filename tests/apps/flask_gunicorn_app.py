@@ -1,8 +1,9 @@
 """The Flask app the pre-fork test serves with ``gunicorn --preload``.
 
 The client is built from the environment and initialized at import time, that is in
-the gunicorn master, before the workers fork: every worker then records with a
-client it inherited, which is the situation pre-fork servers put an SDK in.
+the gunicorn master, before the workers fork, and the master serves one request:
+every worker then records with a client (and middleware state) it inherited, which is
+the situation pre-fork servers put an SDK in.
 """
 
 from __future__ import annotations
@@ -43,4 +44,14 @@ def health() -> str:
     return "ok"
 
 
+@app.get("/warmup")
+def warmup() -> str:
+    return "warm"
+
+
 FlaskTelemetryMiddleware(client, app, excluded_paths=["/health"])
+
+# Serve one request in the master before the fork, as apps that warm up do: the
+# middleware's instruments then exist before the workers do.
+with app.test_client() as warm:
+    warm.get("/warmup").close()
