@@ -4,7 +4,7 @@
 
     Tracer ─ span ends ─▶ SpanQueueProcessor ─▶ BatchQueue ─▶ encode ─▶ Sender ─▶ Transport
     Logger ─ emit ──────▶ LogQueueProcessor  ─▶ BatchQueue ─▶ encode ─▶ Sender ─▶ Transport
-    Meter  ─ (periodic) ─▶ PeriodicExportingMetricReader ─▶ OtlpMetricExporter ─▶ Sender
+    Meter  ─ (periodic) ─▶ DeadlineMetricReader ─▶ encode ─▶ Sender ─▶ Transport
 
 The OpenTelemetry SDK does recording, aggregation and context; everything from the
 end of a span to the wire is ours, because that is where the SDK's own batch
@@ -24,32 +24,19 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
-from opentelemetry.sdk.metrics import (
-    Counter,
-    Histogram,
-    MeterProvider,
-    ObservableCounter,
-    ObservableGauge,
-    ObservableUpDownCounter,
-    UpDownCounter,
-)
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal.exemplar import (
     AlwaysOffExemplarFilter,
     TraceBasedExemplarFilter,
 )
-from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
-    MetricExporter,
-    MetricExportResult,
-    MetricsData,
-    PeriodicExportingMetricReader,
-)
+from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from telemetryflow._batch import BatchQueue
 from telemetryflow._config import TelemetryConfig
 from telemetryflow._diagnostics import sdk_section, warn_throttled
+from telemetryflow._metric_reader import DeadlineMetricReader
 from telemetryflow._ratelimit import RateLimiter
 from telemetryflow._retry import RetryPolicy
 from telemetryflow._scrub import make_scrubber
@@ -122,54 +109,6 @@ def count_data_points(data: MetricsData) -> int:
     )
 
 
-class OtlpMetricExporter(MetricExporter):
-    """Cumulative OTLP metric export through the shared sender.
-
-    Exports only from the process that built it: after a fork the child builds its
-    own, so the parent's accumulated values are never sent twice.
-    """
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        kinds = (Counter, UpDownCounter, Histogram, ObservableCounter,
-                 ObservableUpDownCounter, ObservableGauge)
-        temporality = dict.fromkeys(kinds, AggregationTemporality.CUMULATIVE)
-        super().__init__(preferred_temporality=temporality)  # type: ignore[arg-type]
-        self._pipeline = pipeline
-        self._pid = os.getpid()
-        self.deadline: float | None = None
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        if os.getpid() != self._pid:
-            return MetricExportResult.SUCCESS
-        points = count_data_points(metrics_data)
-        if points == 0:
-            return MetricExportResult.SUCCESS
-        pipeline = self._pipeline
-        pipeline.stats.recorded("metrics", points)
-        limiter = pipeline.sender.limiter
-        if limiter is not None and limiter.try_acquire() > 0:
-            # Cumulative points: the next collection carries these totals again.
-            pipeline.stats.dropped("metrics", DropReason.RATE_LIMITED, points)
-            return MetricExportResult.FAILURE
-        with sdk_section():
-            request = encode_metrics(metrics_data)
-            pipeline.apply_resource_overrides(request.resource_metrics)
-            if pipeline.scrub is not None:
-                pipeline.scrub("metrics", request)
-            body = request.SerializeToString()
-        outcome = pipeline.sender.send("metrics", body, points, self.deadline)
-        return (MetricExportResult.SUCCESS if outcome is Outcome.EXPORTED
-                else MetricExportResult.FAILURE)
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        return None
-
-
 class Pipeline:
     """Providers, queues and the sender of one client, built on ``initialize()``."""
 
@@ -198,7 +137,8 @@ class Pipeline:
         self.meter_provider: MeterProvider | None = None
         self.span_queue: BatchQueue[ReadableSpan] | None = None
         self.log_queue: BatchQueue[ReadWriteLogRecord] | None = None
-        self._metric_exporter: OtlpMetricExporter | None = None
+        self._metric_reader: DeadlineMetricReader | None = None
+        self._pid = os.getpid()
         queue_args: dict[str, Any] = {
             "max_queue_size": config.max_queue_size,
             "max_batch_size": config.batch_max_size,
@@ -209,35 +149,50 @@ class Pipeline:
         }
         if config.enable_traces:
             self.span_queue = BatchQueue(
-                "traces", self._export_spans, self.stats, size_of=span_size, **queue_args)
+                "traces", self._export_spans, self.stats, size_of=span_size, **queue_args
+            )
             self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-            self.tracer_provider.add_span_processor(
-                SpanQueueProcessor(self.span_queue, self.stats))
+            self.tracer_provider.add_span_processor(SpanQueueProcessor(self.span_queue, self.stats))
         if config.enable_logs:
             self.log_queue = BatchQueue(
-                "logs", self._export_logs, self.stats, size_of=log_size, **queue_args)
+                "logs", self._export_logs, self.stats, size_of=log_size, **queue_args
+            )
             self.logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
             self.logger_provider.add_log_record_processor(
-                LogQueueProcessor(self.log_queue, self.stats))
+                LogQueueProcessor(self.log_queue, self.stats)
+            )
         if config.enable_metrics:
             self.meter_provider = self._build_meter_provider(resource)
 
     def _build_meter_provider(self, resource: Resource) -> MeterProvider:
         config = self.config
-        self._metric_exporter = OtlpMetricExporter(self)
-        reader = PeriodicExportingMetricReader(
-            self._metric_exporter,
-            export_interval_millis=config.batch_timeout.total_seconds() * 1000,
-            export_timeout_millis=config.timeout.total_seconds() * 1000,
-        )
+        self._metric_reader = DeadlineMetricReader(
+            self._export_metrics, config.batch_timeout.total_seconds())
         exemplar_filter = (TraceBasedExemplarFilter() if config.enable_exemplars
                            else AlwaysOffExemplarFilter())
-        return MeterProvider(metric_readers=[reader], resource=resource,
+        return MeterProvider(metric_readers=[self._metric_reader], resource=resource,
                              exemplar_filter=exemplar_filter, shutdown_on_exit=False)
 
-    @property
-    def scrub(self) -> Callable[[str, Any], None] | None:
-        return self._scrub
+    def _export_metrics(self, data: MetricsData, deadline: float | None) -> bool:
+        """Send cumulative points once the process that owns them is this one."""
+        if os.getpid() != self._pid:
+            return True  # a forked child never re-sends its parent's accumulations
+        points = count_data_points(data)
+        if points == 0:
+            return True
+        self.stats.recorded("metrics", points)
+        limiter = self.sender.limiter
+        if limiter is not None and limiter.try_acquire() > 0:
+            # The next collection carries these totals again.
+            self.stats.dropped("metrics", DropReason.RATE_LIMITED, points)
+            return False
+        with sdk_section():
+            request = encode_metrics(data)
+            self.apply_resource_overrides(request.resource_metrics)
+            if self._scrub is not None:
+                self._scrub("metrics", request)
+            body = request.SerializeToString()
+        return self.sender.send("metrics", body, points, deadline) is Outcome.EXPORTED
 
     # -- export --------------------------------------------------------------------
     def apply_resource_overrides(self, resource_blocks: Any) -> None:
@@ -254,8 +209,9 @@ class Pipeline:
                     else:
                         item.value.string_value = value
 
-    def _export_spans(self, batch: Sequence[ReadableSpan], deadline: float | None
-                      ) -> Sequence[ReadableSpan]:
+    def _export_spans(
+        self, batch: Sequence[ReadableSpan], deadline: float | None
+    ) -> Sequence[ReadableSpan]:
         def encode(items: Sequence[ReadableSpan]) -> bytes:
             request = encode_spans(items)
             self.apply_resource_overrides(request.resource_spans)
@@ -265,8 +221,9 @@ class Pipeline:
 
         return self._deliver("traces", batch, encode, deadline)
 
-    def _export_logs(self, batch: Sequence[ReadWriteLogRecord], deadline: float | None
-                     ) -> Sequence[ReadWriteLogRecord]:
+    def _export_logs(
+        self, batch: Sequence[ReadWriteLogRecord], deadline: float | None
+    ) -> Sequence[ReadWriteLogRecord]:
         def encode(items: Sequence[ReadWriteLogRecord]) -> bytes:
             request = encode_logs(items)  # type: ignore[arg-type]  # duck-typed records
             self.apply_resource_overrides(request.resource_logs)
@@ -276,8 +233,13 @@ class Pipeline:
 
         return self._deliver("logs", batch, encode, deadline)
 
-    def _deliver(self, signal: str, batch: Sequence[T], encode: Callable[[Sequence[T]], bytes],
-                 deadline: float | None) -> Sequence[T]:
+    def _deliver(
+        self,
+        signal: str,
+        batch: Sequence[T],
+        encode: Callable[[Sequence[T]], bytes],
+        deadline: float | None,
+    ) -> Sequence[T]:
         """Send ``batch``, halving it while a request would exceed the size limit.
 
         Returns the items to keep for a later try (the collector is unreachable).
@@ -288,9 +250,13 @@ class Pipeline:
             return batch if outcome is Outcome.KEEP else ()
         if len(batch) == 1:
             self.stats.dropped(signal, DropReason.TOO_LARGE, 1)
-            warn_throttled(f"too-large:{signal}", "dropped one %s item of %d bytes: over the "
-                           "%d-byte request limit", signal, len(body),
-                           self.config.max_request_bytes)
+            warn_throttled(
+                f"too-large:{signal}",
+                "dropped one %s item of %d bytes: over the %d-byte request limit",
+                signal,
+                len(body),
+                self.config.max_request_bytes,
+            )
             return ()
         middle = len(batch) // 2
         kept = self._deliver(signal, batch[:middle], encode, deadline)
@@ -307,8 +273,11 @@ class Pipeline:
         (the parent's exporter refuses to export from another pid).
         """
         self.stats.reset()
-        self._resource_overrides = {"service.instance.id": str(uuid.uuid4()),
-                                    "process.pid": os.getpid()}
+        self._pid = os.getpid()
+        self._resource_overrides = {
+            "service.instance.id": str(uuid.uuid4()),
+            "process.pid": os.getpid(),
+        }
         if self.meter_provider is not None:
             attributes = dict(self.resource.attributes)
             attributes.update(self._resource_overrides)
@@ -327,22 +296,17 @@ class Pipeline:
         for queue in (self.span_queue, self.log_queue):
             if queue is not None:
                 ok = queue.force_flush(max(0.0, deadline - time.monotonic())) and ok
-        if self.meter_provider is not None and self._metric_exporter is not None:
-            self._metric_exporter.deadline = deadline
-            try:
-                remaining_ms = max(0.001, deadline - time.monotonic()) * 1000
-                ok = self.meter_provider.force_flush(timeout_millis=remaining_ms) and ok
-            finally:
-                self._metric_exporter.deadline = None
+        if self.meter_provider is not None:
+            remaining_ms = max(0.001, deadline - time.monotonic()) * 1000
+            ok = self.meter_provider.force_flush(timeout_millis=remaining_ms) and ok
         return ok
 
     def shutdown(self, timeout: float) -> None:
         """Send what is pending within ``timeout``, then stop every thread and channel."""
         deadline = time.monotonic() + timeout
         self.sender.begin_shutdown()
-        if self.meter_provider is not None and self._metric_exporter is not None:
+        if self.meter_provider is not None:
             # The reader's shutdown makes the final collection and export itself.
-            self._metric_exporter.deadline = deadline
             remaining_ms = max(0.001, deadline - time.monotonic()) * 1000
             self.meter_provider.shutdown(timeout_millis=remaining_ms)
         for queue in (self.span_queue, self.log_queue):

@@ -74,6 +74,14 @@ def _read_file(path: str | None) -> bytes | None:
         return handle.read()
 
 
+def redact_server_text(text: str, config: TelemetryConfig) -> str:
+    """A server's free text, safe to log: our secret removed, printable, bounded."""
+    secret = config.credentials.key_secret
+    cleaned = text.replace(secret, "***") if secret else text
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in cleaned)
+    return cleaned[:200]
+
+
 def _rejected_count(signal: str, response: Any) -> tuple[int, str]:
     if not response.HasField("partial_success"):
         return 0, ""
@@ -111,6 +119,7 @@ class GrpcTransport:
         import grpc
 
         self._grpc = grpc
+        self._config = config
         endpoint = config.parsed_endpoint
         target = endpoint.host_port if endpoint.port else f"{endpoint.host_port}:4317"
         options = [
@@ -151,6 +160,7 @@ class GrpcTransport:
         except grpc.RpcError as error:
             return self._classify(error)
         rejected, message = _rejected_count(signal, response)
+        message = redact_server_text(message, self._config)
         return SendResult(ok=True, rejected=rejected, message=message)
 
     def _classify(self, error: Any) -> SendResult:
@@ -170,11 +180,16 @@ def _retry_info_delay(error: Any) -> float | None:
     except Exception:
         return None
     for key, value in trailing:
-        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+        if not isinstance(value, bytes):
             continue
         try:
             from google.rpc import error_details_pb2, status_pb2
 
+            if key == "google.rpc.retryinfo-bin":  # the bare form some servers send
+                bare = error_details_pb2.RetryInfo.FromString(value)
+                return float(bare.retry_delay.seconds + bare.retry_delay.nanos / 1e9)
+            if key != "grpc-status-details-bin":
+                continue
             status = status_pb2.Status.FromString(value)
             for detail in status.details:
                 if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
@@ -190,6 +205,7 @@ class HttpTransport:
     """OTLP/HTTP with protobuf bodies, one keep-alive connection per signal."""
 
     def __init__(self, config: TelemetryConfig) -> None:
+        self._config = config
         endpoint = config.parsed_endpoint
         scheme = endpoint.scheme or ("https" if config.uses_tls else "http")
         self._tls = scheme == "https"
@@ -260,6 +276,7 @@ class HttpTransport:
             rejected, message = 0, ""
             with contextlib.suppress(Exception):  # an unparsable 2xx body is still success
                 rejected, message = _rejected_count(signal, _response_type(signal).FromString(data))
+                message = redact_server_text(message, self._config)
             return SendResult(ok=True, rejected=rejected, message=message)
         return SendResult(
             ok=False,
