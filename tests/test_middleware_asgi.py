@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from _support import builder_for
 from apps.support import metric_points, new_traceparent, total, uvicorn_server
 from telemetryflow import TelemetryFlowClient
+from telemetryflow._diagnostics import reset_throttle
 from telemetryflow.middleware import FastAPITelemetryMiddleware
 from telemetryflow.testing import OTLPReceiver
 
@@ -532,6 +533,8 @@ def test_a_failing_tracer_or_meter_never_breaks_the_request(
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("telemetry is broken")
+
+    reset_throttle()  # the warning is once a minute per kind; another test may have used it
 
     # Failing when the request starts: served without telemetry.
     monkeypatch.setattr(opentelemetry.propagate, "extract", broken)

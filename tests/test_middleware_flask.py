@@ -24,6 +24,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from _support import KEY_ID, KEY_SECRET, builder_for
 from apps.support import metric_points, new_traceparent, repo_env, total, wsgi_server
 from telemetryflow import TelemetryFlowClient
+from telemetryflow._diagnostics import reset_throttle
 from telemetryflow.middleware import FlaskTelemetryMiddleware
 from telemetryflow.testing import OTLPReceiver
 
@@ -391,6 +392,8 @@ def test_a_failing_tracer_or_meter_never_breaks_the_request(
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("telemetry is broken")
+
+    reset_throttle()  # the warning is once a minute per kind; another test may have used it
 
     monkeypatch.setattr(opentelemetry.propagate, "extract", broken)
     assert served.get("/plain/5").json() == {"n": 5}
