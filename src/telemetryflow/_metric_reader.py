@@ -37,11 +37,12 @@ class DeadlineMetricReader(MetricReader):
     """Collects every ``interval`` seconds and hands the data to ``export``."""
 
     def __init__(self, export: Callable[[MetricsData, float | None], bool],
-                 interval: float) -> None:
+                 interval: float, timeout: float) -> None:
         temporality = dict.fromkeys(_KINDS, AggregationTemporality.CUMULATIVE)
         super().__init__(preferred_temporality=temporality)  # type: ignore[arg-type]
         self._export = export
         self._interval = interval
+        self._budget = max(interval, timeout)  # a periodic export never outlives this
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._deadline: float | None = None
@@ -52,7 +53,7 @@ class DeadlineMetricReader(MetricReader):
     def _run(self) -> None:
         mark_sdk_thread()
         while not self._stop.wait(self._interval):
-            self.collect_and_export(time.monotonic() + self._interval)
+            self.collect_and_export(time.monotonic() + self._budget)
 
     def collect_and_export(self, deadline: float) -> bool:
         """Collect and export once, giving up at ``deadline`` (monotonic seconds)."""

@@ -167,7 +167,8 @@ class Pipeline:
     def _build_meter_provider(self, resource: Resource) -> MeterProvider:
         config = self.config
         self._metric_reader = DeadlineMetricReader(
-            self._export_metrics, config.batch_timeout.total_seconds())
+            self._export_metrics, config.batch_timeout.total_seconds(),
+            config.timeout.total_seconds())
         exemplar_filter = (TraceBasedExemplarFilter() if config.enable_exemplars
                            else AlwaysOffExemplarFilter())
         return MeterProvider(metric_readers=[self._metric_reader], resource=resource,
