@@ -19,7 +19,9 @@ from typing import Any
 from opentelemetry.propagators.textmap import Getter
 
 from telemetryflow._client import TelemetryFlowClient
+from telemetryflow._diagnostics import logger
 from telemetryflow.middleware._http_common import (
+    DURATION_METRIC,
     MiddlewareOptions,
     RequestRecord,
     ServerTelemetry,
@@ -42,6 +44,7 @@ _INSTALL_HINT = (
     "FastAPITelemetryMiddleware needs Starlette (or FastAPI): pip install 'telemetryflow[fastapi]'"
 )
 _MAX_MOUNT_DEPTH = 16
+_FASTAPI_TELEMETRY = "fastapi.telemetry"  # set in the scope by FastAPI's own instrumentation
 
 
 def _require_starlette() -> None:
@@ -104,6 +107,7 @@ class FastAPITelemetryMiddleware:
             redact_query_params=redact_query_params,
         )
         self._telemetry = ServerTelemetry(client, options)
+        self._native_reported = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,6 +140,8 @@ class FastAPITelemetryMiddleware:
             inst = telemetry.instruments()
             if inst is None:
                 return None
+            if not self._native_reported and scope.get(_FASTAPI_TELEMETRY) is not None:
+                self._report_native_telemetry()
             headers = _headers(scope)
             return telemetry.start(
                 inst,
@@ -148,6 +154,16 @@ class FastAPITelemetryMiddleware:
         except Exception as exc:  # serve the request without telemetry
             warn_failure(exc)
             return None
+
+    def _report_native_telemetry(self) -> None:
+        self._native_reported = True
+        logger.warning(
+            "FastAPI's built-in telemetry is recording requests too (it turns on when a "
+            "global OpenTelemetry provider is set): each request gets two server spans "
+            "and two %s series. Create the app with FastAPI(telemetry={'tracing': False, "
+            "'metrics': False}) to keep FastAPITelemetryMiddleware's only.",
+            DURATION_METRIC,
+        )
 
 
 def _app_path(scope: Scope) -> str:

@@ -553,7 +553,12 @@ class ServerTelemetry:
         tracer = inst.tracer
         if tracer is None:
             return RequestRecord(inst, self.options, method, scheme, None, None)
-        parent = propagate.extract(carrier, getter=getter)
+        parent = otel_context.get_current()
+        if not trace.get_current_span(parent).get_span_context().is_valid:
+            # Continue the caller's trace, on top of (not instead of) whatever an outer
+            # layer put in the context. When an outer layer already started a span for
+            # this request, it has continued the trace itself: nest under it.
+            parent = propagate.extract(carrier, context=parent, getter=getter)
         span = tracer.start_span(
             span_name(method, None),
             context=parent,
