@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import sys
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -549,6 +550,37 @@ def test_a_failing_tracer_or_meter_never_breaks_the_request(
     monkeypatch.undo()
     spans = flushed(client, receiver, 2)
     assert sorted(s.attributes["url.path"] for s in spans) == ["/boom", "/plain/6"]
+
+
+def test_fastapi_builtin_telemetry_is_reported_and_our_span_nests_under_it(
+    client: TelemetryFlowClient, receiver: OTLPReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    if "telemetry" not in inspect.signature(FastAPI).parameters:
+        pytest.skip("this FastAPI has no built-in telemetry")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    app = FastAPI(telemetry={"tracer_provider": provider, "metrics": False, "logs": False})
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    app.add_middleware(FastAPITelemetryMiddleware, client=client)
+    header, trace_id, parent_id = new_traceparent()
+    with uvicorn_server(app) as url:
+        assert httpx.get(url + "/items/1", headers={"traceparent": header}).status_code == 200
+    [native] = [s for s in exported.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+    [span] = flushed(client, receiver, 1)
+    assert format(native.context.trace_id, "032x") == trace_id
+    assert native.parent is not None and format(native.parent.span_id, "016x") == parent_id
+    assert span.span.trace_id.hex() == trace_id
+    assert span.span.parent_span_id == native.context.span_id.to_bytes(8, "big")
+    assert "FastAPI's built-in telemetry is recording requests too" in caplog.text
 
 
 def test_constructor_validates_its_arguments(client: TelemetryFlowClient) -> None:
