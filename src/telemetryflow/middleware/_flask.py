@@ -250,7 +250,29 @@ class _InstrumentedWsgiApp:
             raise
         finally:
             record.detach()
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            return _keep_file_wrapper(body, record)
         return _ResponseBody(body, record)
+
+
+def _keep_file_wrapper(body: Any, record: RequestRecord) -> Iterable[bytes]:
+    """Return the server's own file wrapper (``send_file``) unwrapped, so the server
+    can still send it with ``sendfile``; the span ends when the server closes it."""
+    original_close = getattr(body, "close", None)
+
+    def close() -> None:
+        try:
+            if original_close is not None:
+                original_close()
+        finally:
+            record.finish()
+
+    try:
+        body.close = close
+    except (AttributeError, TypeError):  # a wrapper with __slots__: time up to here
+        record.finish()
+    return body  # type: ignore[no-any-return]
 
 
 class _StartResponse:

@@ -352,8 +352,9 @@ class _Instruments:
             attributes["http.response.status_code"] = status
         if err is not None:
             attributes["error.type"] = err
-        self._attr_cache[key] = attributes
-        return attributes
+        # setdefault is atomic: racing threads end up sharing one dict, so the
+        # tallies (keyed by dict identity) never split one attribute set in two.
+        return self._attr_cache.setdefault(key, attributes)
 
 
 _OVERFLOW: dict[str, Any] = {"otel.metric.overflow": True}
