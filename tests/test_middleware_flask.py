@@ -211,6 +211,34 @@ def test_unhandled_exception_marks_the_span_and_the_apps_error_handler_runs(
     assert total(receiver, ERRORS, {"error.type": "RuntimeError"}) == 1
 
 
+def test_send_file_keeps_the_servers_file_wrapper(
+    client: TelemetryFlowClient, receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wsgi import FileWrapper
+
+    report = tmp_path / "report.txt"
+    report.write_bytes(b"0123456789" * 1000)
+    app = make_app(client)
+
+    @app.get("/report")
+    def get_report() -> Response:
+        return flask.send_file(report)
+
+    environ = EnvironBuilder(path="/report").get_environ()
+    environ["wsgi.file_wrapper"] = FileWrapper  # as gunicorn provides, for sendfile
+    statuses: list[str] = []
+    body = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    assert isinstance(body, FileWrapper)  # still the server's: zero-copy stays possible
+    assert b"".join(body) == report.read_bytes()
+    client.flush(timeout=5)
+    assert server_spans(receiver) == []  # the server has not closed it yet
+    body.close()
+    [span] = flushed(client, receiver, 1)
+    assert (span.name, span.attributes["http.response.status_code"]) == ("GET /report", 200)
+    assert statuses == ["200 OK"]
+
+
 def test_propagated_exception_reaches_the_server_unchanged(
     client: TelemetryFlowClient, receiver: OTLPReceiver
 ) -> None:
