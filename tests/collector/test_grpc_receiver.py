@@ -133,3 +133,15 @@ def test_oversized_grpc_message_refused(make_collector: Callable[..., Collector]
             request, metadata=metadata_for(KEY_A), timeout=10
         )
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_grpc_checks_credentials_before_parsing(collector: Collector) -> None:
+    with grpc.insecure_channel(collector.grpc_endpoint or "") as channel:
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        garbage = b"\xff\xff\xff\xff garbage"
+        with pytest.raises(grpc.RpcError) as anonymous:
+            export(garbage, timeout=10)
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as malformed:
+            export(garbage, metadata=metadata_for(KEY_A), timeout=10)
+        assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT

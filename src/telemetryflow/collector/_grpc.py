@@ -1,7 +1,7 @@
 """The OTLP/gRPC receiver.
 
-An interceptor authenticates from metadata before a request message is deserialized;
-a refused call never reaches a servicer. Over the rate limit, or when the write queue
+Handlers take the raw message bytes: the caller is authenticated from metadata and
+rate limited before the message is parsed. Over the rate limit, or when the write queue
 is full, the call ends with ``UNAVAILABLE`` and a ``google.rpc.RetryInfo`` in
 ``grpc-status-details-bin``, which OTLP exporters honour as the retry delay.
 """
@@ -12,16 +12,14 @@ import logging
 import math
 from collections.abc import Callable
 from concurrent import futures
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration  # type: ignore[import-untyped]
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from telemetryflow.collector._auth import Principal
+from telemetryflow.collector._decode import BadRequestError, parse_otlp
 from telemetryflow.collector._pipeline import SIGNALS, Pipeline, Signal
 from telemetryflow.collector._store import OverloadedError, StoreClosedError
 
@@ -57,35 +55,26 @@ def _metadata_getter(context: Any) -> Callable[[str], str | None]:
     return get
 
 
-class _AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Refuse unauthenticated calls without deserializing their message."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self._pipeline = pipeline
-
-    def intercept_service(self, continuation: Any, details: Any) -> Any:
-        metadata = {k.lower(): v for k, v in (details.invocation_metadata or ())}
-        principal = self._pipeline.auth.authenticate(
-            lambda name: metadata.get(name) if isinstance(metadata.get(name), str) else None
-        )
-        if principal is not None:
-            return continuation(details)
-
-        def refuse(request: bytes, context: Any) -> NoReturn:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid API key")
-            raise AssertionError("unreachable")  # abort raises
-
-        return grpc.unary_unary_rpc_method_handler(refuse)
+_SERVICES = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+}
 
 
-class _Servicer:
-    """One Export method for all three OTLP services."""
+class _Export:
+    """The Export method of one OTLP service.
+
+    It receives the raw request bytes (no deserializer is registered), so the caller
+    is authenticated and admitted before the message is parsed, and a malformed
+    message is answered with ``INVALID_ARGUMENT`` rather than gRPC's ``INTERNAL``.
+    """
 
     def __init__(self, pipeline: Pipeline, signal: Signal) -> None:
         self._pipeline = pipeline
         self._signal = signal
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+    def __call__(self, body: bytes, context: Any) -> Any:
         pipeline = self._pipeline
         principal: Principal | None = pipeline.auth.authenticate(_metadata_getter(context))
         if principal is None:
@@ -95,12 +84,28 @@ class _Servicer:
         if wait > 0:
             context.abort_with_status(_retry_status("rate limit exceeded", wait))
         try:
+            request = parse_otlp(body, False, self._signal.request())
+        except BadRequestError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+        try:
             return pipeline.export(self._signal, principal, request)
         except OverloadedError as exc:
             context.abort_with_status(_retry_status("the collector is overloaded", exc.retry_after))
         except (StoreClosedError, TimeoutError) as exc:
             context.abort_with_status(_retry_status(str(exc), 1.0))
         raise AssertionError("unreachable")
+
+
+def _handlers(pipeline: Pipeline) -> list[Any]:
+    handlers = []
+    for name, service in _SERVICES.items():
+        method = grpc.unary_unary_rpc_method_handler(
+            _Export(pipeline, SIGNALS[name]),
+            request_deserializer=None,
+            response_serializer=lambda message: message.SerializeToString(),
+        )
+        handlers.append(grpc.method_handlers_generic_handler(service, {"Export": method}))
+    return handlers
 
 
 def start_grpc_server(
@@ -112,23 +117,17 @@ def start_grpc_server(
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tf-collector-grpc"),
-        interceptors=(_AuthInterceptor(pipeline),),
+        handlers=_handlers(pipeline),
         options=(
             ("grpc.max_receive_message_length", max_body),
             ("grpc.so_reuseport", 0),
         ),
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _Servicer(pipeline, SIGNALS["traces"]), server
-    )
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _Servicer(pipeline, SIGNALS["metrics"]), server
-    )
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _Servicer(pipeline, SIGNALS["logs"]), server
-    )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"cannot bind the gRPC receiver to {address}: {exc}") from None
     if bound == 0:
         raise OSError(f"cannot bind the gRPC receiver to {address}")
     server.start()
