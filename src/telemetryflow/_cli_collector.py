@@ -38,15 +38,22 @@ def _duration(text: str) -> float:
 
 
 def register(subparsers: Any) -> None:
-    env = os.environ
     p = subparsers.add_parser(
         "collector",
         help="run the local OTLP collector (gRPC 4317, HTTP 4318) with an embedded database",
         description="Receive OTLP over gRPC and HTTP, store it in SQLite, answer queries.",
     )
+    _network_arguments(p)
+    _auth_arguments(p)
+    _storage_arguments(p)
+    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    p.set_defaults(func=_run)
+
+
+def _network_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--db",
-        default=env.get("TELEMETRYFLOW_COLLECTOR_DB", "telemetryflow.db"),
+        default=os.environ.get("TELEMETRYFLOW_COLLECTOR_DB", "telemetryflow.db"),
         help="database file (env TELEMETRYFLOW_COLLECTOR_DB; default %(default)s)",
     )
     p.add_argument(
@@ -63,6 +70,21 @@ def register(subparsers: Any) -> None:
         help="allow binding to an address other than loopback",
     )
     p.add_argument(
+        "--max-body-size",
+        type=parse_size,
+        default=16 * 1024**2,
+        help="largest request body, after decompression (default 16MiB)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=float,
+        default=1000.0,
+        help="requests per second per key, 0 for none (default %(default)s)",
+    )
+
+
+def _auth_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "--key",
         action="append",
         default=[],
@@ -77,18 +99,9 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="accept requests without credentials (local use only)",
     )
-    p.add_argument(
-        "--max-body-size",
-        type=parse_size,
-        default=16 * 1024**2,
-        help="largest request body, after decompression (default 16MiB)",
-    )
-    p.add_argument(
-        "--rate-limit",
-        type=float,
-        default=1000.0,
-        help="requests per second per key, 0 for none (default %(default)s)",
-    )
+
+
+def _storage_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--retention",
         type=_duration,
@@ -106,8 +119,6 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="fsync every commit: survive power loss, not only a crash",
     )
-    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
-    p.set_defaults(func=_run)  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:

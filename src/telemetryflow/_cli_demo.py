@@ -142,7 +142,7 @@ def _client(key: Any, collector: Any, service: str, use_http: bool) -> Any:
 def _run(args: argparse.Namespace) -> int:
     try:
         import flask  # noqa: F401
-        from werkzeug.serving import make_server
+        import werkzeug  # noqa: F401
     except ImportError:
         print("telemetryflow demo needs Flask: pip install 'telemetryflow[flask]'", file=sys.stderr)
         return 1
@@ -156,68 +156,68 @@ def _run(args: argparse.Namespace) -> int:
             db_path=str(Path(tmp) / "demo.db"), grpc_port=0, http_port=0, keys=(key,), rate_limit=0
         )
         with Collector(config) as collector:
-            app_client = _client(key, collector, _SERVICE, args.http)
-            worker_client = _client(key, collector, _WORKER, args.http)
-            server = make_server("127.0.0.1", 0, _make_app(app_client), threaded=True)
-            serving = threading.Thread(target=server.serve_forever, daemon=True)
-            serving.start()
-            app_url = f"http://127.0.0.1:{server.server_port}"
-            otlp = (
-                f"OTLP/HTTP {collector.http_endpoint}"
-                if args.http
-                else f"OTLP/gRPC {collector.grpc_endpoint}"
-            )
-            print(
-                f"TelemetryFlow demo\n  collector  {otlp}, query API {collector.http_endpoint}"
-                f"\n  web app    {app_url} (Flask + FlaskTelemetryMiddleware)"
-                f"\n  worker     a background thread\n"
-                f"Sending traffic for {args.seconds:g} s...",
-                flush=True,
-            )
-            stop = threading.Event()
-            worker = threading.Thread(target=_worker, args=(worker_client, stop), daemon=True)
-            worker.start()
-            started = time.monotonic()
-            try:
-                _drive(app_url, args.seconds)
-            finally:
-                elapsed = time.monotonic() - started
-                stop.set()
-                worker.join(5)
-                server.shutdown()
-                serving.join(5)
-                app_client.shutdown(timeout=5)
-                worker_client.shutdown(timeout=5)
+            elapsed = _simulate(collector, key, args)
             _report(collector, key, elapsed, print)
     return 0
 
 
-def _report(collector: Any, key: Any, elapsed: float, out: Callable[..., None]) -> None:
-    from telemetryflow._cli_query import format_table, format_trace_tree
-    from telemetryflow.query import QueryClient
+def _simulate(collector: Any, key: Any, args: argparse.Namespace) -> float:
+    """Run the app, its traffic and the worker; return how long traffic ran."""
+    from werkzeug.serving import make_server
 
-    group = "http.request.method,http.route"
-    with QueryClient(
-        collector.http_endpoint, key_id=key.key_id, key_secret=key.key_secret
-    ) as query:
+    app_client = _client(key, collector, _SERVICE, args.http)
+    worker_client = _client(key, collector, _WORKER, args.http)
+    server = make_server("127.0.0.1", 0, _make_app(app_client), threaded=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    app_url = f"http://127.0.0.1:{server.server_port}"
+    otlp = (
+        f"OTLP/HTTP {collector.http_endpoint}"
+        if args.http
+        else f"OTLP/gRPC {collector.grpc_endpoint}"
+    )
+    print(
+        f"TelemetryFlow demo\n  collector  {otlp}, query API {collector.http_endpoint}"
+        f"\n  web app    {app_url} (Flask + FlaskTelemetryMiddleware)"
+        f"\n  worker     a background thread\n"
+        f"Sending traffic for {args.seconds:g} s...",
+        flush=True,
+    )
+    stop = threading.Event()
+    worker = threading.Thread(target=_worker, args=(worker_client, stop), daemon=True)
+    worker.start()
+    started = time.monotonic()
+    try:
+        _drive(app_url, args.seconds)
+    finally:
+        elapsed = time.monotonic() - started
+        stop.set()
+        worker.join(5)
+        server.shutdown()
+        serving.join(5)
+        app_client.shutdown(timeout=5)
+        worker_client.shutdown(timeout=5)
+    return elapsed
 
-        def by_route(name: str, agg: str) -> dict[str, float]:
-            answer = query.metrics.query(name=name, agg=agg, group_by=group, window="10m")
-            return {
-                f"{s['tags'].get('http.request.method', '?')} "
-                f"{s['tags'].get('http.route', '(unmatched)')}": s["value"] or 0.0
-                for s in answer["series"]
-            }
 
-        counts = by_route("http.server.request.count", "sum")
-        errors = by_route("http.server.error.count", "sum")
-        p50 = by_route("http.server.request.duration", "p50")
-        p99 = by_route("http.server.request.duration", "p99")
-        jobs = query.metrics.query(name="worker.jobs", agg="sum", window="10m")["series"]
-        job_p50 = query.metrics.query(name="worker.job.duration", agg="p50", window="10m")
-        error_logs = query.logs.query(severity="error", limit=5)["logs"]
-        traces = query.traces.query(service=_SERVICE, name="POST /checkout", limit=20)["traces"]
-        status = query.status()
+def _by_route(query: Any, name: str, agg: str) -> dict[str, float]:
+    answer = query.metrics.query(
+        name=name, agg=agg, group_by="http.request.method,http.route", window="10m"
+    )
+    return {
+        f"{s['tags'].get('http.request.method', '?')} "
+        f"{s['tags'].get('http.route', '(unmatched)')}": s["value"] or 0.0
+        for s in answer["series"]
+    }
+
+
+def _route_table(query: Any, elapsed: float) -> str:
+    from telemetryflow._cli_query import format_table
+
+    counts = _by_route(query, "http.server.request.count", "sum")
+    errors = _by_route(query, "http.server.error.count", "sum")
+    p50 = _by_route(query, "http.server.request.duration", "p50")
+    p99 = _by_route(query, "http.server.request.duration", "p99")
     rows = [
         (
             route,
@@ -229,23 +229,33 @@ def _report(collector: Any, key: Any, elapsed: float, out: Callable[..., None]) 
         )
         for route, n in sorted(counts.items())
     ]
-    out(f"\nRequests in {elapsed:.1f} s (p50/p99 interpolated from histogram buckets)")
-    out(format_table(("ROUTE", "REQUESTS", "RATE/S", "P50_MS", "P99_MS", "ERRORS"), rows))
+    return format_table(("ROUTE", "REQUESTS", "RATE/S", "P50_MS", "P99_MS", "ERRORS"), rows)
+
+
+def _report(collector: Any, key: Any, elapsed: float, out: Callable[..., None]) -> None:
+    from telemetryflow._cli_query import format_table, format_trace_tree
+    from telemetryflow.query import QueryClient
+
+    with QueryClient(
+        collector.http_endpoint, key_id=key.key_id, key_secret=key.key_secret
+    ) as query:
+        out(f"\nRequests in {elapsed:.1f} s (p50/p99 interpolated from histogram buckets)")
+        out(_route_table(query, elapsed))
+        jobs = query.metrics.query(name="worker.jobs", agg="sum", window="10m")["series"]
+        job_p50 = query.metrics.query(name="worker.job.duration", agg="p50", window="10m")
+        error_logs = query.logs.query(severity="error", limit=5)["logs"]
+        traces = query.traces.query(service=_SERVICE, name="POST /checkout", limit=20)["traces"]
+        received = query.status()["received"]
     done = sum(s["value"] or 0 for s in jobs)
     job_ms = (job_p50["series"][0]["value"] or 0) * 1e3 if job_p50["series"] else 0.0
     out(f"\nWorker: {int(done)} jobs, p50 {job_ms:.1f} ms")
     out("\nError logs (newest first)")
-    out(
-        format_table(
-            ("TIME", "SERVICE", "BODY", "TRACE_ID"),
-            [(e["time"], e["service"], e["body"], e["trace_id"]) for e in error_logs],
-        )
-    )
+    rows = [(e["time"], e["service"], e["body"], e["trace_id"]) for e in error_logs]
+    out(format_table(("TIME", "SERVICE", "BODY", "TRACE_ID"), rows))
     if traces:
         trace = max(traces, key=lambda t: (t["error"], t["span_count"]))
         out(f"\nOne trace: {trace['trace_id']} ({trace['span_count']} spans)")
         out("\n".join(format_trace_tree(trace["spans"])))
-    received = status["received"]
     out(
         f"\nStored: {received['spans']} spans, {received['metric_points']} metric points, "
         f"{received['logs']} logs. Run your own: telemetryflow collector (docs/collector.md)"
