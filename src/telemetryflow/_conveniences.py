@@ -13,6 +13,7 @@ call time and do nothing, quietly, while there is none.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
@@ -285,7 +286,12 @@ class ConveniencesMixin:
             attributes["error.type"] = result.error_type
             attributes["feature_flag.error.message"] = result.error_message or ""
         try:
-            otel_logger.emit(body=_FLAG_EVENT, attributes=attributes, event_name=_FLAG_EVENT)
+            otel_logger.emit(
+                timestamp=time.time_ns(),
+                body=_FLAG_EVENT,
+                attributes=attributes,
+                event_name=_FLAG_EVENT,
+            )
         except Exception as exc:
             warn_throttled(
                 "flag-record", "feature flag evaluation not recorded: %s", type(exc).__name__

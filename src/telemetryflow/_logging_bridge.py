@@ -21,7 +21,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry._logs import Logger, SeverityNumber
+from opentelemetry._logs import Logger, LoggerProvider, SeverityNumber
 
 from telemetryflow._diagnostics import in_sdk, warn_throttled
 from telemetryflow._track import to_attributes
@@ -79,6 +79,7 @@ class TelemetryFlowHandler(logging.Handler):
         super().__init__(level)
         self.client = client
         self._scopes: dict[str, Logger] = {}
+        self._provider: LoggerProvider | None = None
         self._attached: logging.Logger | None = None
 
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
@@ -132,18 +133,25 @@ class TelemetryFlowHandler(logging.Handler):
         )
 
     def _logger_for(self, name: str) -> Logger | None:
-        """An OpenTelemetry logger whose scope is the ``logging`` logger's name."""
+        """An OpenTelemetry logger whose scope is the ``logging`` logger's name.
+
+        Cached per name, and forgotten when the client's provider changes (a forked
+        child rebuilds its pipeline); past ``_MAX_SCOPES`` names, the client's own.
+        """
         client = self.client
         if not client.is_initialized():
             return None
+        pipeline = getattr(client, "_pipeline", None)
+        provider: LoggerProvider | None = getattr(pipeline, "logger_provider", None)
+        if provider is None:
+            return client.otel_logger
+        if provider is not self._provider:
+            self._provider, self._scopes = provider, {}
         found = self._scopes.get(name)
         if found is not None:
             return found
-        fallback = client.otel_logger
-        pipeline = getattr(client, "_pipeline", None)
-        provider = getattr(pipeline, "logger_provider", None)
-        if fallback is None or provider is None or len(self._scopes) >= _MAX_SCOPES:
-            return fallback
+        if len(self._scopes) >= _MAX_SCOPES:
+            return client.otel_logger
         scoped: Logger = provider.get_logger(name or "root")
         self._scopes[name] = scoped
         return scoped
