@@ -542,7 +542,11 @@ def test_gunicorn_preforked_workers_export_with_the_inherited_client(
     master_pid = bodies[0]["master_pid"]
     assert len(worker_pids) >= 2 and master_pid not in worker_pids
 
-    assert receiver.wait_for(lambda: len(server_spans(receiver)) >= 11, 5)
+    log = (tmp_path / "gunicorn.log").read_text(errors="replace")
+    assert receiver.wait_for(lambda: len(server_spans(receiver)) >= 11, 5), (
+        [(s.name, s.resource["process.pid"]) for s in server_spans(receiver)],
+        log,
+    )
     spans = server_spans(receiver)
     # The master's only span is its warm-up request; the rest come from workers.
     assert [s.name for s in spans if s.resource["process.pid"] == master_pid] == ["GET /warmup"]
