@@ -6,16 +6,19 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Generator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from opentelemetry import trace as otel_trace
 
 import telemetryflow
+from _support import builder_for
 from telemetryflow import _conveniences, _default, set_default_client
 from telemetryflow._track import DURATION_METRIC, take_metadata
-from telemetryflow.testing import TelemetryCapture, attrs, capture
+from telemetryflow.testing import OTLPReceiver, TelemetryCapture, attrs, capture
 
 STATUS_ERROR = 2  # opentelemetry.proto Status.STATUS_CODE_ERROR
 
@@ -435,3 +438,69 @@ def test_top_level_exports() -> None:
         assert getattr(telemetryflow, name) is getattr(_conveniences, name)
     for name in ("event", "trace", "track"):
         assert name in telemetryflow.__all__
+
+
+# -- over a real wire -------------------------------------------------------------------------
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_everything_arrives_at_a_real_receiver(receiver: OTLPReceiver, protocol: str) -> None:
+    client = builder_for(receiver, protocol).build()
+    client.set_feature_flags({"fast_path": True})
+    with client:
+
+        @client.track("job")
+        def job() -> bool:
+            client.event("job_step", step=1)
+            return client.is_enabled("fast_path", user_id="u1")
+
+        client.trace("job.id", 7)
+        assert job() is True
+        client.capture_exception(ValueError("boom"))
+        client.track_event("signup", {"plan": "pro"}, distinct_id="u1")
+    assert receiver.wait_for_spans(1) and receiver.wait_for_logs(4)
+    (span,) = receiver.spans()
+    assert span.name == "job" and span.attributes["job.id"] == 7
+    events = {entry.log.event_name for entry in receiver.logs()}
+    assert events == {"job_step", "feature_flag.evaluation", "exception", "signup"}
+    assert receiver.wait_for_metric(DURATION_METRIC) is not None
+    assert receiver.wait_for_metric("telemetryflow.errors") is not None
+
+
+@pytest.mark.parametrize("fault", ["stalled", "down"])
+def test_calls_never_wait_for_a_stalled_or_missing_collector(
+    receiver: OTLPReceiver, fault: str
+) -> None:
+    """Exports run on background threads: a collector that never answers, or is not
+    there at all, changes nothing for the calling thread."""
+    builder = builder_for(receiver).with_batch_settings(
+        timeout=timedelta(milliseconds=10), max_size=8
+    )
+    client = builder.build()
+    client.set_feature_flags({"f": {"rollout": 50}})
+    client.initialize()
+    if fault == "stalled":
+        receiver.blackhole()
+    else:
+        receiver.go_down()
+
+    @client.track("work")
+    def work(n: int) -> int:
+        return n
+
+    slowest = 0.0
+    try:
+        for n in range(300):
+            started = time.perf_counter()
+            client.trace("n", n)
+            work(n)
+            client.event("tick", n=n)
+            client.capture_error("x", code="E")
+            client.track_event("e", {"n": n})
+            client.is_enabled("f", user_id=str(n))
+            slowest = max(slowest, time.perf_counter() - started)
+    finally:
+        started = time.perf_counter()
+        client.shutdown(timeout=1.0)
+        shutdown_took = time.perf_counter() - started
+        receiver.blackhole(False)
+    assert slowest < 0.25, slowest
+    assert shutdown_took < 3.0, shutdown_took
