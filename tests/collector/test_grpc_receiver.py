@@ -145,3 +145,19 @@ def test_grpc_checks_credentials_before_parsing(collector: Collector) -> None:
         with pytest.raises(grpc.RpcError) as malformed:
             export(garbage, metadata=metadata_for(KEY_A), timeout=10)
         assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_grpc_size_cap_applies_after_decompression(
+    make_collector: Callable[..., Collector],
+) -> None:
+    collector = make_collector(max_body_bytes=2048)
+    body = log_request("bomb", [make_log("x" * 500_000)]).SerializeToString()  # gzips to ~1 KB
+    with grpc.insecure_channel(
+        collector.grpc_endpoint or "", compression=grpc.Compression.Gzip
+    ) as channel:
+        export = channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+        with pytest.raises(grpc.RpcError) as info:
+            export(body, metadata=metadata_for(KEY_A), timeout=10)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with collector.store.reader() as conn:
+        assert conn.execute("SELECT count(*) FROM logs").fetchone() == (0,)

@@ -52,7 +52,7 @@ _ROUTES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "/health": (("GET",), "health", ""),
     "/openapi.json": (("GET",), "openapi", ""),
 }
-_PUBLIC = frozenset({"health", "openapi"})
+_LINGER_BYTES = 256 * 1024
 
 
 class _RefusedError(Exception):
@@ -117,6 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("HEAD")
 
     def _dispatch(self, method: str) -> None:
+        self._body_done = False
         url = urlsplit(self.path)
         route = _ROUTES.get(url.path.rstrip("/") or "/")
         kind = route[1] if route else ""
@@ -187,6 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length_header is None:
             if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
                 raw = self._read_chunked(limit)
+                self._body_done = True
             else:
                 raise _RefusedError(411, "Content-Length is required")
         else:
@@ -199,6 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
             if length > limit:
                 raise _RefusedError(413, f"body exceeds {limit} bytes")
             raw = self.rfile.read(length)
+            self._body_done = True
             if len(raw) != length:
                 raise _RefusedError(400, "body shorter than Content-Length")
         return inflate(raw, self.headers.get("Content-Encoding") or "", limit)
@@ -260,8 +263,27 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(status, payload, _JSON, extra)
             else:
                 self._send(status, detail.SerializeToString(), _PROTOBUF, extra)
+        else:
+            self._send_json(status, {"error": {"code": status, "message": message}}, extra)
+        self._linger()
+
+    def _linger(self) -> None:
+        """After refusing a request whose body was never read, swallow a small one.
+
+        Closing a socket with unread data makes the kernel send a reset that can
+        destroy the answer before the client reads it. The body is discarded, never
+        parsed, and only after the answer has been sent; large ones are not waited for.
+        """
+        if self._body_done:
             return
-        self._send_json(status, {"error": {"code": status, "message": message}}, extra)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        if 0 < length <= _LINGER_BYTES:
+            with contextlib.suppress(OSError):
+                self.connection.settimeout(1.0)
+                self.rfile.read(length)
 
     def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
