@@ -37,9 +37,7 @@ def main() -> None:
                 client.add_span_event(sid, "started")
                 client.log("processing", SeverityLevel.INFO, {"attempt": attempt})
                 time.sleep(0.01)
-            client.record_histogram(
-                "request.duration", time.perf_counter() - started, unit="s"
-            )
+            client.record_histogram("request.duration", time.perf_counter() - started, unit="s")
         client.record_gauge("queue.depth", 3)
         print(client.get_status())
 

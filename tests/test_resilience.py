@@ -6,6 +6,7 @@ The figures asserted here are the ones docs/reliability.md promises.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 import os
 import subprocess
@@ -19,8 +20,8 @@ from email.utils import formatdate
 
 import grpc
 import pytest
-from _support import KEY_ID, KEY_SECRET, builder_for
 
+from _support import KEY_ID, KEY_SECRET, builder_for
 from telemetryflow import TelemetryFlowBuilder, TelemetryFlowClient
 from telemetryflow.testing import OTLPReceiver
 
@@ -39,8 +40,14 @@ def identity_holds(client: TelemetryFlowClient) -> None:
 # -- retry per the OTLP specification -------------------------------------------------
 
 RETRYABLE_GRPC = ["UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "DATA_LOSS"]
-FINAL_GRPC = ["INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND",
-              "RESOURCE_EXHAUSTED", "UNIMPLEMENTED"]
+FINAL_GRPC = [
+    "INVALID_ARGUMENT",
+    "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
+    "NOT_FOUND",
+    "RESOURCE_EXHAUSTED",
+    "UNIMPLEMENTED",
+]
 
 
 @pytest.mark.parametrize("code", RETRYABLE_GRPC)
@@ -116,7 +123,7 @@ def test_backoff_grows_exponentially_with_jitter(receiver: OTLPReceiver) -> None
         c.log_info("x")
         c.flush(timeout=5)
     times = receiver.attempt_times
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 3
     for number, gap in enumerate(gaps, start=1):
         base = backoff * 2 ** (number - 1)
@@ -151,8 +158,7 @@ def test_an_attempt_ends_by_its_timeout_when_the_receiver_never_answers(
     receiver: OTLPReceiver, protocol: str
 ) -> None:
     receiver.blackhole(True)
-    client = (fast(receiver, protocol, retries=0)
-              .with_timeout(timedelta(milliseconds=400)).build())
+    client = fast(receiver, protocol, retries=0).with_timeout(timedelta(milliseconds=400)).build()
     client.initialize()
     client.log_info("into the void")
     started = time.monotonic()
@@ -308,8 +314,9 @@ def test_shutdown_and_flush_are_bounded(receiver: OTLPReceiver, fault: str) -> N
 
 def _run_script(body: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     script = textwrap.dedent(body)
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def test_atexit_flushes_a_forgotten_client(receiver: OTLPReceiver) -> None:
@@ -377,8 +384,9 @@ def test_forked_children_export_their_own_and_never_the_parents(receiver: OTLPRe
     assert {m.resource["service.instance.id"] for m in parent_points} == {
         s.resource["service.instance.id"] for s in receiver.spans() if s.name == "parent-span"
     }
-    child_counts = [m.metric.sum.data_points[0].as_int for m in receiver.metrics()
-                    if m.name == "child.count"]
+    child_counts = [
+        m.metric.sum.data_points[0].as_int for m in receiver.metrics() if m.name == "child.count"
+    ]
     assert sorted(set(child_counts)) == [1000]
 
 

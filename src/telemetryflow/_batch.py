@@ -102,7 +102,8 @@ class BatchQueue(Generic[T]):
                 warn_throttled(
                     f"queue:{self.signal}",
                     "%s buffer is full (%d items); dropping new ones until it drains",
-                    self.signal, self._max_queue,
+                    self.signal,
+                    self._max_queue,
                 )
 
     @property
@@ -145,6 +146,12 @@ class BatchQueue(Generic[T]):
             self._queue.clear()
             self._bytes = 0
         self._stats.dropped(self.signal, DropReason.SHUTDOWN, left)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the worker to finish the batch it holds (after shutdown)."""
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(max(0.0, timeout))
 
     # -- the worker thread ----------------------------------------------------------
     def _start_worker(self) -> None:
@@ -222,10 +229,13 @@ class BatchQueue(Generic[T]):
             return batch  # rate limited until the deadline: keep for the next round
         try:
             return self._export(batch, deadline)
-        except Exception as exc:  # noqa: BLE001 - an exporter bug must not kill the worker
+        except Exception as exc:
             self._stats.dropped(self.signal, DropReason.INVALID, len(batch))
             warn_throttled(
-                f"export-bug:{self.signal}", "%s export failed: %s: %s",
-                self.signal, type(exc).__name__, exc,
+                f"export-bug:{self.signal}",
+                "%s export failed: %s: %s",
+                self.signal,
+                type(exc).__name__,
+                exc,
             )
             return ()

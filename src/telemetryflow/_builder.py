@@ -158,6 +158,8 @@ class TelemetryFlowBuilder:
         return self
 
     def with_custom_attributes(self, attributes: dict[str, str]) -> TelemetryFlowBuilder:
+        _require(isinstance(attributes, Mapping), "custom_attributes",
+                 "must be a dict of strings")
         for key, value in attributes.items():
             self.with_custom_attribute(key, value)
         return self
@@ -204,6 +206,7 @@ class TelemetryFlowBuilder:
 
     def with_headers(self, headers: dict[str, str]) -> TelemetryFlowBuilder:
         """Extra headers (gRPC metadata) on every export request."""
+        _require(isinstance(headers, Mapping), "headers", "must be a dict of strings")
         self._explicit.setdefault("headers", {}).update(headers)
         return self
 
@@ -256,13 +259,31 @@ class TelemetryFlowBuilder:
 
     def with_max_request_size(self, max_request_bytes: int) -> TelemetryFlowBuilder:
         """Largest export request; set it to the collector's limit (gRPC: 4 MiB)."""
-        self._explicit["max_request_bytes"] = _positive_int(max_request_bytes,
-                                                            "max_request_bytes")
+        self._explicit["max_request_bytes"] = _positive_int(max_request_bytes, "max_request_bytes")
         return self
 
     def with_retry_max_backoff(self, max_backoff: timedelta) -> TelemetryFlowBuilder:
         """Cap of the exponential backoff, and of the pause between retry rounds."""
         self._explicit["retry_max_backoff"] = _positive_delta(max_backoff, "retry_max_backoff")
+        return self
+
+    def with_persistent_buffer(
+        self, directory: str, max_bytes: int = 256 * 1024 * 1024
+    ) -> TelemetryFlowBuilder:
+        """Keep unsent spans and logs on disk so they survive outages and restarts.
+
+        Batches are committed to ``directory`` before export and removed once
+        delivered; a process that dies leaves its backlog for the next one to send.
+        """
+        _require(
+            isinstance(directory, str) and bool(directory.strip()),
+            "persistent_buffer_dir",
+            "must be a directory path",
+        )
+        self._explicit["persistent_buffer_dir"] = directory
+        self._explicit["persistent_buffer_bytes"] = _positive_int(
+            max_bytes, "persistent_buffer_bytes"
+        )
         return self
 
     def with_rate_limit(self, rate_limit: int) -> TelemetryFlowBuilder:
@@ -313,8 +334,14 @@ class TelemetryFlowBuilder:
         """
         self._explicit["scrub_enabled"] = bool(enabled)
         if safe_keys is not None:
+            _require(
+                isinstance(safe_keys, (list, tuple, set, frozenset))
+                and all(isinstance(k, str) for k in safe_keys),
+                "scrub_safe_keys", "must be a list of attribute keys (strings)",
+            )
             self._explicit["scrub_safe_keys"] = tuple(safe_keys)
         if callback is not None:
+            _require(callable(callback), "scrub_callback", "must be callable(key, value)")
             self._explicit["scrub_callback"] = callback
         return self
 

@@ -475,7 +475,7 @@ def _register_fork_handler(client: TelemetryFlowClient) -> None:
         if alive is not None:
             try:
                 alive._after_fork()
-            except Exception as exc:  # noqa: BLE001 - never break the child process
+            except Exception as exc:
                 logger.warning("telemetryflow after fork: %s: %s", type(exc).__name__, exc)
 
     os.register_at_fork(after_in_child=after_in_child)

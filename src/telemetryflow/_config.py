@@ -147,6 +147,10 @@ class TelemetryConfig:
     """Estimated bytes buffered per signal before new items are dropped and counted."""
     max_request_bytes: int = 4 * 1024 * 1024
     """Largest export request; bigger batches are split, a bigger single item dropped."""
+    persistent_buffer_dir: str | None = None
+    """Keep unsent span and log batches in this directory, surviving restarts (opt-in)."""
+    persistent_buffer_bytes: int = 256 * 1024 * 1024
+    """Disk budget of the persistent buffer; beyond it new batches are dropped, counted."""
     rate_limit: int | None = None
     """Most export requests per minute across all signals; ``None`` is unlimited."""
     cardinality_limit: int = 2000
@@ -297,8 +301,14 @@ def _validate_numbers(cfg: TelemetryConfig, add: Any) -> None:
         value = getattr(cfg, name)
         if not isinstance(value, timedelta) or value.total_seconds() <= 0:
             add(f"{name}: must be a positive timedelta")
-    positives = ("batch_max_size", "max_queue_size", "cardinality_limit", "max_open_spans",
-                 "max_queue_bytes", "max_request_bytes")
+    positives = (
+        "batch_max_size",
+        "max_queue_size",
+        "cardinality_limit",
+        "max_open_spans",
+        "max_queue_bytes",
+        "max_request_bytes",
+    )
     for name in positives:
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

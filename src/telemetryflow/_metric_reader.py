@@ -29,15 +29,22 @@ from telemetryflow._diagnostics import mark_sdk_thread, warn_throttled
 
 __all__ = ["DeadlineMetricReader"]
 
-_KINDS = (Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter,
-          ObservableGauge)
+_KINDS = (
+    Counter,
+    UpDownCounter,
+    Histogram,
+    ObservableCounter,
+    ObservableUpDownCounter,
+    ObservableGauge,
+)
 
 
 class DeadlineMetricReader(MetricReader):
     """Collects every ``interval`` seconds and hands the data to ``export``."""
 
-    def __init__(self, export: Callable[[MetricsData, float | None], bool],
-                 interval: float, timeout: float) -> None:
+    def __init__(
+        self, export: Callable[[MetricsData, float | None], bool], interval: float, timeout: float
+    ) -> None:
         temporality = dict.fromkeys(_KINDS, AggregationTemporality.CUMULATIVE)
         super().__init__(preferred_temporality=temporality)  # type: ignore[arg-type]
         self._export = export
@@ -46,8 +53,7 @@ class DeadlineMetricReader(MetricReader):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._deadline: float | None = None
-        self._thread = threading.Thread(target=self._run, name="telemetryflow-metrics",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="telemetryflow-metrics", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -64,20 +70,26 @@ class DeadlineMetricReader(MetricReader):
             remaining_ms = max(1.0, (deadline - time.monotonic()) * 1000)
             self.collect(timeout_millis=remaining_ms)
             return True
-        except Exception as exc:  # noqa: BLE001 - a collection error must not kill the thread
-            warn_throttled("metric-collect", "metric collection failed: %s: %s",
-                           type(exc).__name__, exc)
+        except Exception as exc:
+            warn_throttled(
+                "metric-collect", "metric collection failed: %s: %s", type(exc).__name__, exc
+            )
             return False
         finally:
             self._deadline = None
             self._lock.release()
 
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
-                         **kwargs: Any) -> None:
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
         self._export(metrics_data, self._deadline)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.collect_and_export(time.monotonic() + timeout_millis / 1000)
+
+    def join(self, timeout: float) -> None:
+        """Wait for a periodic export in flight to finish (after shutdown)."""
+        self._thread.join(max(0.0, timeout))
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         deadline = time.monotonic() + timeout_millis / 1000

@@ -14,6 +14,7 @@ processor and exporters lose data silently and block shutdown (see ARCHITECTURE.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -41,12 +42,16 @@ from telemetryflow._ratelimit import RateLimiter
 from telemetryflow._retry import RetryPolicy
 from telemetryflow._scrub import make_scrubber
 from telemetryflow._sender import Outcome, Sender
+from telemetryflow._spool import Spool, SpoolDrainer
 from telemetryflow._stats import DropReason, Stats
 from telemetryflow._transport import Transport, make_transport
 
 __all__ = ["Pipeline"]
 
 T = TypeVar("T")
+
+_ABORT_GRACE = 0.5
+"""How long shutdown waits, after cutting attempts short, for them to be counted."""
 
 
 class SpanQueueProcessor(SpanProcessor):
@@ -147,6 +152,13 @@ class Pipeline:
             "before_export": self.sender.wait_for_rate,
             "pause_after_failure": self.sender.pause_after_failure,
         }
+        self.spool: Spool | None = None
+        self._drainer: SpoolDrainer | None = None
+        if config.persistent_buffer_dir and (config.enable_traces or config.enable_logs):
+            self.spool = Spool(
+                config.persistent_buffer_dir, config.service_name, config.persistent_buffer_bytes
+            )
+            self._drainer = SpoolDrainer(self.spool, self.sender, self.stats)
         if config.enable_traces:
             self.span_queue = BatchQueue(
                 "traces", self._export_spans, self.stats, size_of=span_size, **queue_args
@@ -167,12 +179,19 @@ class Pipeline:
     def _build_meter_provider(self, resource: Resource) -> MeterProvider:
         config = self.config
         self._metric_reader = DeadlineMetricReader(
-            self._export_metrics, config.batch_timeout.total_seconds(),
-            config.timeout.total_seconds())
-        exemplar_filter = (TraceBasedExemplarFilter() if config.enable_exemplars
-                           else AlwaysOffExemplarFilter())
-        return MeterProvider(metric_readers=[self._metric_reader], resource=resource,
-                             exemplar_filter=exemplar_filter, shutdown_on_exit=False)
+            self._export_metrics,
+            config.batch_timeout.total_seconds(),
+            config.timeout.total_seconds(),
+        )
+        exemplar_filter = (
+            TraceBasedExemplarFilter() if config.enable_exemplars else AlwaysOffExemplarFilter()
+        )
+        return MeterProvider(
+            metric_readers=[self._metric_reader],
+            resource=resource,
+            exemplar_filter=exemplar_filter,
+            shutdown_on_exit=False,
+        )
 
     def _export_metrics(self, data: MetricsData, deadline: float | None) -> bool:
         """Send cumulative points once the process that owns them is this one."""
@@ -245,8 +264,18 @@ class Pipeline:
 
         Returns the items to keep for a later try (the collector is unreachable).
         """
-        body = encode(batch)
+        try:
+            body = encode(batch)
+        except Exception as exc:  # noqa: BLE001 - one bad item must not sink its batch
+            return self._isolate_unencodable(signal, batch, encode, deadline, exc)
         if len(body) <= self.config.max_request_bytes:
+            if self.spool is not None:
+                if not self.spool.append(signal, body, len(batch)):
+                    self.stats.dropped(signal, DropReason.QUEUE_FULL, len(batch))
+                    warn_throttled(
+                        f"spool-full:{signal}", "persistent buffer is full; dropping new %s", signal
+                    )
+                return ()
             outcome = self.sender.send(signal, body, len(batch), deadline, keep_on_failure=True)
             return batch if outcome is Outcome.KEEP else ()
         if len(batch) == 1:
@@ -265,6 +294,20 @@ class Pipeline:
             return [*kept, *batch[middle:]]
         return self._deliver(signal, batch[middle:], encode, deadline)
 
+    def _isolate_unencodable(self, signal: str, batch: Sequence[T],
+                             encode: Callable[[Sequence[T]], bytes], deadline: float | None,
+                             error: Exception) -> Sequence[T]:
+        if len(batch) == 1:
+            self.stats.dropped(signal, DropReason.INVALID, 1)
+            warn_throttled(f"unencodable:{signal}", "dropped one %s item that cannot be "
+                           "encoded: %s", signal, type(error).__name__)
+            return ()
+        middle = len(batch) // 2
+        kept = self._deliver(signal, batch[:middle], encode, deadline)
+        if kept:
+            return [*kept, *batch[middle:]]
+        return self._deliver(signal, batch[middle:], encode, deadline)
+
     # -- lifecycle -----------------------------------------------------------------
     def after_fork(self) -> None:
         """In a forked child: fresh counters, identity and metric state of our own.
@@ -275,6 +318,14 @@ class Pipeline:
         """
         self.stats.reset()
         self._pid = os.getpid()
+        if self.spool is not None:
+            self.spool.abandon_after_fork()  # the parent keeps sending its own file
+            self.spool = Spool(
+                self.config.persistent_buffer_dir or ".",
+                self.config.service_name,
+                self.config.persistent_buffer_bytes,
+            )
+            self._drainer = SpoolDrainer(self.spool, self.sender, self.stats)
         self._resource_overrides = {
             "service.instance.id": str(uuid.uuid4()),
             "process.pid": os.getpid(),
@@ -285,10 +336,13 @@ class Pipeline:
             self.meter_provider = self._build_meter_provider(Resource(attributes))
 
     def queue_depths(self) -> dict[str, int]:
-        return {
+        depths = {
             "traces": self.span_queue.depth if self.span_queue else 0,
             "logs": self.log_queue.depth if self.log_queue else 0,
         }
+        if self.spool is not None:
+            depths["persistent_buffer"] = self.spool.pending_items()
+        return depths
 
     def flush(self, timeout: float) -> bool:
         """Export everything pending, within ``timeout`` seconds in total."""
@@ -300,12 +354,46 @@ class Pipeline:
         if self.meter_provider is not None:
             remaining_ms = max(0.001, deadline - time.monotonic()) * 1000
             ok = self.meter_provider.force_flush(timeout_millis=remaining_ms) and ok
-        return ok
+        return self._wait_for_spool(deadline) and ok
+
+    def _wait_for_spool(self, deadline: float) -> bool:
+        """With a persistent buffer, flushed means sent, not just stored."""
+        if self.spool is None:
+            return True
+        while self.spool.pending_items() > 0:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def shutdown(self, timeout: float) -> None:
-        """Send what is pending within ``timeout``, then stop every thread and channel."""
+        """Send what is pending within ``timeout``, then stop every thread and channel.
+
+        At the deadline a timer aborts the attempts still in flight, so every item is
+        counted (exported, dropped, or left on disk) by the time this returns.
+        """
         deadline = time.monotonic() + timeout
         self.sender.begin_shutdown()
+        cutoff = threading.Timer(max(0.0, timeout), self.sender.stop)
+        cutoff.daemon = True
+        cutoff.start()
+        try:
+            self._drain(deadline)
+        finally:
+            cutoff.cancel()
+        self.sender.stop()
+        for queue in (self.span_queue, self.log_queue):
+            if queue is not None:
+                queue.join(_ABORT_GRACE)
+        if self._metric_reader is not None:
+            self._metric_reader.join(_ABORT_GRACE)
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
+        self.sender.close()
+
+    def _drain(self, deadline: float) -> None:
         if self.meter_provider is not None:
             # The reader's shutdown makes the final collection and export itself.
             remaining_ms = max(0.001, deadline - time.monotonic()) * 1000
@@ -313,9 +401,9 @@ class Pipeline:
         for queue in (self.span_queue, self.log_queue):
             if queue is not None:
                 queue.shutdown(max(0.0, deadline - time.monotonic()))
-        self.sender.stop()
-        if self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
-        if self.logger_provider is not None:
-            self.logger_provider.shutdown()
-        self.sender.close()
+        if self.spool is not None and self._drainer is not None:
+            # What is not sent by the deadline stays on disk for the next process.
+            self._wait_for_spool(deadline)
+            self.sender.stop()
+            self._drainer.stop(max(0.0, deadline - time.monotonic()) + _ABORT_GRACE)
+            self.spool.close()

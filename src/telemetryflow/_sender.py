@@ -65,7 +65,6 @@ class Sender:
                 self._pid = pid
             return self._transport
 
-
     def wait_for_rate(self, deadline: float | None) -> bool:
         """Block until the rate limiter grants a request; False if the deadline or stop
         comes first."""
@@ -90,6 +89,8 @@ class Sender:
         deadline: float | None = None,
         *,
         keep_on_failure: bool = False,
+        count_recorded: bool = False,
+        durable: bool = False,
     ) -> Outcome:
         """Deliver ``items`` encoded in ``body`` and account for every one.
 
@@ -98,10 +99,19 @@ class Sender:
         tries again later, so an outage costs nothing while the buffer has room.
         """
         with sdk_section():
-            return self._send(signal, body, items, deadline, keep_on_failure)
+            outcome = self._send(signal, body, items, deadline, keep_on_failure, durable)
+        if count_recorded and outcome is not Outcome.KEEP:
+            self._stats.recorded(signal, items)  # backlog of an earlier process
+        return outcome
 
     def _send(
-        self, signal: str, body: bytes, items: int, deadline: float | None, keep: bool
+        self,
+        signal: str,
+        body: bytes,
+        items: int,
+        deadline: float | None,
+        keep: bool,
+        durable: bool = False,
     ) -> Outcome:
         result = SendResult(ok=False, message="not attempted")
         for attempt in range(1, self._policy.max_attempts + 1):
@@ -120,7 +130,9 @@ class Sender:
                 warn_throttled(
                     f"final:{signal}:{result.message}",
                     "dropped %d %s: the collector answered %s (not retryable)",
-                    items, signal, result.message,
+                    items,
+                    signal,
+                    result.message,
                 )
                 return Outcome.DROPPED
             if attempt == self._policy.max_attempts:
@@ -131,22 +143,37 @@ class Sender:
             if self._stop.wait(delay):
                 break
         closing = self._stop.is_set() or self._closing
-        if keep and self._policy.enabled and not closing:
-            warn_throttled(f"keep:{signal}", "%s export failing (%s); keeping data buffered "
-                           "and retrying", signal, result.message)
+        if durable or (keep and self._policy.enabled and not closing):
+            warn_throttled(
+                f"keep:{signal}",
+                "%s export failing (%s); keeping data buffered and retrying",
+                signal,
+                result.message,
+            )
             return Outcome.KEEP
         reason = DropReason.SHUTDOWN if closing else DropReason.RETRIES_EXHAUSTED
         self._stats.dropped(signal, reason, items)
-        warn_throttled(f"retry:{signal}", "dropped %d %s after export failures: %s",
-                       items, signal, result.message)
+        warn_throttled(
+            f"retry:{signal}",
+            "dropped %d %s after export failures: %s",
+            items,
+            signal,
+            result.message,
+        )
         return Outcome.DROPPED
 
     def _delivered(self, signal: str, items: int, result: SendResult) -> None:
         self._stats.exported(signal, items - result.rejected)
         if result.rejected:
             self._stats.dropped(signal, DropReason.PARTIAL_REJECTION, result.rejected)
-            warn_throttled(f"partial:{signal}", "collector rejected %d of %d %s: %s",
-                           result.rejected, items, signal, result.message)
+            warn_throttled(
+                f"partial:{signal}",
+                "collector rejected %d of %d %s: %s",
+                result.rejected,
+                items,
+                signal,
+                result.message,
+            )
 
     def pause_after_failure(self, round_number: int) -> float:
         """How long a queue waits before retrying a batch it kept (grows per round)."""
@@ -157,8 +184,12 @@ class Sender:
         self._closing = True
 
     def stop(self) -> None:
-        """Interrupt backoff and rate-limit waits; later sends make one attempt at most."""
+        """Interrupt backoff and rate-limit waits and cut attempts in flight short."""
         self._stop.set()
+        with self._lock:
+            transport = self._transport if self._pid == os.getpid() else None
+        if transport is not None:
+            transport.abort()
 
     def close(self) -> None:
         self.stop()

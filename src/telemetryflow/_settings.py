@@ -45,8 +45,8 @@ def _parse_protocol(text: str) -> Protocol:
 
 def _parse_millis(text: str) -> timedelta:
     millis = float(text.strip())
-    if millis <= 0:
-        raise ValueError("expected a positive number of milliseconds")
+    if not 0 < millis < 86_400_000:  # NaN and infinity fail here too
+        raise ValueError("expected a positive number of milliseconds, under a day")
     return timedelta(milliseconds=millis)
 
 
@@ -198,6 +198,13 @@ SETTINGS: tuple[EnvSetting, ...] = (
         "true turns every call into a no-op",
     ),
     EnvSetting(
+        "persistent_buffer_dir",
+        ("TELEMETRYFLOW_BUFFER_DIR",),
+        "otel",
+        _text,
+        "Directory of the persistent buffer (opt-in)",
+    ),
+    EnvSetting(
         "ca_file",
         ("TELEMETRYFLOW_CA_FILE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
         "otel",
@@ -253,10 +260,12 @@ def _from_env(setting: EnvSetting, environ: Mapping[str, str]) -> tuple[Any, str
             continue
         try:
             return setting.parse(raw), f"env:{variable}"
-        except ValueError as exc:
+        except (ValueError, OverflowError, TypeError):
+            # Never echo the raw value: a misplaced secret must not reach a log line.
             if setting.required_value:
-                raise EnvValueError(variable, str(exc)) from None
-            _log.warning("ignoring %s: %s; using the default", variable, exc)
+                raise EnvValueError(variable, f"invalid value (expected: {setting.doc})") from None
+            _log.warning("ignoring %s: invalid value (expected: %s); using the default",
+                         variable, setting.doc)
             return None
     return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import http.client
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class SendResult:
 
 class Transport(Protocol):
     def send(self, signal: str, body: bytes, timeout: float) -> SendResult: ...
+    def abort(self) -> None:
+        """Cut every attempt in flight short (shutdown's deadline has come)."""
+
     def close(self) -> None: ...
 
 
@@ -120,6 +124,8 @@ class GrpcTransport:
 
         self._grpc = grpc
         self._config = config
+        self._lock = threading.Lock()
+        self._in_flight: set[Any] = set()
         endpoint = config.parsed_endpoint
         target = endpoint.host_port if endpoint.port else f"{endpoint.host_port}:4317"
         options = [
@@ -149,16 +155,24 @@ class GrpcTransport:
 
     def send(self, signal: str, body: bytes, timeout: float) -> SendResult:
         grpc = self._grpc
+        future = self._calls[signal].future(
+            body,
+            timeout=max(timeout, 0.001),
+            metadata=self._metadata,
+            compression=self._compression,
+            wait_for_ready=False,
+        )
+        with self._lock:
+            self._in_flight.add(future)
         try:
-            response = self._calls[signal](
-                body,
-                timeout=max(timeout, 0.001),
-                metadata=self._metadata,
-                compression=self._compression,
-                wait_for_ready=False,
-            )
+            response = future.result()
+        except grpc.FutureCancelledError:
+            return SendResult(ok=False, retryable=True, message="gRPC CANCELLED")
         except grpc.RpcError as error:
             return self._classify(error)
+        finally:
+            with self._lock:
+                self._in_flight.discard(future)
         rejected, message = _rejected_count(signal, response)
         message = redact_server_text(message, self._config)
         return SendResult(ok=True, rejected=rejected, message=message)
@@ -170,7 +184,14 @@ class GrpcTransport:
         retryable = name in self._RETRYABLE or (name == "RESOURCE_EXHAUSTED" and delay is not None)
         return SendResult(ok=False, retryable=retryable, retry_after=delay, message=f"gRPC {name}")
 
+    def abort(self) -> None:
+        with self._lock:
+            calls = list(self._in_flight)
+        for call in calls:
+            call.cancel()
+
     def close(self) -> None:
+        self.abort()
         self._channel.close()
 
 
@@ -285,7 +306,17 @@ class HttpTransport:
             message=f"HTTP {status}",
         )
 
+    def abort(self) -> None:
+        with self._lock:
+            connections = list(self._connections.values())
+        for conn in connections:
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
+        self.abort()
         with self._lock:
             connections, self._connections = list(self._connections.values()), {}
         for conn in connections:

@@ -59,6 +59,9 @@ class InMemoryTransport:
             self.requests.append((signal, message))
         return SendResult(ok=True)
 
+    def abort(self) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
