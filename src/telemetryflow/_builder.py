@@ -158,8 +158,7 @@ class TelemetryFlowBuilder:
         return self
 
     def with_custom_attributes(self, attributes: dict[str, str]) -> TelemetryFlowBuilder:
-        _require(isinstance(attributes, Mapping), "custom_attributes",
-                 "must be a dict of strings")
+        _require(isinstance(attributes, Mapping), "custom_attributes", "must be a dict of strings")
         for key, value in attributes.items():
             self.with_custom_attribute(key, value)
         return self
@@ -337,7 +336,8 @@ class TelemetryFlowBuilder:
             _require(
                 isinstance(safe_keys, (list, tuple, set, frozenset))
                 and all(isinstance(k, str) for k in safe_keys),
-                "scrub_safe_keys", "must be a list of attribute keys (strings)",
+                "scrub_safe_keys",
+                "must be a list of attribute keys (strings)",
             )
             self._explicit["scrub_safe_keys"] = tuple(safe_keys)
         if callback is not None:

@@ -266,7 +266,7 @@ class Pipeline:
         """
         try:
             body = encode(batch)
-        except Exception as exc:  # noqa: BLE001 - one bad item must not sink its batch
+        except Exception as exc:
             return self._isolate_unencodable(signal, batch, encode, deadline, exc)
         if len(body) <= self.config.max_request_bytes:
             if self.spool is not None:
@@ -294,13 +294,22 @@ class Pipeline:
             return [*kept, *batch[middle:]]
         return self._deliver(signal, batch[middle:], encode, deadline)
 
-    def _isolate_unencodable(self, signal: str, batch: Sequence[T],
-                             encode: Callable[[Sequence[T]], bytes], deadline: float | None,
-                             error: Exception) -> Sequence[T]:
+    def _isolate_unencodable(
+        self,
+        signal: str,
+        batch: Sequence[T],
+        encode: Callable[[Sequence[T]], bytes],
+        deadline: float | None,
+        error: Exception,
+    ) -> Sequence[T]:
         if len(batch) == 1:
             self.stats.dropped(signal, DropReason.INVALID, 1)
-            warn_throttled(f"unencodable:{signal}", "dropped one %s item that cannot be "
-                           "encoded: %s", signal, type(error).__name__)
+            warn_throttled(
+                f"unencodable:{signal}",
+                "dropped one %s item that cannot be encoded: %s",
+                signal,
+                type(error).__name__,
+            )
             return ()
         middle = len(batch) // 2
         kept = self._deliver(signal, batch[:middle], encode, deadline)

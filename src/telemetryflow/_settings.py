@@ -264,8 +264,11 @@ def _from_env(setting: EnvSetting, environ: Mapping[str, str]) -> tuple[Any, str
             # Never echo the raw value: a misplaced secret must not reach a log line.
             if setting.required_value:
                 raise EnvValueError(variable, f"invalid value (expected: {setting.doc})") from None
-            _log.warning("ignoring %s: invalid value (expected: %s); using the default",
-                         variable, setting.doc)
+            _log.warning(
+                "ignoring %s: invalid value (expected: %s); using the default",
+                variable,
+                setting.doc,
+            )
             return None
     return None
 
