@@ -12,11 +12,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace as otel_trace
+from opentelemetry.attributes import BoundedAttributes
 
 import telemetryflow
 from _support import builder_for
-from telemetryflow import _conveniences, _default, set_default_client
+from telemetryflow import _conveniences, _default, _track, set_default_client
 from telemetryflow._track import DURATION_METRIC, take_metadata
 from telemetryflow.testing import OTLPReceiver, TelemetryCapture, attrs, capture
 
@@ -504,3 +507,23 @@ def test_calls_never_wait_for_a_stalled_or_missing_collector(
         receiver.blackhole(False)
     assert slowest < 0.25, slowest
     assert shutdown_took < 3.0, shutdown_took
+
+
+# -- any value, never an exception -------------------------------------------------------------
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=JSONISH | st.sets(st.integers(), max_size=4) | st.builds(object))
+def test_trace_turns_any_value_into_a_valid_attribute(value: Any) -> None:
+    _track.add_metadata("k", value)
+    pending = take_metadata() or {}
+    if value is None:
+        assert pending == {}
+        return
+    kept = BoundedAttributes(attributes=pending)  # what OpenTelemetry would keep
+    assert "k" in kept, pending
