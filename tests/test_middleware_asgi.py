@@ -486,6 +486,42 @@ def test_websocket_and_lifespan_pass_through(
     assert receiver.find_metric(DURATION) is None
 
 
+def test_pathsend_file_response_ends_the_span_before_background_tasks(
+    client: TelemetryFlowClient, receiver: OTLPReceiver, tmp_path: Any
+) -> None:
+    from starlette.background import BackgroundTask
+    from starlette.responses import FileResponse
+
+    report = tmp_path / "report.txt"
+    report.write_text("report")
+
+    async def download(request: Any) -> FileResponse:
+        return FileResponse(report, background=BackgroundTask(asyncio.sleep, 0.4))
+
+    app = Starlette(routes=[Route("/report", download)])
+    app.add_middleware(FastAPITelemetryMiddleware, client=client)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/report",
+        "raw_path": b"/report",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"example.com")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+        "extensions": {"http.response.pathsend": {}},  # the server sends the file itself
+    }
+    sent = asyncio.run(drive(app, scope, [{"type": "http.request", "body": b""}]))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.pathsend"]
+    [span] = flushed(client, receiver, 1)
+    assert (span.name, span.attributes["http.response.status_code"]) == ("GET /report", 200)
+    assert (span.span.end_time_unix_nano - span.span.start_time_unix_nano) / 1e9 < 0.3
+
+
 def test_non_http_scopes_reach_the_app_as_the_very_same_objects(
     client: TelemetryFlowClient,
 ) -> None:
