@@ -207,6 +207,12 @@ def test_files_json_and_yaml(tmp_path: Path) -> None:
         FlagSet.from_file(tmp_path / "missing.json")
 
 
+def test_a_top_level_flags_key_wraps_definitions_unless_it_is_a_flag() -> None:
+    assert FlagSet.from_mapping({"flags": {"a": True, "b": False}}).keys() == ["a", "b"]
+    only = FlagSet.from_mapping({"flags": {"rollout": 10}})  # one flag called "flags"
+    assert only.keys() == ["flags"] and only.evaluate("flags", "u").reason == "split"
+
+
 def test_environment_value_is_inline_json_or_a_path(tmp_path: Path) -> None:
     assert parse_flags_setting('{"a": {"rollout": 10}}').keys() == ["a"]
     path = tmp_path / "flags.json"

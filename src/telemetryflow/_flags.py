@@ -172,7 +172,7 @@ class FlagSet:
         Raises:
             ConfigError: listing every malformed flag.
         """
-        if isinstance(data, Mapping) and isinstance(data.get("flags"), Mapping):
+        if _is_wrapper(data):
             data = data["flags"]
         if not isinstance(data, Mapping):
             raise ConfigError(
@@ -288,6 +288,15 @@ def parse_flags_setting(text: str) -> FlagSet:
 
 
 # -- parsing one flag ---------------------------------------------------------------------
+def _is_wrapper(data: Any) -> bool:
+    """``{"flags": {...}}`` holding the definitions, rather than one flag named
+    ``flags`` (whose definition would use only the option names)."""
+    if not isinstance(data, Mapping) or set(data) != {"flags"}:
+        return False
+    inner = data["flags"]
+    return isinstance(inner, Mapping) and not set(inner) <= _ALLOWED_KEYS
+
+
 def _bad(key: str, message: str) -> ConfigError:
     return ConfigError(f"feature_flags: {key}: {message}", field="feature_flags")
 
