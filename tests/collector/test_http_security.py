@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import tracemalloc
 import zlib
@@ -234,3 +235,65 @@ def test_no_auth_mode_accepts_anonymous(make_collector: Callable[..., Collector]
     assert response.status_code == 200
     answer = httpx.get(f"{collector.http_endpoint}/v1/logs/query").json()
     assert [e["body"] for e in answer["logs"]] == ["anon"]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/v1/metrics/query", {"name": "m", "since": "inf"}),
+        ("/v1/metrics/query", {"name": "m", "until": 1e308}),
+        ("/v1/metrics/query", {"name": "m", "window": "9999999999w"}),
+        ("/v1/traces/query", {"time_window": "100000000h"}),
+        ("/v1/traces/query", {"min_duration": "9999999999w"}),
+        ("/v1/logs/query", {"since": "9999-12-31T00:00:00Z"}),
+        ("/v1/logs/query", {"limit": 10**400}),
+        ("/v1/metrics/report", {"name": "m", "value": 1, "timestamp": 1e308}),
+        ("/v1/metrics/report", {"name": "m", "value": 10**400}),
+    ],
+)
+def test_out_of_range_numbers_get_400(http: httpx.Client, path: str, payload: dict) -> None:
+    body = json.dumps(payload).encode()
+    response = http.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+
+
+def test_uint64_times_and_bad_buckets_are_rejected_not_500(
+    http: httpx.Client, collector: Collector
+) -> None:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    )
+
+    spans = ExportTraceServiceRequest()
+    spans.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=b"\x01" * 16, span_id=b"\x02" * 8, end_time_unix_nano=2**64 - 1
+    )
+    response = http.post("/v1/traces", content=spans.SerializeToString(), headers=PB)
+    assert response.status_code == 200
+    assert (
+        ExportTraceServiceResponse.FromString(response.content).partial_success.rejected_spans == 1
+    )
+    metrics = ExportMetricsServiceRequest()
+    scope = metrics.resource_metrics.add().scope_metrics.add()
+    scope.metrics.add(name="h").histogram.data_points.add(count=2**63, bucket_counts=[1])
+    unsorted = scope.metrics.add(name="u").histogram.data_points.add(
+        count=2, explicit_bounds=[5.0, 1.0], bucket_counts=[1, 1, 0]
+    )
+    assert unsorted.count == 2
+    for scale, offset in ((-10, 0), (0, 2000), (20, 2**31 - 1)):
+        point = scope.metrics.add(name="e").exponential_histogram.data_points.add(
+            scale=scale, count=1
+        )
+        point.positive.offset = offset
+        point.positive.bucket_counts.extend([1, 2])
+    response = http.post("/v1/metrics", content=metrics.SerializeToString(), headers=PB)
+    assert response.status_code == 200
+    partial = ExportMetricsServiceResponse.FromString(response.content).partial_success
+    assert partial.rejected_data_points == 5
+    with collector.store.reader() as conn:
+        assert conn.execute("SELECT count(*) FROM metric_points").fetchone() == (0,)

@@ -7,6 +7,7 @@ receiver can answer with OTLP partial success instead of failing the whole reque
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable
@@ -34,6 +35,8 @@ Parsed = tuple[list[Row], int, str]
 
 DELTA = 1
 CUMULATIVE = 2
+_INT64 = 2**63 - 1  # OTLP times and counts are uint64; SQLite integers are int64
+_MAX_EXP_BUCKETS = 4096
 
 
 def compact_json(value: Any) -> str:
@@ -75,7 +78,13 @@ def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int
         for ss in rs.scope_spans:
             scope = ss.scope.name
             for span in ss.spans:
-                if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(span.trace_id):
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                if (
+                    len(span.trace_id) != 16
+                    or len(span.span_id) != 8
+                    or not any(span.trace_id)
+                    or max(start, end) > _INT64
+                ):
                     rejected += 1
                     continue
                 events = [
@@ -83,7 +92,6 @@ def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int
                      "attributes": attributes(e.attributes)}
                     for e in span.events
                 ]  # fmt: skip
-                start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 rows.append((
                     project, service, span.trace_id.hex(), span.span_id.hex(),
                     span.parent_span_id.hex(), span.name, span.kind, start, end,
@@ -91,18 +99,22 @@ def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int
                     compact_json(attributes(span.attributes)), compact_json(events),
                     resource_json, scope, received_ns,
                 ))  # fmt: skip
-    message = f"{rejected} span(s) without a valid trace_id/span_id" if rejected else ""
+    message = f"{rejected} span(s) without valid ids or with times past 2262" if rejected else ""
     return rows, rejected, message
 
 
 def log_rows(request: ExportLogsServiceRequest, project: str, received_ns: int) -> Parsed:
     rows: list[Row] = []
+    rejected = 0
     for rl in request.resource_logs:
         resource = attributes(rl.resource.attributes)
         service, resource_json = _service(resource), compact_json(resource)
         for sl in rl.scope_logs:
             scope = sl.scope.name
             for rec in sl.log_records:
+                if max(rec.time_unix_nano, rec.observed_time_unix_nano) > _INT64:
+                    rejected += 1
+                    continue
                 when = rec.time_unix_nano or rec.observed_time_unix_nano or received_ns
                 body = any_value(rec.body)
                 text = body if isinstance(body, str) else compact_json(body)
@@ -112,7 +124,7 @@ def log_rows(request: ExportLogsServiceRequest, project: str, received_ns: int) 
                     rec.span_id.hex(), compact_json(attributes(rec.attributes)),
                     resource_json, scope, received_ns,
                 ))  # fmt: skip
-    return rows, 0, ""
+    return rows, rejected, f"{rejected} log record(s) with times past 2262" if rejected else ""
 
 
 def _tags(pairs: Iterable[KeyValue]) -> str:
@@ -138,18 +150,31 @@ def _opt(point: Any, name: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _exponential_buckets(point: Any) -> tuple[list[float], list[int]]:
-    """Map an exponential histogram onto explicit upper bounds (negatives fold into <=0)."""
-    base = 2.0 ** (2.0**-point.scale)
+def _exponential_buckets(point: Any) -> tuple[list[float], list[int]] | None:
+    """Map an exponential histogram onto explicit upper bounds (negatives fold into <=0).
+
+    ``None`` when the scale and offset give bounds a double cannot hold in order.
+    """
+    if len(point.positive.bucket_counts) > _MAX_EXP_BUCKETS:
+        return None
     offset = point.positive.offset
+    try:
+        base = 2.0 ** (2.0**-point.scale)
+        bounds = [0.0, base**offset]
+        bounds.extend(base ** (offset + i + 1) for i in range(len(point.positive.bucket_counts)))
+    except (OverflowError, ZeroDivisionError):
+        return None
     low = sum(point.negative.bucket_counts) + point.zero_count
-    bounds = [0.0, base**offset]
-    counts = [low, 0]
-    for i, count in enumerate(point.positive.bucket_counts):
-        bounds.append(base ** (offset + i + 1))
-        counts.append(count)
-    counts.append(0)
+    counts = [low, 0, *point.positive.bucket_counts, 0]
     return bounds, counts
+
+
+def _valid_buckets(bounds: list[float], counts: list[int]) -> bool:
+    return (
+        len(counts) == len(bounds) + 1
+        and all(math.isfinite(b) for b in bounds)
+        and all(a < b for a, b in itertools.pairwise(bounds))
+    )
 
 
 def point_rows(request: ExportMetricsServiceRequest, project: str, received_ns: int) -> Parsed:
@@ -176,34 +201,50 @@ def _metric_rows(
     data = getattr(metric, kind)
     rows: list[Row] = []
     rejected = 0
-    head = (project, service, metric.name)
     for p in data.data_points:
-        when = p.time_unix_nano or received_ns
-        tags = _tags(p.attributes)
-        if kind in ("gauge", "sum"):
-            value = _number(p)
-            if value is None:
-                rejected += 1
-                continue
-            monotonic = int(kind == "sum" and data.is_monotonic)
-            temporality = data.aggregation_temporality if kind == "sum" else 0
-            rows.append((*head, kind, monotonic, temporality, metric.unit, tags, when,
-                         p.start_time_unix_nano, value, None, None, None, None, None, None,
-                         received_ns))  # fmt: skip
-        elif kind in ("histogram", "exponential_histogram"):
-            if kind == "histogram":
-                bounds, counts = list(p.explicit_bounds), list(p.bucket_counts)
-                if len(counts) != len(bounds) + 1:
-                    rejected += 1
-                    continue
-            else:
-                bounds, counts = _exponential_buckets(p)
-            rows.append((*head, "histogram", 0, data.aggregation_temporality, metric.unit,
-                         tags, when, p.start_time_unix_nano, None, p.count, _opt(p, "sum"),
-                         _opt(p, "min"), _opt(p, "max"), compact_json(bounds),
-                         compact_json(counts), received_ns))  # fmt: skip
-        else:  # summary: keep count and sum
-            rows.append((*head, "summary", 0, CUMULATIVE, metric.unit, tags, when,
-                         p.start_time_unix_nano, None, p.count, p.sum, None, None, None,
-                         None, received_ns))  # fmt: skip
+        row = _point_row(kind, data, p, (project, service, metric.name), metric.unit, received_ns)
+        if row is None:
+            rejected += 1
+        else:
+            rows.append(row)
     return rows, rejected
+
+
+def _point_row(
+    kind: str, data: Any, p: Any, head: tuple[str, str, str], unit: str, received_ns: int
+) -> Row | None:
+    """One data point as a row, or ``None`` if it cannot be stored faithfully."""
+    when = p.time_unix_nano or received_ns
+    count = getattr(p, "count", 0)
+    if max(when, p.start_time_unix_nano, count) > _INT64:
+        return None
+    tags = _tags(p.attributes)
+    tail = (unit, tags, when, p.start_time_unix_nano)
+    if kind in ("gauge", "sum"):
+        value = _number(p)
+        if value is None:
+            return None
+        monotonic = int(kind == "sum" and data.is_monotonic)
+        temporality = data.aggregation_temporality if kind == "sum" else 0
+        return (*head, kind, monotonic, temporality, *tail, value,
+                None, None, None, None, None, None, received_ns)  # fmt: skip
+    if kind == "summary":  # keep count and sum
+        return (*head, "summary", 0, CUMULATIVE, *tail, None, count, _finite(p.sum),
+                None, None, None, None, received_ns)  # fmt: skip
+    if kind == "histogram":
+        buckets: tuple[list[float], list[int]] | None = (
+            list(p.explicit_bounds),
+            list(p.bucket_counts),
+        )
+    else:
+        buckets = _exponential_buckets(p)
+    if buckets is None or not _valid_buckets(*buckets):
+        return None
+    bounds, counts = buckets
+    return (*head, "histogram", 0, data.aggregation_temporality, *tail, None, count,
+            _opt(p, "sum"), _opt(p, "min"), _opt(p, "max"), compact_json(bounds),
+            compact_json(counts), received_ns)  # fmt: skip
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -38,7 +38,7 @@ def point_row(point: Any, project: str, received_ns: int) -> Row:
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
         raise ValueError("name must be a non-empty string of at most 255 characters")
     value = point.get("value")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
         raise ValueError("value must be a finite number")
     kind, monotonic, temporality = _TYPES.get(str(point.get("type", "gauge")), (None, 0, 0))
     if kind is None:
@@ -56,6 +56,13 @@ def point_row(point: Any, project: str, received_ns: int) -> Row:
         raise ValueError("unit must be a string")
     return (project, service, name, kind, monotonic, temporality, unit, compact_json(tags),
             when, 0, float(value), None, None, None, None, None, None, received_ns)  # fmt: skip
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a double
+        return False
 
 
 def _tags(value: Any) -> dict[str, str]:

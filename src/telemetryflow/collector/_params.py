@@ -6,6 +6,7 @@ and reports unknown or malformed ones as a 400 naming the parameter.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -14,7 +15,7 @@ from typing import Any
 
 from telemetryflow.collector._decode import BadRequestError
 
-__all__ = ["Params", "iso", "parse_duration", "parse_instant"]
+__all__ = ["MAX_NS", "Params", "iso", "parse_duration", "parse_instant"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {
@@ -22,6 +23,9 @@ _UNIT_SECONDS = {
     "h": 3600.0, "d": 86400.0, "w": 604800.0,
 }  # fmt: skip
 _NS = 1_000_000_000
+MAX_NS = 2**63 - 1
+"""The latest instant SQLite's 64-bit integers hold in nanoseconds (year 2262)."""
+_MAX_DURATION_S = 100 * 365.25 * 86400
 
 
 def parse_duration(text: str, name: str = "duration") -> float:
@@ -29,7 +33,10 @@ def parse_duration(text: str, name: str = "duration") -> float:
     match = _DURATION.match(str(text))
     if not match:
         raise BadRequestError(400, f"{name} must be a duration like 30s, 5m, 1h or 7d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+    if not seconds <= _MAX_DURATION_S:
+        raise BadRequestError(400, f"{name} is out of range (at most 100 years)")
+    return seconds
 
 
 def parse_instant(value: Any, name: str, now_ns: int) -> int:
@@ -37,30 +44,46 @@ def parse_instant(value: Any, name: str, now_ns: int) -> int:
 
     Accepts RFC 3339 / ISO 8601 text, Unix seconds (or milli-, micro-, nanoseconds,
     told apart by magnitude), ``now``, or a duration meaning that long ago (``1h``).
+    Instants before 1970 or past 2262 (what 64-bit nanoseconds hold) are refused.
     """
+    ns = _instant_ns(value, name, now_ns)
+    if not 0 <= ns <= MAX_NS:
+        raise BadRequestError(400, f"{name} is out of range (1970 to 2262)")
+    return ns
+
+
+def _instant_ns(value: Any, name: str, now_ns: int) -> int:
     if isinstance(value, bool):
         raise BadRequestError(400, f"{name} must be a time")
     if isinstance(value, (int, float)):
-        return _epoch_to_ns(float(value))
+        return _epoch_to_ns(value, name)
     text = str(value).strip()
     if text == "now":
         return now_ns
     if _DURATION.match(text) and not text.replace(".", "").isdigit():
-        return now_ns - int(parse_duration(text, name) * _NS)
+        return max(0, now_ns - int(parse_duration(text, name) * _NS))
     try:
-        return _epoch_to_ns(float(text))
+        number = float(text)
     except ValueError:
-        pass
+        number = None
+    if number is not None:
+        return _epoch_to_ns(number, name)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise BadRequestError(400, f"{name} must be RFC 3339, Unix seconds, or like 1h") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(parsed.timestamp() * _NS)
+    return math.floor(parsed.timestamp()) * _NS + parsed.microsecond * 1000
 
 
-def _epoch_to_ns(value: float) -> int:
+def _epoch_to_ns(raw: float, name: str) -> int:
+    try:
+        value = float(raw)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise BadRequestError(400, f"{name} is out of range (1970 to 2262)")
     magnitude = abs(value)
     if magnitude < 1e11:
         return int(value * _NS)
@@ -106,7 +129,7 @@ class Params:
             return default
         try:
             value = int(self._raw[name])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise BadRequestError(400, f"{name} must be an integer") from None
         if not low <= value <= high:
             raise BadRequestError(400, f"{name} must be between {low} and {high}")
@@ -146,7 +169,7 @@ class Params:
         else:
             window = self.duration_ns(*window_names, default=default_window)
             assert window is not None
-            since = until - window
+            since = max(0, until - window)
         if since > until:
             raise BadRequestError(400, "since must be before until")
         return since, until
