@@ -7,6 +7,8 @@ import time
 import httpx
 import pytest
 from collector_helpers import KEY_B, counter, headers_for, histogram, metrics_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telemetryflow.collector import Collector
 from telemetryflow.collector._aggregate import exact_quantile, histogram_quantile
@@ -221,3 +223,23 @@ def test_group_by_merges_series(http: httpx.Client) -> None:
     assert grouped == [({"route": "/a"}, 4.0), ({"route": "/b"}, 10.0)]
     everything = http.post("/v1/metrics/query", json={"name": "dur", "agg": "max", "group_by": []})
     assert [(s["tags"], s["value"]) for s in everything.json()["series"]] == [({}, 10.0)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bounds=st.lists(st.floats(0.001, 1e6), min_size=1, max_size=12, unique=True).map(sorted),
+    data=st.data(),
+)
+def test_histogram_quantile_is_monotonic_and_within_bounds(
+    bounds: list[float], data: object
+) -> None:
+    counts = data.draw(  # type: ignore[attr-defined]
+        st.lists(st.integers(0, 1000), min_size=len(bounds) + 1, max_size=len(bounds) + 1)
+    )
+    if sum(counts) == 0:
+        assert histogram_quantile(0.5, bounds, counts) is None
+        return
+    values = [histogram_quantile(q / 20, bounds, counts) for q in range(21)]
+    assert all(v is not None for v in values)
+    assert values == sorted(values)  # type: ignore[type-var]
+    assert all(0.0 <= v <= bounds[-1] for v in values)  # type: ignore[operator]
