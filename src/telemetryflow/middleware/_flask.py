@@ -9,7 +9,7 @@ is still bound, reads the matched rule and the unhandled exception (if any).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -121,23 +121,19 @@ class FlaskTelemetryMiddleware:
                 "this Flask app is already instrumented by another FlaskTelemetryMiddleware"
             )
         app.wsgi_app = _InstrumentedWsgiApp(app.wsgi_app, self._telemetry)  # type: ignore[method-assign]
-        app.teardown_request(_Teardown(flask.request))
+        app.teardown_request(_teardown(flask.request))
         app.extensions[_EXTENSION_KEY] = self
 
 
-class _Teardown:
-    """Runs while the request is still bound: notes the matched rule
-    (``/users/<int:user_id>``; none for a 404/405) and the exception Flask turned
-    into a 500."""
+def _teardown(request_proxy: Any) -> Callable[[BaseException | None], None]:
+    """A teardown function, which Flask runs while the request is still bound: it
+    notes the matched rule (``/users/<int:user_id>``; none for a 404/405) and the
+    exception Flask turned into a 500. A plain function, not a callable object:
+    Flask checks every teardown function for ``async`` on every request."""
 
-    __slots__ = ("_request",)
-
-    def __init__(self, request: Any) -> None:
-        self._request = request  # flask.request, resolved once per request below
-
-    def __call__(self, exc: BaseException | None) -> None:
+    def on_teardown(exc: BaseException | None) -> None:
         try:
-            request = self._request._get_current_object()
+            request = request_proxy._get_current_object()  # one proxy lookup, not three
             record = request.environ.get(_ENVIRON_KEY)
             if isinstance(record, RequestRecord):
                 rule = request.url_rule
@@ -147,6 +143,8 @@ class _Teardown:
                     record.fail(exc)
         except Exception as error:  # never interfere with Flask's teardown
             warn_failure(error)
+
+    return on_teardown
 
 
 class _EnvironGetter(Getter[Mapping[str, Any]]):
