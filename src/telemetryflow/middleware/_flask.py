@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FlaskTelemetryMiddleware"]
 
-_ENVIRON_KEY = "telemetryflow.request"
+_ENVIRON_KEY = "telemetryflow.request:{}"  # one key per app: instrumented apps may nest
 _EXTENSION_KEY = "telemetryflow"
 _INSTALL_HINT = "FlaskTelemetryMiddleware needs Flask: pip install 'telemetryflow[flask]'"
 
@@ -120,12 +120,13 @@ class FlaskTelemetryMiddleware:
             raise RuntimeError(
                 "this Flask app is already instrumented by another FlaskTelemetryMiddleware"
             )
-        app.wsgi_app = _InstrumentedWsgiApp(app.wsgi_app, self._telemetry)  # type: ignore[method-assign]
-        app.teardown_request(_teardown(flask.request))
+        key = _ENVIRON_KEY.format(id(app))
+        app.wsgi_app = _InstrumentedWsgiApp(app.wsgi_app, self._telemetry, key)  # type: ignore[method-assign]
+        app.teardown_request(_teardown(flask.request, key))
         app.extensions[_EXTENSION_KEY] = self
 
 
-def _teardown(request_proxy: Any) -> Callable[[BaseException | None], None]:
+def _teardown(request_proxy: Any, key: str) -> Callable[[BaseException | None], None]:
     """A teardown function, which Flask runs while the request is still bound: it
     notes the matched rule (``/users/<int:user_id>``; none for a 404/405) and the
     exception Flask turned into a 500. A plain function, not a callable object:
@@ -134,7 +135,7 @@ def _teardown(request_proxy: Any) -> Callable[[BaseException | None], None]:
     def on_teardown(exc: BaseException | None) -> None:
         try:
             request = request_proxy._get_current_object()  # one proxy lookup, not three
-            record = request.environ.get(_ENVIRON_KEY)
+            record = request.environ.get(key)
             if isinstance(record, RequestRecord):
                 rule = request.url_rule
                 if rule is not None:
@@ -209,11 +210,12 @@ def _request_attributes(environ: WSGIEnvironment, options: MiddlewareOptions) ->
 class _InstrumentedWsgiApp:
     """Replaces ``app.wsgi_app``: starts the span, calls Flask, wraps the body."""
 
-    __slots__ = ("_telemetry", "wsgi_app")
+    __slots__ = ("_key", "_telemetry", "wsgi_app")
 
-    def __init__(self, wsgi_app: WSGIApplication, telemetry: ServerTelemetry) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, telemetry: ServerTelemetry, key: str) -> None:
         self.wsgi_app = wsgi_app
         self._telemetry = telemetry
+        self._key = key
 
     def __call__(
         self,
@@ -238,7 +240,7 @@ class _InstrumentedWsgiApp:
                 warn_failure(exc)
         if record is None:
             return self.wsgi_app(environ, start_response)
-        environ[_ENVIRON_KEY] = record
+        environ[self._key] = record
         responder = _StartResponse(start_response, record, telemetry.options)
         try:
             body = self.wsgi_app(environ, responder)

@@ -440,7 +440,7 @@ class RequestRecord:
 
     def fail(self, exc: BaseException) -> None:
         """Note an exception that escaped the handler (recorded once, in ``finish``)."""
-        if self.exception is None:
+        if self.exception is None and not self.done:
             self.exception = exc
 
     def finish(self) -> None:
@@ -452,6 +452,8 @@ class RequestRecord:
             self._finish()
         except Exception as exc:  # telemetry must not break the response
             _warn(exc)
+        # The exception's frames may hold this record: drop the cycle now, not at GC.
+        self.exception = None
 
     def _finish(self) -> None:
         duration = time.perf_counter() - self.started
