@@ -173,8 +173,12 @@ class Store:
             self._queue.put_nowait(job)
         except queue.Full:
             raise OverloadedError(retry_after=1.0) from None
-        if not job.done.wait(timeout):
-            raise TimeoutError("the database did not commit in time")
+        deadline = time.monotonic() + timeout
+        while not job.done.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+            if not self._thread.is_alive():  # queued behind the stop signal: never stored
+                raise StoreClosedError("the collector is shutting down")
+            if time.monotonic() >= deadline:
+                raise TimeoutError("the database did not commit in time")
         if job.error is not None:
             raise job.error
         assert job.result is not None
