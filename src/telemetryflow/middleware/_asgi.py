@@ -307,46 +307,51 @@ def _set_route(record: RequestRecord, scope: Scope) -> None:
 def _route_template(scope: Scope) -> str | None:
     """The matched route's template, e.g. ``/users/{user_id}``; None when none matched."""
     route = scope.get("route")
+    if route is None:
+        # Starlette versions that do not record the route still record its endpoint.
+        return _replayed_template(scope, None) if "endpoint" in scope else None
     template = getattr(route, "path_format", None)
     if not isinstance(template, str):
         return None
     if "app_root_path" not in scope:  # not below a Mount: the template is complete
         return template
-    return _mounted_template(scope, route)
+    return _replayed_template(scope, route)
 
 
-def _mounted_template(scope: Scope, target: object) -> str | None:
-    """Replay the top router's matching to collect the ``Mount`` prefixes (templates,
-    never the matched path, which may hold ids)."""
+def _replayed_template(scope: Scope, target: object) -> str | None:
+    """Replay the top router's matching to find ``target`` (or, when None, the route
+    that matched) and collect the ``Mount`` prefixes on the way: templates, never the
+    matched path, which may hold ids."""
     from starlette.routing import Match
 
     routes = getattr(scope.get("router"), "routes", None)
     probe: dict[str, Any] = {
         "type": scope["type"],
         "path": scope.get("path", "/"),
-        "root_path": scope.get("app_root_path", ""),
+        "root_path": scope.get("app_root_path", scope.get("root_path", "")),
         "method": scope.get("method"),
         "headers": scope.get("headers") or [],
     }
     prefix = ""
     for _ in range(_MAX_MOUNT_DEPTH):
-        if not routes:
-            return None
         descend: Any = None
-        for route in routes:
+        partial: Any = None
+        for route in routes or ():
             match, child = route.matches(probe)
             if match is Match.NONE:
                 continue
             if route is target:
-                return prefix + target.path_format  # type: ignore[attr-defined, no-any-return]
-            if match is Match.FULL and getattr(route, "routes", None) is not None:
-                descend = route
+                return prefix + str(getattr(route, "path_format", ""))
+            if match is Match.FULL and getattr(route, "routes", None):
+                descend = route  # a Mount (or Host) with routes below it
                 probe = {**probe, **child}
                 break
             if match is Match.FULL:
-                return None
+                return prefix + str(route.path_format) if target is None else None
+            partial = partial or route
         if descend is None:
-            return None
+            found = target is None and partial is not None
+            return prefix + str(partial.path_format) if found else None
         prefix += getattr(descend, "path", "")
         routes = descend.routes
     return None
