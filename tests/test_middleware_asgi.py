@@ -429,6 +429,46 @@ async def drive(
     return sent
 
 
+def test_route_is_found_again_when_the_router_does_not_record_it(
+    client: TelemetryFlowClient, receiver: OTLPReceiver
+) -> None:
+    class HideRoute:
+        """Between this middleware and the router: takes scope["route"] away, as
+        Starlette versions that do not record it would leave the scope."""
+
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            async def hiding_send(message: Any) -> None:
+                scope.pop("route", None)
+                await send(message)
+
+            await self.app(scope, receive, hiding_send)
+
+    async def item(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("item")
+
+    inner = Starlette(routes=[Route("/items/{item_id}", item)])
+    app = Starlette(
+        routes=[Route("/users/{user_id}", item), Mount("/orgs/{org}", app=inner)],
+    )
+    app.add_middleware(HideRoute)
+    app.add_middleware(FastAPITelemetryMiddleware, client=client)
+    with uvicorn_server(app) as url, httpx.Client(base_url=url) as http:
+        assert http.get("/users/1").status_code == 200
+        assert http.get("/orgs/acme/items/9").status_code == 200
+        assert http.post("/users/1").status_code == 405
+        assert http.get("/nope").status_code == 404
+    spans = flushed(client, receiver, 4)
+    assert sorted(s.name for s in spans) == [
+        "GET",
+        "GET /orgs/{org}/items/{item_id}",
+        "GET /users/{user_id}",
+        "POST /users/{user_id}",
+    ]
+
+
 def test_websocket_and_lifespan_pass_through(
     client: TelemetryFlowClient, receiver: OTLPReceiver
 ) -> None:
