@@ -9,6 +9,7 @@ Example:
 from telemetryflow._builder import TelemetryFlowBuilder
 from telemetryflow._client import TelemetryFlowClient
 from telemetryflow._config import TelemetryConfig
+from telemetryflow._conveniences import event, trace, track
 from telemetryflow._credentials import Credentials
 from telemetryflow._default import get_default_client, set_default_client
 from telemetryflow._enums import Protocol, SeverityLevel, SignalType, SpanKind
@@ -19,6 +20,7 @@ from telemetryflow._errors import (
     NotInitializedError,
     TelemetryFlowError,
 )
+from telemetryflow._flags import FlagSet
 from telemetryflow._version import __version__
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "ConfigError",
     "Credentials",
     "CredentialsError",
+    "FlagSet",
     "NotInitializedError",
     "Protocol",
     "SeverityLevel",
@@ -36,6 +39,9 @@ __all__ = [
     "TelemetryFlowClient",
     "TelemetryFlowError",
     "__version__",
+    "event",
     "get_default_client",
     "set_default_client",
+    "trace",
+    "track",
 ]

@@ -17,7 +17,9 @@ from telemetryflow._config import TelemetryConfig
 from telemetryflow._credentials import Credentials
 from telemetryflow._enums import Protocol
 from telemetryflow._errors import BuilderError, ConfigError, CredentialsError
+from telemetryflow._flags import FlagSet
 from telemetryflow._settings import ENV_GROUPS, EnvValueError, resolve
+from telemetryflow._user_config import fallback_settings, user_config_path
 
 if TYPE_CHECKING:
     from telemetryflow._client import TelemetryFlowClient
@@ -72,6 +74,7 @@ class TelemetryFlowBuilder:
         self._explicit: dict[str, Any] = {}
         self._groups: set[str] = set()
         self._environ: Mapping[str, str] | None = None
+        self._user_config = False
 
     # -- credentials ---------------------------------------------------------------
     def with_api_key(self, key_id: str, key_secret: str) -> TelemetryFlowBuilder:
@@ -350,10 +353,26 @@ class TelemetryFlowBuilder:
         self._explicit["install_global_providers"] = bool(install)
         return self
 
+    def with_feature_flags(
+        self, flags: Mapping[str, Any] | FlagSet | None = None, file: str | None = None
+    ) -> TelemetryFlowBuilder:
+        """Feature flags from a mapping and/or a JSON/YAML file (the mapping wins per key).
+
+        Raises:
+            BuilderError: a definition is malformed or the file cannot be read.
+        """
+        try:
+            self._explicit["feature_flags"] = FlagSet.load(flags, file)
+        except ConfigError as exc:
+            raise BuilderError(str(exc), field="feature_flags", problems=exc.problems) from None
+        return self
+
     # -- environment ---------------------------------------------------------------
     def with_auto_configuration(self) -> TelemetryFlowBuilder:
-        """Every ``*_from_env()`` at once, plus the standard ``OTEL_*`` variables."""
+        """Every ``*_from_env()`` at once, plus the standard ``OTEL_*`` variables, then
+        the user config file ``telemetryflow setup`` writes, for what they leave unset."""
         self._groups.update(ENV_GROUPS)
+        self._user_config = True
         return self
 
     def with_environ(self, environ: Mapping[str, str]) -> TelemetryFlowBuilder:
@@ -371,7 +390,9 @@ class TelemetryFlowBuilder:
         """
         environ = os.environ if self._environ is None else self._environ
         try:
-            resolved = resolve(self._explicit, self._groups, environ)
+            fallback = fallback_settings(environ) if self._user_config else None
+            source = f"file:{user_config_path(environ)}"
+            resolved = resolve(self._explicit, self._groups, environ, fallback, source)
         except EnvValueError as exc:
             raise BuilderError(f"{exc}; fix or unset the variable", field=exc.variable) from None
         values, sources = resolved.values, resolved.sources

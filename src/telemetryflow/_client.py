@@ -23,6 +23,7 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
 
 from telemetryflow._config import TelemetryConfig
 from telemetryflow._conveniences import ConveniencesMixin
@@ -369,6 +370,13 @@ class TelemetryFlowClient(ConveniencesMixin):
         if pipeline is None or pipeline.meter_provider is None:
             return None
         return pipeline.meter_provider.get_meter(_INSTRUMENTATION_NAME, __version__)
+
+    @property
+    def logger_provider(self) -> LoggerProvider | None:
+        """This client's OpenTelemetry logger provider (None before initialize or if logs
+        are off); integrations use it to give each logger name its own scope."""
+        pipeline = self._pipeline
+        return pipeline.logger_provider if pipeline is not None else None
 
     @property
     def otel_logger(self) -> otel_logs.Logger | None:

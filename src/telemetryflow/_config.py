@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from telemetryflow._credentials import Credentials, has_control_chars
 from telemetryflow._enums import Protocol, SignalType
 from telemetryflow._errors import ConfigError
+from telemetryflow._flags import FlagSet
 
 __all__ = ["ConfigError", "Endpoint", "Protocol", "SignalType", "TelemetryConfig"]
 
@@ -167,6 +168,8 @@ class TelemetryConfig:
     """Make this client's providers the OpenTelemetry globals, if none are set yet."""
     sdk_disabled: bool = False
     """``OTEL_SDK_DISABLED``: every call becomes a no-op and nothing is exported."""
+    feature_flags: FlagSet = field(default_factory=FlagSet)
+    """Flags for ``client.is_enabled``/``get_variant``, evaluated locally."""
     sources: Mapping[str, str] = field(default_factory=lambda: _EMPTY, compare=False)
     """Where each value came from (``argument``, ``env:NAME``, ``default``), for ``describe()``."""
 
@@ -283,6 +286,8 @@ def _validate(cfg: TelemetryConfig) -> list[str]:
             add("headers: header names must be visible ASCII without separators")
         elif not isinstance(value, str) or has_control_chars(value):
             add(f"headers: value of '{key}' must not contain control characters")
+    if not isinstance(cfg.feature_flags, FlagSet):
+        add("feature_flags: must be a FlagSet (use with_feature_flags())")
     _validate_numbers(cfg, add)
     _validate_tls(cfg, endpoint, add)
     return problems

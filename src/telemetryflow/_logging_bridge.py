@@ -141,8 +141,7 @@ class TelemetryFlowHandler(logging.Handler):
         client = self.client
         if not client.is_initialized():
             return None
-        pipeline = getattr(client, "_pipeline", None)
-        provider: LoggerProvider | None = getattr(pipeline, "logger_provider", None)
+        provider: LoggerProvider | None = client.logger_provider
         if provider is None:
             return client.otel_logger
         if provider is not self._provider:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from telemetryflow._enums import Protocol
+from telemetryflow._flags import parse_flags_setting
 
 __all__ = ["DEFAULTS", "SETTINGS", "EnvSetting", "Resolved", "resolve"]
 
@@ -225,6 +226,13 @@ SETTINGS: tuple[EnvSetting, ...] = (
         _text,
         "PEM client key (mutual TLS)",
     ),
+    EnvSetting(
+        "feature_flags",
+        ("TELEMETRYFLOW_FLAGS", "TELEMETRYFLOW_FLAGS_FILE"),
+        "flags",
+        parse_flags_setting,
+        "Feature flags: inline JSON, or the path of a JSON/YAML file",
+    ),
 )
 
 ENV_GROUPS: frozenset[str] = frozenset(s.group for s in SETTINGS)
@@ -273,8 +281,15 @@ def _from_env(setting: EnvSetting, environ: Mapping[str, str]) -> tuple[Any, str
     return None
 
 
-def resolve(explicit: Mapping[str, Any], groups: set[str], environ: Mapping[str, str]) -> Resolved:
-    """Resolve every field: explicit, then environment (asked-for groups), then default.
+def resolve(
+    explicit: Mapping[str, Any],
+    groups: set[str],
+    environ: Mapping[str, str],
+    fallback: Mapping[str, Any] | None = None,
+    fallback_source: str = "file",
+) -> Resolved:
+    """Resolve every field: explicit, then environment (asked-for groups), then
+    ``fallback`` (the user config file), then default.
 
     ``custom_attributes`` and ``headers`` merge instead: environment entries first,
     explicit entries override them key by key.
@@ -296,6 +311,8 @@ def resolve(explicit: Mapping[str, Any], groups: set[str], environ: Mapping[str,
             values[name], sources[name] = explicit[name], "argument"
         elif env_hit is not None:
             values[name], sources[name] = env_hit
+        elif fallback and name in fallback:
+            values[name], sources[name] = fallback[name], fallback_source
         elif name in DEFAULTS:
             values[name], sources[name] = DEFAULTS[name], "default"
     for name, value in explicit.items():
