@@ -1,10 +1,11 @@
 """Flask request instrumentation: one SERVER span and a few metric points per request.
 
-It wraps ``app.wsgi_app`` rather than using ``before_request``/``teardown`` hooks so it
-sees the whole request, including what Flask's own error handling turns into a 500,
-and so a streamed body is timed until the server has taken its last chunk. A
-``teardown_request`` function, which Flask runs for every request while the request
-is still bound, reads the matched rule and the unhandled exception (if any).
+It wraps ``app.wsgi_app`` rather than relying on request hooks alone, so it sees the
+whole request, including the 500 that Flask's own error handling produces, and so a
+streamed body is timed until the server has taken its last chunk. One
+``teardown_request`` function, which Flask runs while the request is still bound,
+reads the matched rule and the unhandled exception (if any); ``before_request`` is
+avoided because an earlier hook that returns a response would skip it.
 """
 
 from __future__ import annotations
