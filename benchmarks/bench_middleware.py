@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import io
 import statistics
 import sys
@@ -242,6 +243,7 @@ def measure(
     for r in range(rounds):
         order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
         for variant in order:
+            gc.collect()  # no variant pays for collecting the previous one's garbage
             per_request[variant].append(run(variant) / n * 1e6)
             started = time.process_time()
             backends.flush(variant)
