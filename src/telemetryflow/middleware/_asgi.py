@@ -175,36 +175,50 @@ def _app_path(scope: Scope) -> str:
     return path
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    """Request headers by lower-case name; repeated headers joined with commas."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers") or ():
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """Request headers by (lower-case, as ASGI gives them) name, values undecoded:
+    only the few that are read get decoded. Repeated headers are joined with commas."""
+    raw = scope.get("headers") or ()
+    headers: dict[bytes, bytes] = dict(raw)
+    if len(headers) != len(raw):  # a name occurs twice: combine, as HTTP allows
+        headers = {}
+        for name, value in raw:
+            headers[name] = headers[name] + b"," + value if name in headers else value
     return headers
 
 
-class _DictGetter(Getter[Mapping[str, str]]):
-    def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
-        value = carrier.get(key)
-        return None if value is None else [value]
-
-    def keys(self, carrier: Mapping[str, str]) -> list[str]:
-        return list(carrier)
+def _text(headers: Mapping[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return None if value is None else value.decode("latin-1")
 
 
-_GETTER = _DictGetter()
+class _HeaderGetter(Getter[Mapping[bytes, bytes]]):
+    """Reads propagation headers (``traceparent``...) from the undecoded headers."""
+
+    _names: dict[str, bytes] = {}  # noqa: RUF012 - a shared cache of fixed header names
+
+    def get(self, carrier: Mapping[bytes, bytes], key: str) -> list[str] | None:
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = key.lower().encode("latin-1")
+        value = carrier.get(name)
+        return None if value is None else [value.decode("latin-1")]
+
+    def keys(self, carrier: Mapping[bytes, bytes]) -> list[str]:
+        return [name.decode("latin-1") for name in carrier]
+
+
+_GETTER = _HeaderGetter()
 
 
 def _request_attributes(
-    scope: Scope, headers: Mapping[str, str], options: MiddlewareOptions
+    scope: Scope, headers: Mapping[bytes, bytes], options: MiddlewareOptions
 ) -> dict[str, Any]:
     attributes: dict[str, Any] = {"url.path": clip(scope.get("path") or "/")}
     query = scope.get("query_string")
     if query:
         attributes["url.query"] = redact_query(query.decode("latin-1"), options.redact_params)
-    host = headers.get("host")
+    host = _text(headers, b"host")
     address: str | None
     port: int | None
     if host:
@@ -216,17 +230,11 @@ def _request_attributes(
         attributes["server.address"] = address
         if isinstance(port, int):
             attributes["server.port"] = port
-    user_agent = headers.get("user-agent")
+    user_agent = _text(headers, b"user-agent")
     if user_agent:
         attributes["user_agent.original"] = clip(user_agent)
-    client = scope.get("client")
-    if client:
-        attributes["client.address"] = client[0]
-    version = scope.get("http_version")
-    if version:
-        attributes["network.protocol.version"] = version
     for name, key in options.request_headers.items():
-        value = headers.get(name)
+        value = _text(headers, name.encode("latin-1"))
         if value is not None:
             attributes[key] = header_attribute(name, [value], options.redact_params)
     return attributes

@@ -24,7 +24,6 @@ from telemetryflow.middleware._http_common import (
     ServerTelemetry,
     clip,
     header_attribute,
-    protocol_version,
     redact_query,
     split_host,
     warn_failure,
@@ -195,12 +194,6 @@ def _request_attributes(environ: WSGIEnvironment, options: MiddlewareOptions) ->
     user_agent = environ.get("HTTP_USER_AGENT")
     if user_agent:
         attributes["user_agent.original"] = clip(user_agent)
-    peer = environ.get("REMOTE_ADDR")
-    if peer:
-        attributes["client.address"] = peer
-    protocol = environ.get("SERVER_PROTOCOL")
-    if protocol:
-        attributes["network.protocol.version"] = protocol_version(protocol)
     for name, key in options.request_headers.items():
         value = environ.get(_environ_name(name))
         if isinstance(value, str):

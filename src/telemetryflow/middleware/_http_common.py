@@ -109,11 +109,6 @@ def split_host(host: str) -> tuple[str, int | None]:
     return clip(address), port
 
 
-def protocol_version(server_protocol: str) -> str:
-    """``"1.1"`` from ``"HTTP/1.1"`` (WSGI) or ``"1.1"`` (ASGI)."""
-    return server_protocol.rpartition("/")[2]
-
-
 # -- redaction ----------------------------------------------------------------------
 def _secret_param(name: str, extra: frozenset[str]) -> bool:
     plain = unquote_plus(name) if "%" in name or "+" in name else name
