@@ -89,15 +89,9 @@ def total(receiver: OTLPReceiver, name: str, match: dict[str, Any] | None = None
     return found
 
 
-def free_port() -> int:
-    sock = loopback_socket()
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 def repo_env(**extra: str) -> dict[str, str]:
-    """The environment for a child Python process that must import this checkout."""
+    """The environment for a child process: ours, minus any telemetry settings of the
+    machine running the tests, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMETRYFLOW_", "OTEL_"))}
     env.update(extra)
     return env
