@@ -45,10 +45,12 @@ __all__ = [
     "PathMatcher",
     "RequestRecord",
     "ServerTelemetry",
-    "normalize_method",
+    "clip",
+    "header_attribute",
     "redact_query",
     "sanitize_url",
     "split_host",
+    "warn_failure",
 ]
 
 DURATION_METRIC = "http.server.request.duration"
@@ -196,9 +198,6 @@ class PathMatcher:
 
     def __call__(self, path: str) -> bool:
         return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
-
-    def __bool__(self) -> bool:
-        return bool(self._exact or self._prefixes)
 
 
 @dataclass(frozen=True)
@@ -431,7 +430,7 @@ class RequestRecord:
             try:
                 self.span.set_attributes(attributes)
             except Exception as exc:  # telemetry must not break the response
-                _warn(exc)
+                warn_failure(exc)
 
     def fail(self, exc: BaseException) -> None:
         """Note an exception that escaped the handler (recorded once, in ``finish``)."""
@@ -446,7 +445,7 @@ class RequestRecord:
         try:
             self._finish()
         except Exception as exc:  # telemetry must not break the response
-            _warn(exc)
+            warn_failure(exc)
         # The exception's frames may hold this record: drop the cycle now, not at GC.
         self.exception = None
 
@@ -492,18 +491,14 @@ class RequestRecord:
         span.end()
 
 
-def _warn(exc: BaseException) -> None:
+def warn_failure(exc: BaseException) -> None:
+    """Report a telemetry failure on the request path (throttled, no traceback)."""
     warn_throttled(
         f"middleware:{type(exc).__name__}",
         "HTTP middleware telemetry failed (the request is served anyway): %s: %s",
         type(exc).__name__,
         exc,
     )
-
-
-def warn_failure(exc: BaseException) -> None:
-    """Report a telemetry failure on the request path (throttled, no traceback)."""
-    _warn(exc)
 
 
 class ServerTelemetry:
