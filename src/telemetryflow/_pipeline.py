@@ -233,6 +233,11 @@ class Pipeline:
         self, batch: Sequence[ReadableSpan], deadline: float | None
     ) -> Sequence[ReadableSpan]:
         def encode(items: Sequence[ReadableSpan]) -> bytes:
+            from telemetryflow._encode import encode_spans as encode_direct
+
+            body = encode_direct(items, self._resource_overrides, self._scrub)
+            if body is not None:  # None: a scrub callback is set, or an odd value
+                return body
             request = encode_spans(items)
             self.apply_resource_overrides(request.resource_spans)
             if self._scrub is not None:
@@ -245,6 +250,11 @@ class Pipeline:
         self, batch: Sequence[ReadWriteLogRecord], deadline: float | None
     ) -> Sequence[ReadWriteLogRecord]:
         def encode(items: Sequence[ReadWriteLogRecord]) -> bytes:
+            from telemetryflow._encode import encode_logs as encode_direct
+
+            body = encode_direct(items, self._resource_overrides, self._scrub)
+            if body is not None:
+                return body
             request = encode_logs(items)  # type: ignore[arg-type]  # duck-typed records
             self.apply_resource_overrides(request.resource_logs)
             if self._scrub is not None:
