@@ -50,13 +50,18 @@ def clean_attributes(attributes: Mapping[Any, Any] | None) -> dict[str, Any]:
     """A new dict of valid attributes; never raises."""
     if not attributes:
         return {}
-    if not isinstance(attributes, Mapping):
+    if type(attributes) is not dict and not isinstance(attributes, Mapping):
         return {}
     cleaned: dict[str, Any] = {}
     for key, value in attributes.items():
-        if type(value) in _PRIMITIVES and type(key) is str and type(value) is not str:
-            cleaned[key] = value
-            continue
+        if type(key) is str:  # the common cases first, without a call
+            kind = type(value)
+            if kind is str:
+                cleaned[key] = value if len(value) <= MAX_VALUE_LENGTH else _clip(value)
+                continue
+            if kind is int or kind is bool or kind is float:
+                cleaned[key] = value
+                continue
         fixed = clean_value(value)
         if fixed is not None:
             cleaned[key if isinstance(key, str) else _safe_str(key)] = fixed
