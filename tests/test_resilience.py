@@ -6,10 +6,10 @@ The figures asserted here are the ones docs/reliability.md promises.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import itertools
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
