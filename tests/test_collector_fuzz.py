@@ -285,14 +285,7 @@ def collector_errors() -> Iterator[list[Logged]]:
             target.removeHandler(handler)
 
 
-KNOWN_BUGS: tuple[tuple[str, str, str], ...] = (
-    ("UnicodeEncodeError", "/query", "test_lone_surrogates_in_a_query_body_are_400"),
-    (
-        "OverflowError: intermediate overflow in fsum",
-        "/metrics",
-        "test_metric_queries_over_huge_values_answer_200",
-    ),
-)
+KNOWN_BUGS: tuple[tuple[str, str, str], ...] = ()
 """(error, route fragment, pinning test): 500s these explain are counted, not failed.
 Remove an entry when its test starts passing (strict xfail makes that impossible to miss)."""
 
@@ -1196,11 +1189,6 @@ def test_out_of_range_times_in_the_query_api_are_400(
     assert errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collector: a JSON query body may hold a lone surrogate (\\ud800); it reaches "
-    "SQLite and fails with UnicodeEncodeError: HTTP 500",
-)
 @pytest.mark.parametrize(
     ("path", "key"),
     [("/v1/traces/query", "name"), ("/v1/metrics/query", "name"), ("/v1/logs/query", "service")],
@@ -1216,11 +1204,6 @@ def test_lone_surrogates_in_a_query_body_are_400(
     assert errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collector: avg/sum of stored values near 1e308 raise OverflowError in math.fsum: "
-    "HTTP 500 for every query of that metric, for as long as the points are kept",
-)
 @pytest.mark.parametrize("agg", ["avg", "sum"])
 def test_metric_queries_over_huge_values_answer_200(
     make: Callable[[str], Harness], agg: str

@@ -80,8 +80,10 @@ def _read_file(path: str | None) -> bytes | None:
 
 def redact_server_text(text: str, config: TelemetryConfig) -> str:
     """A server's free text, safe to log: our secret removed, printable, bounded."""
+    from telemetryflow._scrub_rules import scrub_text
+
     secret = config.credentials.key_secret
-    cleaned = text.replace(secret, "***") if secret else text
+    cleaned = scrub_text(text.replace(secret, "***") if secret else text)
     cleaned = "".join(ch if ch.isprintable() else " " for ch in cleaned)
     return cleaned[:200]
 

@@ -147,6 +147,17 @@ class Accumulator:
             self.hist_max = high if self.hist_max is None else max(self.hist_max, high)
 
     def result(self, agg: Aggregation) -> float | None:
+        """The aggregate, or None when there is nothing to aggregate or the result is
+        not a finite number (values near the float limit overflow a sum)."""
+        try:
+            value = self._result(agg)
+        except OverflowError:
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    def _result(self, agg: Aggregation) -> float | None:
         count = len(self.values) + self.hist_count
         if agg.name == "count":
             return count

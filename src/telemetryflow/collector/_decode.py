@@ -69,9 +69,12 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
 def decode_json(body: bytes) -> Any:
     """Parse JSON, turning every failure (bad UTF-8, syntax, nesting) into a 400."""
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
+        data = json.loads(body)
+        # Escaped lone surrogates parse but cannot be stored or echoed as UTF-8.
+        json.dumps(data, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         raise BadRequestError(400, "body is not valid JSON") from None
+    return data
 
 
 def _hex_ids_to_base64(node: Any) -> None:
