@@ -25,6 +25,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 
+from telemetryflow._attributes import clean_attributes
 from telemetryflow._config import TelemetryConfig
 from telemetryflow._conveniences import ConveniencesMixin
 from telemetryflow._diagnostics import logger, warn_throttled
@@ -269,7 +270,11 @@ class TelemetryFlowClient(ConveniencesMixin):
         otel_logger = self._logger
         if otel_logger is None:
             return self._not_running("log")
-        self._emit(otel_logger, message, _severity(severity), attributes)
+        try:  # members and their string values hash alike: one lookup, no Enum call
+            pair = _SEVERITY[severity]
+        except (KeyError, TypeError):
+            pair = _severity(severity)
+        self._emit(otel_logger, message, pair, attributes)
         return None
 
     def _emit(
@@ -279,8 +284,6 @@ class TelemetryFlowClient(ConveniencesMixin):
         severity: tuple[SeverityNumber, str],
         attributes: Any,
     ) -> None:
-        from telemetryflow._attributes import clean_attributes
-
         body = message if isinstance(message, str) else str(message)
         otel_logger.emit(
             timestamp=time.time_ns(),
@@ -335,11 +338,9 @@ class TelemetryFlowClient(ConveniencesMixin):
         registry = self._spans
         if registry is None:
             return self._not_running("add_span_event")
-        from telemetryflow._attributes import clean_attributes
-
         span = registry.get(span_id)
         if span is not None:
-            span.add_event(str(name), clean_attributes(attributes))
+            span.add_event(name if type(name) is str else str(name), clean_attributes(attributes))
         return None
 
     def span(
