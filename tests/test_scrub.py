@@ -193,7 +193,7 @@ def test_traces_are_scrubbed_in_place() -> None:
         "url.full": f"https://h/x?token={REDACTED}&q=1",
         "http.target": f"/login?password={REDACTED}",
         "url.query": f"sig={REDACTED}&page=1",
-        "http.request.header.cookie": REDACTED,
+        "http.request.header.cookie": [REDACTED, REDACTED],  # list shape kept
         "user": {"name": "ann", "api_key": REDACTED, "deep": {"secret": REDACTED}},
     }
     event = attrs(span.events[0].attributes)

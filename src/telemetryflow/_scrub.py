@@ -216,7 +216,12 @@ class Scrubber:
         if which is None or which == "bool_value" or kind is _Kind.SAFE:
             return
         if kind is _Kind.SENSITIVE:
-            if which != "string_value" or value.string_value not in ("", REDACTED):
+            if which == "array_value":
+                # Keep the shape (header attributes are lists): redact each element.
+                for item in value.array_value.values:
+                    if item.WhichOneof("value") not in (None, "bool_value"):
+                        item.string_value = REDACTED
+            elif which != "string_value" or value.string_value not in ("", REDACTED):
                 value.string_value = REDACTED  # also clears any other oneof member
             return
         if which == "string_value":

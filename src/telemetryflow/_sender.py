@@ -21,6 +21,8 @@ from telemetryflow._transport import SendResult, Transport
 
 __all__ = ["Outcome", "Sender"]
 
+_SHUTDOWN_RETRY_DELAY = 0.25
+
 
 class Outcome(enum.Enum):
     """What became of a batch handed to :meth:`Sender.send`."""
@@ -138,6 +140,11 @@ class Sender:
             if attempt == self._policy.max_attempts:
                 break
             delay = self._policy.delay(attempt, result.retry_after)
+            if self._closing:
+                # Shutting down: one quick retry for a blip, not a full backoff schedule.
+                if attempt >= 2:
+                    break
+                delay = min(delay, _SHUTDOWN_RETRY_DELAY)
             if deadline is not None and time.monotonic() + delay >= deadline:
                 break
             if self._stop.wait(delay):
