@@ -121,9 +121,12 @@ class OtlpEncoder:
         if value is None or isinstance(value, bool) or kind is _Kind.SAFE:
             return value
         if kind is _Kind.SENSITIVE:
-            if isinstance(value, str) and value in ("", REDACTED):
-                return value
-            return REDACTED
+            if isinstance(value, str):
+                return value if value in ("", REDACTED) else REDACTED
+            if isinstance(value, (int, float, bytes)) or not isinstance(value, Sequence):
+                return REDACTED
+            # an array keeps its shape: each element but empty ones and booleans redacted
+            return [v if v is None or isinstance(v, bool) else REDACTED for v in value]
         if isinstance(value, str):
             return scrubber.text(value, kind)
         if isinstance(value, int):
