@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
 from telemetryflow import SpanKind, TelemetryFlowBuilder, _instruments, _spans
-from telemetryflow._spans import LightSpan
+from telemetryflow._spans import LightSpan, LightTracer, light_tracer
 from telemetryflow.testing import TelemetryCapture, attrs, capture
 
 
@@ -183,6 +183,14 @@ def test_an_unexpected_sdk_layout_keeps_the_sdk_calls(monkeypatch: pytest.Monkey
 
 
 # -- spans -----------------------------------------------------------------------------
+def _event_attributes(event: Any) -> list[tuple[str, Any]]:
+    """Event attributes; a stack trace reduced to its last line (the frames differ)."""
+    found = attrs(event.attributes)
+    if "exception.stacktrace" in found:
+        found["exception.stacktrace"] = found["exception.stacktrace"].strip().splitlines()[-1]
+    return list(found.items())
+
+
 def _span_rows(cap: TelemetryCapture) -> list[tuple[Any, ...]]:
     """Exported spans without ids and times: what the SDK path must agree on."""
     by_id = {record.span.span_id: record.name for record in cap.spans()}
@@ -200,10 +208,7 @@ def _span_rows(cap: TelemetryCapture) -> list[tuple[Any, ...]]:
                 span.flags,
                 list(attrs(span.attributes).items()),
                 span.dropped_attributes_count,
-                [
-                    (e.name, list(attrs(e.attributes).items()), e.dropped_attributes_count)
-                    for e in span.events
-                ],
+                [(e.name, _event_attributes(e), e.dropped_attributes_count) for e in span.events],
                 span.dropped_events_count,
                 [
                     (
@@ -373,3 +378,52 @@ def test_a_link_passed_to_the_api_keeps_its_attributes(monkeypatch: pytest.Monke
             trace.get_current_span().add_link(SpanContext(1, 2, False), {"k": [1, 2]})
         (record,) = cap.spans()
     assert attrs(record.span.links[0].attributes) == {"k": [1, 2]}
+
+
+# -- the light tracer for integrations ---------------------------------------------------
+def _tracer_calls(cap: TelemetryCapture, tracer: Any) -> None:
+    remote = SpanContext(0x1234, 0x5678, True, TraceFlags(TraceFlags.SAMPLED))
+    parent = trace.set_span_in_context(NonRecordingSpan(remote))
+    links = [Link(SpanContext(7, 8, False), {"why": "batch"}), Link(SpanContext(0, 0, False))]
+    span = tracer.start_span(
+        "server", context=parent, kind=trace.SpanKind.SERVER, attributes={"a": 1}, links=links
+    )
+    span.end()
+    tracer.start_span("stamped", start_time=1_000, attributes={"l": [1, 2]}).end(end_time=2_000)
+    with pytest.raises(KeyError), tracer.start_as_current_span("failing", attributes={"b": "x"}):
+        raise KeyError("k")
+    with (
+        pytest.raises(KeyError),
+        tracer.start_as_current_span(
+            "quiet", record_exception=False, set_status_on_exception=False
+        ),
+    ):
+        raise KeyError("k")
+    with tracer.start_as_current_span("outer"), tracer.start_as_current_span("inner"):
+        cap.client.increment_counter("inside", 1)
+    kept = tracer.start_span("manual", record_exception=False)
+    with pytest.raises(ValueError), kept:
+        raise ValueError("no event, but status")
+
+
+def test_the_light_tracer_matches_the_sdk_tracer(
+    both: tuple[TelemetryCapture, TelemetryCapture],
+) -> None:
+    fast, slow = both
+    light = light_tracer(fast.client.tracer)  # type: ignore[arg-type]
+    assert isinstance(light, LightTracer)
+    _tracer_calls(fast, light)
+    _tracer_calls(slow, slow.client.tracer)
+    assert _span_rows(fast) == _span_rows(slow)
+    stamped = next(r.span for r in fast.spans() if r.name == "stamped")
+    assert (stamped.start_time_unix_nano, stamped.end_time_unix_nano) == (1_000, 2_000)
+    assert light.resource is fast.client.tracer.resource  # type: ignore[union-attr]
+
+
+def test_light_tracer_only_wraps_a_qualifying_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    with _capture(True, monkeypatch) as cap:
+        tracer = cap.client.tracer
+        assert tracer is not None and light_tracer(tracer) is tracer
+    noop = trace.NoOpTracer()
+    assert light_tracer(noop) is noop

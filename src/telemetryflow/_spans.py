@@ -10,7 +10,8 @@ one its pipeline built (the default sampler, no tracer metrics): the same span t
 SDK's tracer would make (ids, parent, sampling, limits, processors, exceptions,
 status rules and warnings), without cleaning attributes the facade has already
 cleaned, per-span locks, or a snapshot copy at the end. Anything else takes the
-SDK's ``Tracer.start_span``.
+SDK's ``Tracer.start_span``. :func:`light_tracer` offers the same spans to
+integrations that start spans through a tracer.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from time import time_ns
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
@@ -37,7 +40,15 @@ from telemetryflow._attributes import clean_attributes
 from telemetryflow._diagnostics import warn_throttled
 from telemetryflow._enums import SpanKind
 
-__all__ = ["LightSpan", "SpanRegistry", "SpanScope", "otel_kind", "record_error"]
+__all__ = [
+    "LightSpan",
+    "LightTracer",
+    "SpanRegistry",
+    "SpanScope",
+    "light_tracer",
+    "otel_kind",
+    "record_error",
+]
 
 _KINDS = {
     SpanKind.INTERNAL: trace.SpanKind.INTERNAL,
@@ -87,6 +98,31 @@ def _plain(attributes: Mapping[str, Any], limit: int | None) -> bool:
     return True
 
 
+class _Options(NamedTuple):
+    """What ``Tracer.start_span`` takes beyond the facade's name, kind and attributes."""
+
+    links: Sequence[Link] | None
+    start_time: int | None
+    record_exception: bool
+    set_status_on_exception: bool
+
+
+def _new_links(links: Sequence[Link], limits: SpanLimits) -> Any:
+    """The SDK span's links: valid ones only, their attributes bounded, at most max_links."""
+    valid = []
+    for link in links:
+        context = link.context if link else None
+        if context and (context.is_valid or (link.attributes or context.trace_state)):
+            link._attributes = BoundedAttributes(
+                limits.max_link_attributes,
+                link.attributes,
+                max_value_len=limits.max_attribute_length,
+                immutable=True,
+            )
+            valid.append(link)
+    return BoundedList.from_seq(limits.max_links, valid)
+
+
 class LightSpan(Span, ReadableSpan):
     """A recording span with the SDK span's behaviour and data layout.
 
@@ -102,6 +138,7 @@ class LightSpan(Span, ReadableSpan):
         parent: SpanContext | None,
         kind: trace.SpanKind,
         attributes: Mapping[str, Any],
+        options: _Options | None = None,
     ) -> None:
         # ReadableSpan's fields, set directly (the factory checks their names once)
         self._name = name
@@ -110,8 +147,11 @@ class LightSpan(Span, ReadableSpan):
         self._instrumentation_info = factory.instrumentation_info
         self._instrumentation_scope = factory.scope
         self._parent = parent
-        self._start_time: int | None = time_ns()
+        self._start_time: int | None = (
+            options.start_time if options is not None and options.start_time else time_ns()
+        )
         self._end_time: int | None = None
+        self._options = options
         limits = factory.limits
         if attributes and not (
             limits.max_span_attribute_length is None
@@ -125,7 +165,7 @@ class LightSpan(Span, ReadableSpan):
             )
         self._attributes: Any = attributes
         self._events: Any = []
-        self._links: Any = ()
+        self._links: Any = _new_links(options.links, limits) if options and options.links else ()
         self._resource = factory.resource
         self._status = _UNSET
         self._factory = factory
@@ -273,9 +313,12 @@ class LightSpan(Span, ReadableSpan):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
+        options = self._options
         if exc_val is not None and self.is_recording():
-            self.record_exception(exception=exc_val, escaped=True)
-            self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+            if options is None or options.record_exception:
+                self.record_exception(exception=exc_val, escaped=True)
+            if options is None or options.set_status_on_exception:
+                self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
         self.end()
 
     def __repr__(self) -> str:
@@ -322,9 +365,16 @@ class _LightFactory:
         except Exception:
             return None
 
-    def start(self, name: str, kind: trace.SpanKind, attributes: Mapping[str, Any]) -> Span:
+    def start(
+        self,
+        name: str,
+        kind: trace.SpanKind,
+        attributes: Mapping[str, Any],
+        context: Context | None = None,
+        options: _Options | None = None,
+    ) -> Span:
         tracer = self.tracer
-        parent: SpanContext | None = trace.get_current_span().get_span_context()
+        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
         if not tracer._is_enabled():
             return trace.NonRecordingSpan(context=parent)  # type: ignore[arg-type]
         if parent is None or not parent.is_valid:
@@ -341,12 +391,81 @@ class _LightFactory:
         flags = _SAMPLED if sampled else _NOT_SAMPLED
         if random_ids:
             flags = TraceFlags(flags | _RANDOM)
-        context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
+        span_context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
         if not sampled:
-            return trace.NonRecordingSpan(context=context)
-        span = LightSpan(self, name, context, parent, kind, attributes)
-        self.processor.on_start(span, parent_context=None)  # type: ignore[arg-type]
+            return trace.NonRecordingSpan(context=span_context)
+        span = LightSpan(self, name, span_context, parent, kind, attributes, options)
+        self.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
+
+
+class LightTracer(Tracer):
+    """The SDK tracer it wraps, starting :class:`LightSpan` objects.
+
+    For integrations that start spans through the client's tracer (``track``, the
+    HTTP middleware): the same spans for about half the cost. Attribute access it
+    does not define falls through to the SDK tracer. Get one with
+    :func:`light_tracer`.
+    """
+
+    def __init__(self, tracer: SdkTracer, factory: _LightFactory) -> None:
+        self._tracer = tracer
+        self._factory = factory
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> Span:
+        options = None
+        if links or start_time is not None or not record_exception or not set_status_on_exception:
+            options = _Options(links, start_time, record_exception, set_status_on_exception)
+        return self._factory.start(
+            name, kind, dict(attributes) if attributes else {}, context, options
+        )
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        span = self.start_span(
+            name, context, kind, attributes, links, start_time, record_exception,
+            set_status_on_exception,
+        )  # fmt: skip
+        with trace.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tracer, name)
+
+
+def light_tracer(tracer: Tracer) -> Tracer:
+    """A :class:`LightTracer` over ``tracer`` when it qualifies (an SDK tracer set up
+    as the pipeline does), else ``tracer`` itself."""
+    factory = _LightFactory.for_tracer(tracer)
+    if factory is None or not isinstance(tracer, SdkTracer):
+        return tracer
+    return LightTracer(tracer, factory)
 
 
 class SpanRegistry:
