@@ -11,6 +11,7 @@ timing here: speed is the benchmarks' business.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -427,3 +428,44 @@ def test_light_tracer_only_wraps_a_qualifying_tracer(monkeypatch: pytest.MonkeyP
         assert tracer is not None and light_tracer(tracer) is tracer
     noop = trace.NoOpTracer()
     assert light_tracer(noop) is noop
+
+
+def test_concurrent_recording_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    with _capture(True, monkeypatch) as cap:
+        client = cap.client
+
+        def work() -> None:
+            for i in range(2000):
+                client.increment_counter("shared", 1, {"route": "/a"})
+                client.record_histogram("latency", float(i % 7), "ms", {"route": "/a"})
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        points = _points(cap)
+    assert [row[1] for row in points["sum:shared:"]] == [8000]
+    assert points["histogram:latency:ms"][0][1][0] == 8000
+
+
+def test_a_span_ended_from_two_threads_is_exported_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    with _capture(True, monkeypatch) as cap:
+        spans = [cap.client._spans.start(f"s{i}", "internal", None)[1] for i in range(200)]  # type: ignore[union-attr]
+        barrier = threading.Barrier(2)
+
+        def end_all() -> None:
+            barrier.wait()
+            for span in spans:
+                span.end()
+
+        threads = [threading.Thread(target=end_all) for _ in range(2)]
+        logging.disable(logging.WARNING)  # "Calling end() on an ended span." 200 times
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            logging.disable(logging.NOTSET)
+        assert len(cap.spans()) == 200

@@ -65,6 +65,7 @@ _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 _UNSET = Status(StatusCode.UNSET)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_ENDING = threading.Lock()
 
 
 def otel_kind(kind: Any) -> trace.SpanKind:
@@ -297,10 +298,13 @@ class LightSpan(Span, ReadableSpan):
         self.add_event(name="exception", attributes=event_attributes, timestamp=timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        if self._end_time is not None:
+        with _ENDING:  # ends exactly once, even when two threads race to end it
+            ended = self._end_time
+            if ended is None:
+                self._end_time = end_time if end_time is not None else time_ns()
+        if ended is not None:
             _sdk_logger.warning("Calling end() on an ended span.")
             return
-        self._end_time = end_time if end_time is not None else time_ns()
         if isinstance(self._attributes, BoundedAttributes):
             self._attributes._immutable = True
         processor = self._factory.processor
