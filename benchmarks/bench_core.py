@@ -440,7 +440,7 @@ def bench_import(rounds: int) -> list[Row]:
 # -- main -----------------------------------------------------------------------------
 def run(quick: bool) -> list[Row]:
     """Short samples, many rounds: a noisy neighbour spoils a few rounds, not the median."""
-    rounds, budget = (20, 10.0) if quick else (80, 45.0)
+    rounds, budget = (20, 10.0) if quick else (200, 70.0)
     raw = RawOTel()
     client = make_client()
     try:

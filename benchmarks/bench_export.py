@@ -612,7 +612,7 @@ def bench_memory(repeats: int, sets: int, outage_spans: int, shutdown_limit: flo
 def run(quick: bool) -> list[Row]:
     rows = bench_encoding(rounds=7 if quick else 25, batch=512)
     rows += bench_end_to_end(
-        rounds=3 if quick else 9, spans=2000 if quick else 5000, max_seconds=40 if quick else 150
+        rounds=3 if quick else 15, spans=2000 if quick else 5000, max_seconds=40 if quick else 200
     )
     rows += bench_memory(
         repeats=1 if quick else 2,
