@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import re
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from _harness import Row, Spread, format_table, rows_from_json
+from _harness import Row, Spread, format_table, rows_from_json, rows_to_json
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs"
@@ -246,7 +247,7 @@ def chart(rows: Sequence[Row], path: Path, title: str) -> str:
     lows = [m - max(r.ratio.low, 1e-3) for m, r in zip(medians, shown, strict=True) if r.ratio]
     highs = [max(r.ratio.high, 1e-3) - m for m, r in zip(medians, shown, strict=True) if r.ratio]
     colors = ["#3b7dd8" if r.met is None else "#2e9d55" if r.met else "#d8433b" for r in shown]
-    fig, ax = plt.subplots(figsize=(11, 0.36 * len(shown) + 1.6))
+    fig, ax = plt.subplots(figsize=(12, 0.36 * len(shown) + 1.6))
     positions = list(range(len(shown)))[::-1]
     ax.barh(positions, medians, color=colors, xerr=[lows, highs], capsize=2, alpha=0.9)
     for y, row in zip(positions, shown, strict=True):
@@ -257,14 +258,14 @@ def chart(rows: Sequence[Row], path: Path, title: str) -> str:
     ax.set_yticks(positions)
     ax.set_yticklabels(labels, fontsize=7)
     ax.set_xlabel(
-        "ours / raw OpenTelemetry, log scale. Bar: median; whiskers: min–max over rounds; "
-        "black tick: goal (green met, red missed, blue: no goal)",
+        "ours / raw OpenTelemetry, log scale. Bar: median; whiskers: min–max over rounds;\n"
+        "black tick: goal (green: met, red: missed, blue: no goal)",
         fontsize=8,
     )
-    ax.set_title(textwrap.fill(title, 140), fontsize=8)
+    ax.set_title(textwrap.fill(title, 110), fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return f"chart written to {path.relative_to(HERE.parent)}"
 
@@ -292,17 +293,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--update-docs", action="store_true", help=f"rewrite the results in {RESULTS_DOC.name}"
     )
+    parser.add_argument("--save", metavar="PATH", help="also save the rows as JSON")
+    parser.add_argument(
+        "--load", metavar="PATH", help="run nothing: report rows saved earlier with --save"
+    )
     args = parser.parse_args(argv)
     wanted = {name.strip().removesuffix(".py") for name in (args.only or "").split(",") if name}
     started = time.monotonic()
+    rows: list[Row] = []
     mode = "quick" if args.quick else "full"
     header = (
         f"{mode} run, {datetime.date.today().isoformat()}: {environment()}. "
         "Medians over interleaved rounds, (min–max) across rounds; ratio = ours / raw."
     )
+    if args.load:
+        saved = json.loads(Path(args.load).read_text(encoding="utf-8"))
+        header, rows = saved["header"], rows_from_json(json.dumps(saved["rows"]))
     print(header, flush=True)
-    rows: list[Row] = []
-    for bench in BENCHES:
+    for bench in () if args.load else BENCHES:
         if wanted and bench.script.removesuffix(".py") not in wanted:
             continue
         print(f"running {bench.script} ...", flush=True)
@@ -314,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     missed = [r for r in rows if r.met is False]
     print(f"\n{len(rows)} rows, {len(missed)} goals missed, {time.monotonic() - started:.0f} s")
+    if args.save:
+        payload = {"header": header, "rows": json.loads(rows_to_json(rows))}
+        Path(args.save).write_text(json.dumps(payload, indent=1), encoding="utf-8")
     if not args.no_chart:
         print(chart(rows, CHART, header))
     if args.update_docs:
