@@ -5,7 +5,7 @@ overrides and the scrubber's built-in rules."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,7 +33,7 @@ from telemetryflow._pipeline import Pipeline
 from telemetryflow._scrub import Scrubber
 from telemetryflow.testing import capture
 
-SECRET_VALUES = {
+SECRET_VALUES: dict[str, Any] = {
     "password": "hunter2",
     "api_key": "abc123",
     "auth": "",
@@ -217,7 +217,7 @@ def _ours(
     return ExportLogsServiceRequest.FromString(encoder.logs(items, overrides))
 
 
-SCRUBBERS = {
+SCRUBBERS: dict[str, Callable[[], Scrubber | None]] = {
     "no scrubbing": lambda: None,
     "default rules": lambda: Scrubber(secrets=(KEY_SECRET,)),
     "safe keys": lambda: Scrubber(safe_keys=("password", "db.statement"), secrets=(KEY_SECRET,)),

@@ -95,8 +95,9 @@ def _metric_calls(cap: TelemetryCapture) -> None:
     for flag in (1, True, 1.0):  # equal in Python, three series in OpenTelemetry
         client.increment_counter("typed", 1, {"v": flag})
         client.increment_counter("typed", 1, {"v": flag})
-    client.increment_counter("odd", 1, {"list": [1, 2], 3: "non-str key", "": "empty key"})
-    client.increment_counter("odd", 1, {"list": [1, 2], 3: "non-str key", "": "empty key"})
+    odd: dict[Any, Any] = {"list": [1, 2], 3: "non-str key", "": "empty key"}
+    client.increment_counter("odd", 1, odd)
+    client.increment_counter("odd", 1, dict(odd))
     client.increment_counter("odd", 1, {"long": "x" * 5000})
     client.increment_counter("odd", 1, {"long": "x" * 5000})
     client.increment_counter("odd", 1, {"enum": SpanKind.SERVER})
@@ -141,6 +142,7 @@ def test_exemplars_link_to_the_recording_span(monkeypatch: pytest.MonkeyPatch) -
         with cap.client.span("work") as span_id:
             cap.client.record_histogram("latency", 2.0, "ms", {"route": "/a"})
         metric = cap.find_metric("latency")
+        assert metric is not None
         exemplar = metric.histogram.data_points[0].exemplars[0]
         assert exemplar.span_id.hex() == span_id
         assert exemplar.as_double == 2.0
@@ -242,7 +244,7 @@ def _span_calls(cap: TelemetryCapture) -> None:
         span.update_name("outer-renamed")
         with client.tracer.start_as_current_span("sdk-child"):  # type: ignore[union-attr]
             client.log_info("inside")
-        inner = client.start_span("inner", "client", {"password": "pw"})
+        inner = client.start_span("inner", "client", {"password": "pw"})  # type: ignore[arg-type]
         client.add_span_event(inner, "inner-evt")
         client.end_span(inner, ValueError("bad input"))
     with pytest.raises(RuntimeError), client.span("failing"):
@@ -295,7 +297,7 @@ def test_the_facade_uses_light_spans_and_the_sdk_tracer_does_not(
             assert current.is_recording()
             with client.tracer.start_as_current_span("sdk") as child:  # type: ignore[union-attr]
                 assert not isinstance(child, LightSpan)
-                assert child.parent.span_id == current.get_span_context().span_id  # type: ignore[attr-defined]
+                assert child.parent.span_id == current.get_span_context().span_id  # type: ignore[union-attr]
         assert not current.is_recording()
         assert repr(current).startswith('LightSpan(name="light"')
 
