@@ -16,6 +16,7 @@ integrations that start spans through a tracer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import traceback
@@ -362,7 +363,7 @@ class _LightFactory:
             probe = LightSpan(
                 factory, "probe", SpanContext(1, 1, False), None, trace.SpanKind.INTERNAL, {}
             )
-            reference = ReadableSpan("probe")
+            reference = ReadableSpan("probe", resource=factory.resource)
             if not set(vars(reference)) <= set(vars(probe)):
                 return None  # the SDK's span layout changed: use the SDK tracer
             return factory
@@ -465,11 +466,18 @@ class LightTracer(Tracer):
 
 def light_tracer(tracer: Tracer) -> Tracer:
     """A :class:`LightTracer` over ``tracer`` when it qualifies (an SDK tracer set up
-    as the pipeline does), else ``tracer`` itself."""
+    as the pipeline does), else ``tracer`` itself; made once per tracer, so cheap to call."""
+    found: Tracer | None = getattr(tracer, "_telemetryflow_light", None)
+    if found is not None:
+        return found
     factory = _LightFactory.for_tracer(tracer)
     if factory is None or not isinstance(tracer, SdkTracer):
-        return tracer
-    return LightTracer(tracer, factory)
+        found = tracer
+    else:
+        found = LightTracer(tracer, factory)
+    with contextlib.suppress(AttributeError, TypeError):  # a cycle the collector frees
+        tracer._telemetryflow_light = found  # type: ignore[attr-defined]
+    return found
 
 
 class SpanRegistry:
