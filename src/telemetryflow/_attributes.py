@@ -20,12 +20,27 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_VALUE_LENGTH else text[:MAX_VALUE_LENGTH] + "…"
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _text(value: str) -> str:
+    """Bounded, and encodable: a lone surrogate would make the whole request fail."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return _clip(value)
+
+
 def clean_value(value: Any) -> Any:
     """An attribute-typed version of ``value``, or ``None`` to drop it."""
     if value is None:
         return None
     if isinstance(value, str):
-        return _clip(value)
+        return _text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
     if isinstance(value, _PRIMITIVES):
         return value
     if isinstance(value, (list, tuple)):
@@ -34,7 +49,7 @@ def clean_value(value: Any) -> Any:
             return []
         first = type(items[0])
         if first in _PRIMITIVES and all(type(v) is first for v in items):
-            return [_clip(v) if isinstance(v, str) else v for v in items]
+            return [clean_value(v) for v in items]
         return [_clip(_safe_str(v)) for v in items]
     return _clip(_safe_str(value))
 
@@ -57,9 +72,13 @@ def clean_attributes(attributes: Mapping[Any, Any] | None) -> dict[str, Any]:
         if type(key) is str:  # the common cases first, without a call
             kind = type(value)
             if kind is str:
-                cleaned[key] = value if len(value) <= MAX_VALUE_LENGTH else _clip(value)
+                ok = len(value) <= MAX_VALUE_LENGTH and value.isascii()
+                cleaned[key] = value if ok else _text(value)
                 continue
-            if kind is int or kind is bool or kind is float:
+            if kind is int:
+                cleaned[key] = value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+                continue
+            if kind is bool or kind is float:
                 cleaned[key] = value
                 continue
         fixed = clean_value(value)

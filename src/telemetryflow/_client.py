@@ -35,6 +35,7 @@ from telemetryflow._instruments import MetricRecorder
 from telemetryflow._pipeline import Pipeline
 from telemetryflow._resource import build_resource
 from telemetryflow._spans import SpanRegistry, SpanScope
+from telemetryflow._stats import DropReason
 from telemetryflow._transport import Transport, check_tls_files
 from telemetryflow._version import __version__
 
@@ -211,6 +212,18 @@ class TelemetryFlowClient(ConveniencesMixin):
     ) -> None:
         self.shutdown()
 
+    def _invalid_input(self, signal: str, error: Exception) -> None:
+        """A recording call got input it cannot use: count it, warn (type only), go on."""
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.stats.dropped(signal, DropReason.INVALID, 1)
+        warn_throttled(
+            f"invalid-input:{signal}",
+            "dropped a %s call with unusable input (%s)",
+            signal,
+            type(error).__name__,
+        )
+
     def _not_running(self, what: str) -> None:
         """Explain why a call is dropped: raise if never initialized, else stay quiet."""
         if self._state == "new":
@@ -226,7 +239,10 @@ class TelemetryFlowClient(ConveniencesMixin):
         recorder = self._recorder()
         if recorder is None:
             return self._not_running("increment_counter")
-        recorder.record("counter", name, value, "", attributes)
+        try:
+            recorder.record("counter", name, value, "", attributes)
+        except Exception as exc:
+            self._invalid_input("metrics", exc)
         return None
 
     def record_gauge(
@@ -236,7 +252,10 @@ class TelemetryFlowClient(ConveniencesMixin):
         recorder = self._recorder()
         if recorder is None:
             return self._not_running("record_gauge")
-        recorder.record("gauge", name, value, "", attributes)
+        try:
+            recorder.record("gauge", name, value, "", attributes)
+        except Exception as exc:
+            self._invalid_input("metrics", exc)
         return None
 
     def record_histogram(
@@ -246,7 +265,10 @@ class TelemetryFlowClient(ConveniencesMixin):
         recorder = self._recorder()
         if recorder is None:
             return self._not_running("record_histogram")
-        recorder.record("histogram", name, value, unit, attributes)
+        try:
+            recorder.record("histogram", name, value, unit, attributes)
+        except Exception as exc:
+            self._invalid_input("metrics", exc)
         return None
 
     def record_metric(
@@ -256,7 +278,10 @@ class TelemetryFlowClient(ConveniencesMixin):
         recorder = self._recorder()
         if recorder is None:
             return self._not_running("record_metric")
-        recorder.record("histogram", name, value, unit, attributes)
+        try:
+            recorder.record("histogram", name, value, unit, attributes)
+        except Exception as exc:
+            self._invalid_input("metrics", exc)
         return None
 
     # -- logs ------------------------------------------------------------------------
@@ -270,11 +295,14 @@ class TelemetryFlowClient(ConveniencesMixin):
         otel_logger = self._logger
         if otel_logger is None:
             return self._not_running("log")
-        try:  # members and their string values hash alike: one lookup, no Enum call
-            pair = _SEVERITY[severity]
-        except (KeyError, TypeError):
-            pair = _severity(severity)
-        self._emit(otel_logger, message, pair, attributes)
+        try:
+            try:  # members and their string values hash alike: one lookup, no Enum call
+                pair = _SEVERITY[severity]
+            except (KeyError, TypeError):
+                pair = _severity(severity)
+            self._emit(otel_logger, message, pair, attributes)
+        except Exception as exc:
+            self._invalid_input("logs", exc)
         return None
 
     def _emit(
@@ -321,14 +349,21 @@ class TelemetryFlowClient(ConveniencesMixin):
         if registry is None:
             self._not_running("start_span")
             return "0000000000000000"
-        return registry.start(name, kind, attributes)[0]
+        try:
+            return registry.start(name, kind, attributes)[0]
+        except Exception as exc:
+            self._invalid_input("traces", exc)
+            return "0000000000000000"
 
     def end_span(self, span_id: str, error: Exception | None = None) -> None:
         """End the span; with ``error``, mark it failed and record the exception."""
         registry = self._spans
         if registry is None:
             return self._not_running("end_span")
-        registry.end(span_id, error)
+        try:
+            registry.end(span_id, error)
+        except Exception as exc:
+            self._invalid_input("traces", exc)
         return None
 
     def add_span_event(
@@ -338,9 +373,13 @@ class TelemetryFlowClient(ConveniencesMixin):
         registry = self._spans
         if registry is None:
             return self._not_running("add_span_event")
-        span = registry.get(span_id)
-        if span is not None:
-            span.add_event(name if type(name) is str else str(name), clean_attributes(attributes))
+        try:
+            span = registry.get(span_id)
+            if span is not None:
+                event_name = name if type(name) is str else str(name)
+                span.add_event(event_name, clean_attributes(attributes))
+        except Exception as exc:
+            self._invalid_input("traces", exc)
         return None
 
     def span(

@@ -107,7 +107,12 @@ class ConveniencesMixin:
         Values that are not attribute types are stored as JSON. The metadata is
         cleared by that call; concurrent threads and tasks never see each other's.
         """
-        _track.add_metadata(key, value)
+        try:
+            _track.add_metadata(key, value)
+        except Exception as exc:  # unusable metadata is dropped, never raised
+            warn_throttled(
+                "trace-invalid", "trace() dropped unusable metadata (%s)", type(exc).__name__
+            )
 
     def event(self, name: str, /, status: str = "completed", **kwargs: Any) -> None:
         """Post a standalone event; keyword arguments become its attributes.
@@ -250,10 +255,9 @@ class ConveniencesMixin:
             elif result.error_type is not None:
                 result = replace(result, value=default)
         except Exception as exc:  # a flag check must never break the caller
-            warn_throttled(
-                "flag-evaluate", "feature flag %r: %s", str(key)[:64], type(exc).__name__
-            )
-            return FlagEvaluation(str(key), default, None, ERROR, "general")
+            shown = key[:64] if isinstance(key, str) else f"<{type(key).__name__}>"
+            warn_throttled("flag-evaluate", "feature flag %r: %s", shown, type(exc).__name__)
+            return FlagEvaluation(shown, default, None, ERROR, "general")
         self._record_flag(result, targeting_key)
         return result
 

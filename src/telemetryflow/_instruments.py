@@ -34,6 +34,7 @@ from telemetryflow._stats import DropReason, Stats
 __all__ = ["MetricRecorder"]
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
+_EXACT_INT = 2**53
 _PRIMITIVES = frozenset({str, bool, int, float})
 _INVALID_SPAN = trace.INVALID_SPAN
 _get_current_span = trace.get_current_span
@@ -248,6 +249,10 @@ class MetricRecorder:
         if kind == "counter" and value < 0:
             self._invalid(f"counter {name!r} cannot decrease (got {value})")
             return
+        if value_type is int and not -_EXACT_INT <= value <= _EXACT_INT:
+            # Past int64 the OTLP encoder fails on every later export of the series;
+            # a float keeps the magnitude (and sums of large ints stay encodable).
+            value = float(value)
         if type(unit) is not str and not isinstance(unit, str):
             unit = ""
         instrument = self._instruments.get((kind, name, unit)) or self._instrument(kind, name, unit)

@@ -564,7 +564,15 @@ class SpanScope:
     def __enter__(self) -> str:
         if self._registry is None:
             return "0000000000000000"
-        self._span_id, self._span = self._registry.start(self._name, self._kind, self._attributes)
+        try:
+            self._span_id, self._span = self._registry.start(
+                self._name, self._kind, self._attributes
+            )
+        except Exception as exc:  # unusable input: the block still runs, untraced
+            warn_throttled(
+                "invalid-input:span", "span() got unusable input (%s)", type(exc).__name__
+            )
+            return "0000000000000000"
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self._span_id
 
