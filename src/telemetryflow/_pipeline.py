@@ -298,6 +298,16 @@ class Pipeline:
                 self.config.max_request_bytes,
             )
             return ()
+        return self._halves(signal, batch, encode, deadline)
+
+    def _halves(
+        self,
+        signal: str,
+        batch: Sequence[T],
+        encode: Callable[[Sequence[T]], bytes],
+        deadline: float | None,
+    ) -> Sequence[T]:
+        """Deliver the two halves in order; once one is kept, keep the rest unsent."""
         middle = len(batch) // 2
         kept = self._deliver(signal, batch[:middle], encode, deadline)
         if kept:
@@ -321,11 +331,7 @@ class Pipeline:
                 type(error).__name__,
             )
             return ()
-        middle = len(batch) // 2
-        kept = self._deliver(signal, batch[:middle], encode, deadline)
-        if kept:
-            return [*kept, *batch[middle:]]
-        return self._deliver(signal, batch[middle:], encode, deadline)
+        return self._halves(signal, batch, encode, deadline)
 
     # -- lifecycle -----------------------------------------------------------------
     def after_fork(self) -> None:
