@@ -295,9 +295,14 @@ def test_the_facade_uses_light_spans_and_the_sdk_tracer_does_not(
             current = trace.get_current_span()
             assert isinstance(current, LightSpan)
             assert current.is_recording()
-            with client.tracer.start_as_current_span("sdk") as child:  # type: ignore[union-attr]
+            sdk_tracer = client._spans.tracer  # type: ignore[union-attr]
+            with sdk_tracer.start_as_current_span("sdk") as child:
                 assert not isinstance(child, LightSpan)
                 assert child.parent.span_id == current.get_span_context().span_id  # type: ignore[union-attr]
+            # The tracer handed to integrations is the light one, same parenting.
+            with client.tracer.start_as_current_span("integration") as light:  # type: ignore[union-attr]
+                assert isinstance(light, LightSpan)
+                assert light.parent.span_id == current.get_span_context().span_id  # type: ignore[union-attr]
         assert not current.is_recording()
         assert repr(current).startswith('LightSpan(name="light"')
 

@@ -34,7 +34,7 @@ from telemetryflow._errors import NotInitializedError, TelemetryFlowError
 from telemetryflow._instruments import MetricRecorder
 from telemetryflow._pipeline import Pipeline
 from telemetryflow._resource import build_resource
-from telemetryflow._spans import SpanRegistry, SpanScope
+from telemetryflow._spans import SpanRegistry, SpanScope, light_tracer
 from telemetryflow._stats import DropReason
 from telemetryflow._transport import Transport, check_tls_files
 from telemetryflow._version import __version__
@@ -399,13 +399,21 @@ class TelemetryFlowClient(ConveniencesMixin):
     # -- the live OpenTelemetry objects, for integrations ----------------------------
     @property
     def tracer(self) -> otel_trace.Tracer | None:
-        """This client's OpenTelemetry tracer (None before initialize or if traces are off)."""
+        """This client's OpenTelemetry tracer (None before initialize or if traces are off).
+
+        A drop-in tracer whose spans skip work the SDK's repeat for ours (see
+        ``_spans.LightTracer``); integrations get the same output for less.
+        """
+        if self._pid != os.getpid():
+            self._after_fork()
         registry = self._spans
-        return registry.tracer if registry is not None else None
+        return light_tracer(registry.tracer) if registry is not None else None
 
     @property
     def meter(self) -> otel_metrics.Meter | None:
         """This client's OpenTelemetry meter (None before initialize or if metrics are off)."""
+        if self._pid != os.getpid():
+            self._after_fork()  # servers that skip at-fork hooks: never the parent's meter
         pipeline = self._pipeline
         if pipeline is None or pipeline.meter_provider is None:
             return None
