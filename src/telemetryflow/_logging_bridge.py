@@ -44,12 +44,20 @@ _LEVELS = (
     (10, 5, "DEBUG"),
 )
 _MAX_SCOPES = 256
+_SEVERITY_CACHE: dict[int, tuple[SeverityNumber, str]] = {}
 _local = threading.local()
 
 
 def _severity(levelno: int) -> tuple[SeverityNumber, str]:
     """Python levels onto OpenTelemetry severities; custom levels in between keep
-    their order (25 becomes INFO2, 45 becomes ERROR2)."""
+    their order (25 becomes INFO2, 45 becomes ERROR2). Cached: one lookup per record."""
+    found = _SEVERITY_CACHE.get(levelno)
+    if found is None:
+        found = _SEVERITY_CACHE[levelno] = _map_severity(levelno)
+    return found
+
+
+def _map_severity(levelno: int) -> tuple[SeverityNumber, str]:
     for base, number, text in _LEVELS:
         if levelno >= base:
             return SeverityNumber(number + min(3, (levelno - base) // 3)), text
