@@ -116,7 +116,11 @@ def test_installing_twice_returns_the_same_handler_and_close_removes_it(
 def test_after_shutdown_logging_is_a_quiet_no_op(app_logger: logging.Logger) -> None:
     with capture() as cap:
         cap.client.instrument_logging(logger=app_logger)
+        app_logger.error("before shutdown")
+        bodies = [entry.body for entry in cap.logs()]
     app_logger.error("after shutdown")  # must not raise
+    assert bodies == ["before shutdown"]
+    assert cap.transport.rows("logs")[-1][2].body.string_value == "before shutdown"
 
 
 # -- no recursion --------------------------------------------------------------------------

@@ -372,9 +372,11 @@ def test_environment_either_configures_or_raises_a_documented_error(
 ) -> None:
     builder = TelemetryFlowBuilder().with_environ(environ).with_auto_configuration()
     try:
-        builder.build_config()
+        config = builder.build_config()
     except (ConfigError, CredentialsError) as error:
         _assert_documented(error)
+    else:
+        assert config.service_name and config.endpoint
 
 
 # -- the scrubber ----------------------------------------------------------------------------
@@ -533,6 +535,8 @@ def test_empty_attribute_key_is_handled_quietly(fresh: TelemetryCapture) -> None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fresh.client.log_info("m", {"": 1, "k": 2})
+    (entry,) = fresh.logs()
+    assert entry.attributes.get("k") == 2
 
 
 class Hostile:
@@ -577,3 +581,5 @@ HOSTILE_CALLS = {
 @pytest.mark.parametrize("call", list(HOSTILE_CALLS.values()), ids=list(HOSTILE_CALLS))
 def test_hostile_objects_never_escape_a_recording_call(fresh: TelemetryCapture, call: Any) -> None:
     call(fresh.client)
+    fresh.client.log_info("still recording")  # the client is unharmed
+    assert "still recording" in [entry.body for entry in fresh.logs()]

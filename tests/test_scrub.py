@@ -371,7 +371,11 @@ def test_make_scrubber_follows_the_configuration() -> None:
 
 
 def test_unknown_signal_is_ignored() -> None:
-    Scrubber()("profiles", object())
+    request = ExportLogsServiceRequest()
+    record = request.resource_logs.add().scope_logs.add().log_records.add()
+    record.attributes.add(key="password").value.string_value = "hunter2"
+    Scrubber()("profiles", request)  # not a signal it knows: left exactly as it was
+    assert record.attributes[0].value.string_value == "hunter2"
 
 
 def test_a_full_batch_scrubs_quickly() -> None:

@@ -69,6 +69,8 @@ def clean_attributes(attributes: Mapping[Any, Any] | None) -> dict[str, Any]:
         return {}
     cleaned: dict[str, Any] = {}
     for key, value in attributes.items():
+        if key == "":  # OpenTelemetry drops an empty key with a warning; drop it quietly
+            continue
         if type(key) is str:  # the common cases first, without a call
             kind = type(value)
             if kind is str:
