@@ -1121,7 +1121,7 @@ def _grpc_code(harness: Harness, signal: str, body: bytes) -> str:
     return "OK"
 
 
-def _refused_cleanly(harness: Harness, signal: str, message: Any) -> None:
+def assert_refused_cleanly(harness: Harness, signal: str, message: Any) -> None:
     body = message.SerializeToString()
     with collector_errors() as errors:
         status = _post(
@@ -1133,7 +1133,7 @@ def _refused_cleanly(harness: Harness, signal: str, message: Any) -> None:
 
 
 @pytest.mark.parametrize("field", ["log time", "span end", "histogram count"])
-def test_uint64_values_past_int64_are_refused_cleanly(
+def test_uint64_values_past_int64_areassert_refused_cleanly(
     make: Callable[[str], Harness], field: str
 ) -> None:
     """OTLP times and counts are uint64; the database holds int64."""
@@ -1150,11 +1150,11 @@ def test_uint64_values_past_int64_are_refused_cleanly(
         signal, message = "metrics", ExportMetricsServiceRequest()
         metric = message.resource_metrics.add().scope_metrics.add().metrics.add(name="h")
         metric.histogram.data_points.add(count=2**63, time_unix_nano=NOW, bucket_counts=[1])
-    _refused_cleanly(harness, signal, message)
+    assert_refused_cleanly(harness, signal, message)
 
 
 @pytest.mark.parametrize(("scale", "offset"), [(-10, 0), (0, 2000), (20, 2**31 - 1)])
-def test_extreme_exponential_histograms_are_refused_cleanly(
+def test_extreme_exponential_histograms_areassert_refused_cleanly(
     make: Callable[[str], Harness], scale: int, offset: int
 ) -> None:
     """``2 ** (2 ** -scale)`` and ``base ** offset`` overflow a float."""
@@ -1164,7 +1164,7 @@ def test_extreme_exponential_histograms_are_refused_cleanly(
     point = metric.exponential_histogram.data_points.add(time_unix_nano=NOW, scale=scale, count=1)
     point.positive.offset = offset
     point.positive.bucket_counts.extend([1, 2])
-    _refused_cleanly(harness, "metrics", message)
+    assert_refused_cleanly(harness, "metrics", message)
 
 
 @pytest.mark.parametrize(

@@ -96,7 +96,9 @@ def evidence(
     assert found.leaks() == []
 
 
-def exercise(client: TelemetryFlowClient, evidence: Evidence, flush: float = 3.0) -> None:
+def exercise(
+    client: TelemetryFlowClient, evidence: Evidence, flush: float = 3.0
+) -> TelemetryFlowClient:
     """Record every signal, including data that carries the secret by accident."""
     evidence.client("before", client)
     with client:
@@ -110,6 +112,7 @@ def exercise(client: TelemetryFlowClient, evidence: Evidence, flush: float = 3.0
         client.flush(flush)
         evidence.client("running", client)
     evidence.client("stopped", client)
+    return client
 
 
 def test_the_evidence_check_finds_every_form_of_the_secret() -> None:
@@ -145,8 +148,10 @@ def test_forbidden_and_server_errors_echoing_the_token(
     receiver.inject(denied, times=3)
     busy = Fault(grpc.StatusCode.UNAVAILABLE, 503, retry_after="0", body=body, message=echo)
     receiver.inject(busy, times=3)
-    exercise(builder_for(receiver, protocol).build(), evidence)
+    client = exercise(builder_for(receiver, protocol).build(), evidence)
     evidence.receiver(receiver)
+    # The refusals were really met: the failures are counted (and their bodies unlogged).
+    assert client.get_status()["export_requests_failed"] >= 3
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -176,7 +181,9 @@ def test_connection_refused(evidence: Evidence, protocol: str) -> None:
         .with_retry(True, max_retries=1, backoff=timedelta(milliseconds=10))
         .with_timeout(timedelta(seconds=1))
     )
-    exercise(builder.build(), evidence, flush=1.5)
+    client = exercise(builder.build(), evidence, flush=1.5)
+    assert client.get_status()["spans_sent"] == 0
+    assert client.health()["last_error"] is not None
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
