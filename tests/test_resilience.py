@@ -34,7 +34,9 @@ def fast(receiver: OTLPReceiver, protocol: str = "grpc", retries: int = 3) -> Te
 
 
 def identity_holds(client: TelemetryFlowClient) -> None:
+    """``recorded = exported + dropped`` once nothing is pending any more."""
     for signal, stats in client.health()["signals"].items():
+        assert stats["pending"] == 0, (signal, stats)
         assert stats["recorded"] == stats["exported"] + stats["dropped"], signal
 
 
@@ -403,8 +405,8 @@ def test_32_threads_and_concurrent_flush_keep_exact_accounting(receiver: OTLPRec
     client.initialize()
     stop = threading.Event()
 
-    def work() -> None:
-        me = threading.get_ident()
+    def work(me: int) -> None:
+        # An index, not threading.get_ident(): a finished thread's ident is reused.
         for i in range(300):
             with client.span("t", attributes={"i": i, "thread": me}):
                 client.log_info("in thread", {"i": i, "thread": me})
@@ -414,7 +416,7 @@ def test_32_threads_and_concurrent_flush_keep_exact_accounting(receiver: OTLPRec
         while not stop.is_set():
             client.flush(timeout=2)
 
-    threads = [threading.Thread(target=work) for _ in range(32)]
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(32)]
     side = threading.Thread(target=flusher)
     side.start()
     for thread in threads:

@@ -128,24 +128,29 @@ class BatchQueue(Generic[T]):
             self._cond.notify()
         return done.wait(timeout)
 
-    def shutdown(self, timeout: float) -> None:
-        """Export what is queued within ``timeout``; what is left counts as dropped."""
+    def begin_shutdown(self, deadline: float) -> None:
+        """Start sending everything queued, retrying until ``deadline``; returns at once.
+
+        From now on the worker drains the queue batch after batch with the sender's
+        shutdown rules, so the buffers of all signals drain side by side.
+        """
         if self._pid != os.getpid():
             self._reset_state()
         with self._cond:
             if self._shutdown:
                 return
             self._shutdown = True
-            self._deadline = time.monotonic() + timeout
+            self._deadline = deadline
             self._cond.notify()
-            worker = self._worker
-        if worker is not None:
-            worker.join(max(timeout, 0.0))
+
+    def shutdown(self, timeout: float) -> None:
+        """Export what is queued within ``timeout``; what is left counts as dropped."""
+        self.begin_shutdown(time.monotonic() + timeout)
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(max(0.0, timeout))
         with self._cond:
-            left = len(self._queue)
-            self._queue.clear()
-            self._bytes = 0
-        self._stats.dropped(self.signal, DropReason.SHUTDOWN, left)
+            self._drop_all(DropReason.SHUTDOWN_DEADLINE)
 
     def join(self, timeout: float) -> None:
         """Wait for the worker to finish the batch it holds (after shutdown)."""
@@ -180,6 +185,7 @@ class BatchQueue(Generic[T]):
                     self._release_flushes()
                 elif deadline is not None and time.monotonic() >= deadline:
                     if self._shutdown:
+                        self._drop_all(DropReason.SHUTDOWN_DEADLINE)
                         return
                     # The flush waiters have given up; go back to the normal rhythm.
                     self._flush_requests.clear()
@@ -216,6 +222,13 @@ class BatchQueue(Generic[T]):
             self._bytes -= size
         if overflow > 0:
             self._stats.dropped(self.signal, DropReason.QUEUE_FULL, overflow)
+
+    def _drop_all(self, reason: str) -> None:
+        """Count every queued item as dropped (called with the lock held)."""
+        left = len(self._queue)
+        self._queue.clear()
+        self._bytes = 0
+        self._stats.dropped(self.signal, reason, left)
 
     def _release_flushes(self) -> None:
         for event in self._flush_requests:

@@ -441,6 +441,7 @@ class TelemetryFlowClient(ConveniencesMixin):
                 "exported": 0,
                 "dropped": 0,
                 "dropped_by_reason": {},
+                "pending": 0,
                 "requests_ok": 0,
                 "requests_failed": 0,
             }

@@ -398,7 +398,7 @@ class Pipeline:
         counted (exported, dropped, or left on disk) by the time this returns.
         """
         deadline = time.monotonic() + timeout
-        self.sender.begin_shutdown()
+        self.sender.begin_shutdown(deadline)
         cutoff = threading.Timer(max(0.0, timeout), self.sender.stop)
         cutoff.daemon = True
         cutoff.start()
@@ -419,13 +419,16 @@ class Pipeline:
         self.sender.close()
 
     def _drain(self, deadline: float) -> None:
+        """Send spans, logs and the last metric totals side by side until ``deadline``."""
+        queues = [queue for queue in (self.span_queue, self.log_queue) if queue is not None]
+        for queue in queues:
+            queue.begin_shutdown(deadline)
         if self.meter_provider is not None:
             # The reader's shutdown makes the final collection and export itself.
             remaining_ms = max(0.001, deadline - time.monotonic()) * 1000
             self.meter_provider.shutdown(timeout_millis=remaining_ms)
-        for queue in (self.span_queue, self.log_queue):
-            if queue is not None:
-                queue.shutdown(max(0.0, deadline - time.monotonic()))
+        for queue in queues:
+            queue.shutdown(max(0.0, deadline - time.monotonic()))
         if self.spool is not None and self._drainer is not None:
             # What is not sent by the deadline stays on disk for the next process.
             self._wait_for_spool(deadline)

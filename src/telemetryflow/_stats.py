@@ -1,7 +1,11 @@
 """Exact accounting of what happened to every recorded item.
 
 For each signal: ``recorded = exported + dropped + pending``, where ``dropped`` is
-broken down by reason. The client's ``get_status()`` and ``health()`` read from here.
+broken down by reason and ``pending`` is what sits in a buffer or in a request not
+yet answered. Every path that counts an item as exported or dropped counts it as
+recorded first (or at the same time, for a call refused at the door), and never
+counts more than it was given, so ``pending`` is never negative and is zero once
+everything is flushed. The client's ``get_status()`` and ``health()`` read from here.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ class DropReason:
     RETRIES_EXHAUSTED = "retries_exhausted"
     PARTIAL_REJECTION = "partial_rejection"
     SHUTDOWN = "shutdown"
+    """Recorded after shutdown had begun: there was no export left to carry it."""
+    SHUTDOWN_DEADLINE = "shutdown_deadline"
+    """Still undelivered when the shutdown deadline came (or the next retry would
+    have passed it)."""
     INVALID = "invalid"
     TOO_LARGE = "too_large"
 
@@ -60,6 +68,13 @@ class Stats:
         with self._lock:
             self.signals[signal].recorded += count
 
+    def refused(self, signal: str, reason: str, count: int = 1) -> None:
+        """Items a recording call could not use: recorded and dropped in one step."""
+        with self._lock:
+            stats = self.signals[signal]
+            stats.recorded += count
+            stats.dropped[reason] = stats.dropped.get(reason, 0) + count
+
     def exported(self, signal: str, count: int) -> None:
         with self._lock:
             stats = self.signals[signal]
@@ -88,6 +103,7 @@ class Stats:
                     "exported": s.exported,
                     "dropped": s.dropped_total,
                     "dropped_by_reason": dict(s.dropped),
+                    "pending": s.recorded - s.exported - s.dropped_total,
                     "requests_ok": s.requests_ok,
                     "requests_failed": s.requests_failed,
                 }
