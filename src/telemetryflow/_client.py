@@ -213,10 +213,14 @@ class TelemetryFlowClient(ConveniencesMixin):
         self.shutdown()
 
     def _invalid_input(self, signal: str, error: Exception) -> None:
-        """A recording call got input it cannot use: count it, warn (type only), go on."""
+        """A recording call got input it cannot use: count it, warn (type only), go on.
+
+        The call counts as one recorded item dropped ``invalid``, so that
+        ``recorded = exported + dropped + pending`` stays exact.
+        """
         pipeline = self._pipeline
         if pipeline is not None:
-            pipeline.stats.dropped(signal, DropReason.INVALID, 1)
+            pipeline.stats.refused(signal, DropReason.INVALID)
         warn_throttled(
             f"invalid-input:{signal}",
             "dropped a %s call with unusable input (%s)",
@@ -394,7 +398,7 @@ class TelemetryFlowClient(ConveniencesMixin):
         """
         if self._spans is None:
             self._not_running("span")
-        return SpanScope(self._spans, name, kind, attributes)
+        return SpanScope(self._spans, name, kind, attributes, self)
 
     # -- the live OpenTelemetry objects, for integrations ----------------------------
     @property

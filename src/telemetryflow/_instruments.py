@@ -207,7 +207,7 @@ class MetricRecorder:
         return _Limited(name, instrument, instrument.record)
 
     def _invalid(self, message: str) -> None:
-        self._stats.dropped("metrics", DropReason.INVALID, 1)
+        self._stats.refused("metrics", DropReason.INVALID)
         warn_throttled("metric-invalid:" + message[:40], "dropped a metric value: %s", message)
 
     def _attributes(self, instrument: _Limited, attributes: Any) -> dict[str, Any]:

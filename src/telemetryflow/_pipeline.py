@@ -143,6 +143,7 @@ class Pipeline:
         self.span_queue: BatchQueue[ReadableSpan] | None = None
         self.log_queue: BatchQueue[ReadWriteLogRecord] | None = None
         self._metric_reader: DeadlineMetricReader | None = None
+        self._metric_points_in_flight = 0
         self._pid = os.getpid()
         queue_args: dict[str, Any] = {
             "max_queue_size": config.max_queue_size,
@@ -206,13 +207,26 @@ class Pipeline:
             # The next collection carries these totals again.
             self.stats.dropped("metrics", DropReason.RATE_LIMITED, points)
             return False
-        with sdk_section():
-            request = encode_metrics(data)
-            self.apply_resource_overrides(request.resource_metrics)
-            if self._scrub is not None:
-                self._scrub("metrics", request)
-            body = request.SerializeToString()
-        return self.sender.send("metrics", body, points, deadline) is Outcome.EXPORTED
+        try:
+            with sdk_section():
+                request = encode_metrics(data)
+                self.apply_resource_overrides(request.resource_metrics)
+                if self._scrub is not None:
+                    self._scrub("metrics", request)
+                body = request.SerializeToString()
+        except Exception as exc:  # counted as recorded above: count its end too
+            self.stats.dropped("metrics", DropReason.INVALID, points)
+            warn_throttled(
+                "unencodable:metrics",
+                "dropped metric points that cannot be encoded: %s",
+                type(exc).__name__,
+            )
+            return False
+        self._metric_points_in_flight = points
+        try:
+            return self.sender.send("metrics", body, points, deadline) is Outcome.EXPORTED
+        finally:
+            self._metric_points_in_flight = 0
 
     # -- export --------------------------------------------------------------------
     def apply_resource_overrides(self, resource_blocks: Any) -> None:
@@ -361,9 +375,11 @@ class Pipeline:
             self.meter_provider = self._build_meter_provider(Resource(attributes))
 
     def queue_depths(self) -> dict[str, int]:
+        """Items waiting in a buffer or in a request not yet answered, per signal."""
         depths = {
             "traces": self.span_queue.depth if self.span_queue else 0,
             "logs": self.log_queue.depth if self.log_queue else 0,
+            "metrics": self._metric_points_in_flight,
         }
         if self.spool is not None:
             depths["persistent_buffer"] = self.spool.pending_items()

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from time import time_ns
 from types import MappingProxyType, TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -541,6 +541,12 @@ class SpanRegistry:
         return len(self._open)
 
 
+class InvalidInputSink(Protocol):
+    """Where a recording call reports input it could not use (the client)."""
+
+    def _invalid_input(self, signal: str, error: Exception) -> None: ...
+
+
 class SpanScope:
     """``with client.span(...) as span_id``: the span is current inside the block.
 
@@ -548,12 +554,27 @@ class SpanScope:
     a generator costs about four times as much to enter and leave.
     """
 
-    __slots__ = ("_attributes", "_kind", "_name", "_registry", "_span", "_span_id", "_token")
+    __slots__ = (
+        "_attributes",
+        "_kind",
+        "_name",
+        "_owner",
+        "_registry",
+        "_span",
+        "_span_id",
+        "_token",
+    )
 
     def __init__(
-        self, registry: SpanRegistry | None, name: str, kind: Any, attributes: Any
+        self,
+        registry: SpanRegistry | None,
+        name: str,
+        kind: Any,
+        attributes: Any,
+        owner: InvalidInputSink | None = None,
     ) -> None:
         self._registry = registry
+        self._owner = owner
         self._name = name
         self._kind = kind
         self._attributes = attributes
@@ -569,9 +590,12 @@ class SpanScope:
                 self._name, self._kind, self._attributes
             )
         except Exception as exc:  # unusable input: the block still runs, untraced
-            warn_throttled(
-                "invalid-input:span", "span() got unusable input (%s)", type(exc).__name__
-            )
+            if self._owner is not None:
+                self._owner._invalid_input("traces", exc)  # counted like start_span()'s
+            else:
+                warn_throttled(
+                    "invalid-input:span", "span() got unusable input (%s)", type(exc).__name__
+                )
             return "0000000000000000"
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self._span_id
