@@ -167,3 +167,17 @@ def test_retention_by_size_drops_oldest_first(make_collector: Callable[..., Coll
     assert not any(b.startswith("b00-") for b in bodies)  # the oldest go first
     db_file = Path(collector.store.path).stat().st_size
     assert db_file <= 2 * limit  # free pages are given back to the file system
+
+
+def test_status_counts_what_arrived_whatever_its_timestamps(
+    make_collector: Callable[..., Collector],
+) -> None:
+    collector = make_collector()
+    headers = {**PB, **headers_for(KEY_A)}
+    two_days_ago = time.time_ns() - 2 * 86400 * 10**9
+    spans = trace_request("svc", [make_span("ab" * 16, "cd" * 8, "late", start_ns=two_days_ago)])
+    assert httpx.post(
+        f"{collector.http_endpoint}/v1/traces", content=spans.SerializeToString(), headers=headers
+    ).is_success
+    status = httpx.get(f"{collector.http_endpoint}/v1/status", headers=headers_for(KEY_A)).json()
+    assert status["received"]["spans"] == 1

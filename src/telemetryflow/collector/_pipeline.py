@@ -124,14 +124,15 @@ class Pipeline:
         received: dict[str, int] = {}
         last = 0
         with self.store.reader() as conn:
-            for label, table, column in (
-                ("spans", "spans", "start_ns"),
-                ("metric_points", "metric_points", "time_ns"),
-                ("logs", "logs", "time_ns"),
+            for label, table in (
+                ("spans", "spans"),
+                ("metric_points", "metric_points"),
+                ("logs", "logs"),
             ):
+                # by the collector's receive stamp: a client's clock cannot hide its data
                 count, newest = conn.execute(
                     f"SELECT count(*), max(received_ns) FROM {table} "  # noqa: S608
-                    f"WHERE {column} >= ? AND project = ?",
+                    "WHERE received_ns >= ? AND project = ?",
                     (since, principal.project),
                 ).fetchone()
                 received[label] = int(count)

@@ -7,8 +7,10 @@ Version history (``meta.schema_version``):
 2. spans gain ``trace_state`` and ``links``; logs gain ``body_kind``; spans and logs
    refer to the deduplicated ``resources`` and ``scopes`` tables by ``resource_id`` and
    ``scope_id`` (their inline ``resource``/``scope`` columns stay, empty on new rows,
-   so version-1 rows keep what they had); indexes by ``(project, received_ns)`` and a
-   ``storage_usage`` table serve retention by receive time, fairly per project.
+   so version-1 rows keep what they had); indexes by ``received_ns`` and a
+   ``storage_usage`` table serve retention by receive time, fairly per project. (An
+   index led by ``project`` would be chosen by the planner for every query's
+   ``project = ?`` term, over the time and trace indexes that actually narrow it.)
 
 Migrations only add: :data:`ADDED_COLUMNS` are added with ``ALTER TABLE`` when a file
 lacks them, and :data:`SCHEMA` creates missing tables and indexes, so a file written
@@ -115,9 +117,9 @@ CREATE TABLE IF NOT EXISTS scopes (
     attributes TEXT NOT NULL, schema_url TEXT NOT NULL,
     dropped_attributes_count INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS spans_by_received ON spans (project, received_ns);
-CREATE INDEX IF NOT EXISTS logs_by_received ON logs (project, received_ns);
-CREATE INDEX IF NOT EXISTS points_by_received ON metric_points (project, received_ns);
+CREATE INDEX IF NOT EXISTS spans_by_received ON spans (received_ns);
+CREATE INDEX IF NOT EXISTS logs_by_received ON logs (received_ns);
+CREATE INDEX IF NOT EXISTS points_by_received ON metric_points (received_ns);
 CREATE TABLE IF NOT EXISTS storage_usage (
     tbl TEXT NOT NULL, project TEXT NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL,
     PRIMARY KEY (tbl, project)
