@@ -129,6 +129,8 @@ def _scope_ref(block: Any, out: Ingested) -> int:
 
 
 def _links(span: Any) -> str:
+    if not span.links:
+        return "[]"
     return compact_json([
         {"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
          "trace_state": link.trace_state, "attributes": attributes(link.attributes)}
