@@ -145,7 +145,7 @@ def test_retention_by_age_goes_by_receive_time(make_collector: Callable[..., Col
 
 def test_retention_by_size_drops_oldest_first(make_collector: Callable[..., Collector]) -> None:
     limit = 256 * 1024
-    collector = make_collector(max_db_bytes=limit, retention_seconds=0.0)
+    collector = make_collector(max_db_bytes=limit, retention_seconds=0.0, retention_interval=3600.0)
     base = time.time_ns() - 3600 * 10**9
     headers = {**PB, **headers_for(KEY_A)}
     for batch in range(20):

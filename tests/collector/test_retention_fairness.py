@@ -44,7 +44,7 @@ def _names(collector: Collector, project: str) -> list[str]:
 def test_a_flood_in_the_future_cannot_evict_a_quiet_project(
     make_collector: Callable[..., Collector],
 ) -> None:
-    collector = make_collector(max_db_bytes=MIB, retention_seconds=0.0)
+    collector = make_collector(max_db_bytes=MIB, retention_seconds=0.0, retention_interval=3600.0)
     for batch in range(5):  # project A floods, stamping its spans in the year 2200
         _send(collector, KEY_A, f"a{batch}", 400, YEAR_2200_NS)
     _send(collector, KEY_B, "b", 500, time.time_ns() - 10**9)  # project B sends a little, honestly
@@ -67,7 +67,7 @@ def test_the_largest_project_is_trimmed_toward_the_others(
     make_collector: Callable[..., Collector],
 ) -> None:
     """Two heavy projects both over their share: both lose their oldest, neither all."""
-    collector = make_collector(max_db_bytes=MIB, retention_seconds=0.0)
+    collector = make_collector(max_db_bytes=MIB, retention_seconds=0.0, retention_interval=3600.0)
     for batch in range(6):
         _send(collector, KEY_A, f"a{batch}", 400, time.time_ns() - 10**9)
         _send(collector, KEY_B, f"b{batch}", 400, time.time_ns() - 10**9)
