@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -15,7 +16,9 @@ MIB = 1024 * 1024
 YEAR_2200_NS = 7_258_118_400 * 10**9
 
 
-def _send(collector: Collector, key: ApiKey, tag: str, count: int, start_ns: int) -> None:
+def _send(
+    collector: Collector, key: ApiKey, tag: str, count: int, start_ns: int, service: str = ""
+) -> None:
     spans = [
         make_span(
             f"{abs(hash(tag)) % 2**64:016x}{i + 1:016x}",
@@ -28,7 +31,7 @@ def _send(collector: Collector, key: ApiKey, tag: str, count: int, start_ns: int
     ]
     response = httpx.post(
         f"{collector.http_endpoint}/v1/traces",
-        content=trace_request(f"svc-{key.project}", spans).SerializeToString(),
+        content=trace_request(service or f"svc-{key.project}", spans).SerializeToString(),
         headers={**PB, **headers_for(key)},
         timeout=30,
     )
@@ -78,3 +81,20 @@ def test_the_largest_project_is_trimmed_toward_the_others(
     assert abs(len(a) - len(b)) <= 0.25 * max(len(a), len(b))  # trimmed to about the same
     assert any(n.startswith("a5-") for n in a) and not any(n.startswith("a0-") for n in a)
     assert any(n.startswith("b5-") for n in b) and not any(n.startswith("b0-") for n in b)
+
+
+def test_resources_no_row_refers_to_are_swept(make_collector: Callable[..., Collector]) -> None:
+    """A client inventing a resource per request cannot grow the resource table forever."""
+    collector = make_collector(retention_seconds=3600.0, retention_interval=3600.0)
+    collector.store._retention.sweep_at = 5  # the real threshold is 10,000 entries
+    for n in range(20):
+        _send(collector, KEY_A, f"r{n}", 1, time.time_ns(), service=f"svc-{n}")
+    cutoff = time.time_ns()
+    _send(collector, KEY_B, "kept", 1, time.time_ns(), service="svc-kept")
+    with collector.store.reader() as conn:
+        assert conn.execute("SELECT count(*) FROM resources").fetchone()[0] == 21
+    assert collector.store.apply_retention(now_ns=cutoff + 3600 * 10**9) == 20
+    with collector.store.reader() as conn:
+        left = conn.execute("SELECT attributes FROM resources").fetchall()
+        assert [json.loads(r[0])["service.name"] for r in left] == ["svc-kept"]
+        assert conn.execute("SELECT count(*) FROM spans").fetchone()[0] == 1

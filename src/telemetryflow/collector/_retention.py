@@ -33,6 +33,9 @@ _ROW_OVERHEAD = 16
 _NUMBER_BYTES = 8
 _MAX_CHUNKS = 400
 _IDEMPOTENCY_TTL_NS = 24 * 3600 * 10**9
+_SWEEP_AT = 10_000
+# (table of shared entries, the column rows refer to it by)
+_SHARED = (("resources", "resource_id"), ("scopes", "scope_id"))
 
 
 @contextlib.contextmanager
@@ -46,6 +49,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _column_names(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
 def _size_expression(conn: sqlite3.Connection, table: str) -> str:
@@ -69,6 +76,9 @@ class Retention:
         self.max_age_s = max_age_s
         self.max_bytes = max_bytes
         self._size = {table: _size_expression(conn, table) for table in TRIMMED_TABLES}
+        self.sweep_at = _SWEEP_AT
+        """Sweep unreferenced resources/scopes once a table holds more than this."""
+        self._swept_down_to: dict[str, int] = {}
 
     def live_bytes(self) -> int:
         """Bytes of the database holding data (excluding free pages)."""
@@ -91,9 +101,34 @@ class Retention:
         if self.max_bytes > 0:
             deleted += self._trim()
         self._clamp_marks()
+        if deleted:
+            self._sweep_shared()
         conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page only
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # after the vacuum: shrinks the file
         return deleted
+
+    def _sweep_shared(self) -> None:
+        """Delete resources and scopes that no row refers to any more.
+
+        Rows have no index on their references, so a sweep reads the tables whole: it
+        runs only once a table has grown past :attr:`sweep_at` entries (a client making
+        a new resource per request), then waits for that size to double again, instead
+        of costing a scan per pass for the handful an ordinary deployment has.
+        """
+        conn = self._conn
+        for shared, column in _SHARED:
+            count = conn.execute(f"SELECT count(*) FROM {shared}").fetchone()[0]  # noqa: S608
+            if count <= max(self.sweep_at, 2 * self._swept_down_to.get(shared, 0)):
+                continue
+            users = [t for t in TRIMMED_TABLES if column in _column_names(conn, t)]
+            used = " UNION ".join(
+                f"SELECT {column} FROM {t} WHERE {column} IS NOT NULL"  # noqa: S608
+                for t in users
+            )
+            with transaction(conn):
+                conn.execute(f"DELETE FROM {shared} WHERE id NOT IN ({used})")  # noqa: S608
+            left = conn.execute(f"SELECT count(*) FROM {shared}").fetchone()[0]  # noqa: S608
+            self._swept_down_to[shared] = int(left)
 
     # -- accounting ----------------------------------------------------------------------
     def catch_up(self) -> None:
