@@ -234,6 +234,10 @@ def fill_store(db: str, total: int) -> list[str]:
                     "{}",
                     "",
                     now,
+                    "",
+                    "[]",
+                    None,
+                    None,
                 )
             )
         if len(chunk) >= 50_000:

@@ -107,15 +107,22 @@ def test_kill_9_keeps_every_acknowledged_write(tmp_path: Path, subprocess_env: d
     assert set(acknowledged) <= stored
 
 
-def test_retention_by_age(make_collector: Callable[..., Collector]) -> None:
+YEAR_2200_NS = 7_258_118_400 * 10**9
+
+
+def test_retention_by_age_goes_by_receive_time(make_collector: Callable[..., Collector]) -> None:
+    """Client clocks are not trusted: what was just received stays, whatever it claims."""
     collector = make_collector(retention_seconds=3600.0)
     old = time.time_ns() - 2 * 3600 * 10**9
-    body = log_request("svc", [make_log("old", time_ns=old), make_log("new")]).SerializeToString()
+    body = log_request(
+        "svc",
+        [make_log("stamped-old", time_ns=old), make_log("stamped-2200", time_ns=YEAR_2200_NS)],
+    ).SerializeToString()
     spans = trace_request(
         "svc",
         [
             make_span("ab" * 16, "cd" * 8, "old-span", start_ns=old),
-            make_span("ef" * 16, "cd" * 8, "new-span"),
+            make_span("ef" * 16, "cd" * 8, "future-span", start_ns=YEAR_2200_NS),
         ],
     )
     headers = {**PB, **headers_for(KEY_A)}
@@ -125,15 +132,20 @@ def test_retention_by_age(make_collector: Callable[..., Collector]) -> None:
     assert httpx.post(
         f"{collector.http_endpoint}/v1/traces", content=spans.SerializeToString(), headers=headers
     ).is_success
-    assert collector.store.apply_retention() == 2
+    assert collector.store.apply_retention() == 0
     with collector.store.reader() as conn:
-        assert [r[0] for r in conn.execute("SELECT body FROM logs")] == ["new"]
-        assert [r[0] for r in conn.execute("SELECT name FROM spans")] == ["new-span"]
+        assert conn.execute("SELECT count(*) FROM logs").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM spans").fetchone()[0] == 2
+    two_hours_later = time.time_ns() + 2 * 3600 * 10**9
+    assert collector.store.apply_retention(now_ns=two_hours_later) == 4  # the 2200 ones too
+    with collector.store.reader() as conn:
+        assert conn.execute("SELECT count(*) FROM logs").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM spans").fetchone()[0] == 0
 
 
 def test_retention_by_size_drops_oldest_first(make_collector: Callable[..., Collector]) -> None:
     limit = 256 * 1024
-    collector = make_collector(max_db_bytes=limit, retention_seconds=0.0)
+    collector = make_collector(max_db_bytes=limit, retention_seconds=0.0, retention_interval=3600.0)
     base = time.time_ns() - 3600 * 10**9
     headers = {**PB, **headers_for(KEY_A)}
     for batch in range(20):
@@ -155,3 +167,17 @@ def test_retention_by_size_drops_oldest_first(make_collector: Callable[..., Coll
     assert not any(b.startswith("b00-") for b in bodies)  # the oldest go first
     db_file = Path(collector.store.path).stat().st_size
     assert db_file <= 2 * limit  # free pages are given back to the file system
+
+
+def test_status_counts_what_arrived_whatever_its_timestamps(
+    make_collector: Callable[..., Collector],
+) -> None:
+    collector = make_collector()
+    headers = {**PB, **headers_for(KEY_A)}
+    two_days_ago = time.time_ns() - 2 * 86400 * 10**9
+    spans = trace_request("svc", [make_span("ab" * 16, "cd" * 8, "late", start_ns=two_days_ago)])
+    assert httpx.post(
+        f"{collector.http_endpoint}/v1/traces", content=spans.SerializeToString(), headers=headers
+    ).is_success
+    status = httpx.get(f"{collector.http_endpoint}/v1/status", headers=headers_for(KEY_A)).json()
+    assert status["received"]["spans"] == 1

@@ -1,16 +1,21 @@
 """OTLP export requests to database rows.
 
-Each ``*_rows`` function returns ``(rows, rejected, message)``: items that cannot be
-stored (a span without a valid id, a metric without data) are counted so the
-receiver can answer with OTLP partial success instead of failing the whole request.
+Each ``*_rows`` function returns its rows with the number of items it refused and a
+message (:class:`Ingested` for spans and logs, which also carries the resources and
+scopes the rows refer to; ``(rows, rejected, message)`` for metric points): items that
+cannot be stored (a span without a valid id, a metric without data) are counted so
+the receiver can answer with OTLP partial success instead of failing the whole request.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -21,10 +26,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 __all__ = [
+    "Ingested",
     "Parsed",
     "any_value",
     "attributes",
     "compact_json",
+    "content_key",
+    "log_body",
     "log_rows",
     "point_rows",
     "span_rows",
@@ -43,25 +51,26 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
-def any_value(value: AnyValue) -> Any:
-    """An OTLP ``AnyValue`` as plain JSON-able Python."""
+def any_value(value: AnyValue, *, b64: bool = False) -> Any:
+    """An OTLP ``AnyValue`` as plain JSON-able Python (bytes as hex, or base64 if ``b64``)."""
     kind = value.WhichOneof("value")
     if kind is None:
         return None
     if kind == "array_value":
-        return [any_value(v) for v in value.array_value.values]
+        return [any_value(v, b64=b64) for v in value.array_value.values]
     if kind == "kvlist_value":
-        return attributes(value.kvlist_value.values)
+        return attributes(value.kvlist_value.values, b64=b64)
     if kind == "bytes_value":
-        return value.bytes_value.hex()
+        raw = value.bytes_value
+        return base64.b64encode(raw).decode("ascii") if b64 else raw.hex()
     result = getattr(value, kind)
     if isinstance(result, float) and not math.isfinite(result):
         return str(result)
     return result
 
 
-def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in pairs}
+def attributes(pairs: Iterable[KeyValue], *, b64: bool = False) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value, b64=b64) for kv in pairs}
 
 
 def _service(resource_attrs: dict[str, Any]) -> str:
@@ -69,14 +78,72 @@ def _service(resource_attrs: dict[str, Any]) -> str:
     return name if isinstance(name, str) else ""
 
 
-def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int) -> Parsed:
-    rows: list[Row] = []
-    rejected = 0
+@dataclass
+class Ingested:
+    """Rows of one request, the resources and scopes they refer to, and what was refused.
+
+    Resources and scopes are stored once, keyed by :func:`content_key`, instead of on
+    every row: an SDK resource carries ten to twenty attributes (service, host,
+    process, SDK), often more than the span itself, and one request repeats the same
+    resource and scope for every item. A row holds two integers instead.
+    """
+
+    rows: list[Row]
+    rejected: int = 0
+    message: str = ""
+    resources: dict[int, Row] = field(default_factory=dict)
+    scopes: dict[int, Row] = field(default_factory=dict)
+
+
+def content_key(text: str) -> int:
+    """A signed 64-bit key for canonical JSON text (fits an SQLite INTEGER PRIMARY KEY).
+
+    Derived from the content, so the writer stores each resource with one
+    ``INSERT OR IGNORE`` and no lookup; two different resources colliding is a
+    one-in-10^10 event even among a million of them.
+    """
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _resource_ref(block: Any, out: Ingested) -> tuple[int, str]:
+    """Register the resource of ``block`` (ResourceSpans/Logs); its key and service."""
+    resource = block.resource
+    attrs = attributes(resource.attributes)
+    row = (compact_json(attrs), block.schema_url, resource.dropped_attributes_count)
+    key = content_key(compact_json(row))
+    if key not in out.resources:
+        out.resources[key] = (key, *row)
+    return key, _service(attrs)
+
+
+def _scope_ref(block: Any, out: Ingested) -> int:
+    """Register the instrumentation scope of ``block`` (a ScopeSpans/ScopeLogs)."""
+    scope = block.scope
+    text = compact_json(attributes(scope.attributes))
+    row = (scope.name, scope.version, text, block.schema_url, scope.dropped_attributes_count)
+    key = content_key(compact_json(row))
+    if key not in out.scopes:
+        out.scopes[key] = (key, *row)
+    return key
+
+
+def _links(span: Any) -> str:
+    if not span.links:
+        return "[]"
+    return compact_json([
+        {"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
+         "trace_state": link.trace_state, "attributes": attributes(link.attributes)}
+        for link in span.links
+    ])  # fmt: skip
+
+
+def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int) -> Ingested:
+    out = Ingested([])
     for rs in request.resource_spans:
-        resource = attributes(rs.resource.attributes)
-        service, resource_json = _service(resource), compact_json(resource)
+        resource_id, service = _resource_ref(rs, out)
         for ss in rs.scope_spans:
-            scope = ss.scope.name
+            scope_id = _scope_ref(ss, out)
             for span in ss.spans:
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 if (
@@ -85,46 +152,68 @@ def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int
                     or not any(span.trace_id)
                     or max(start, end) > _INT64
                 ):
-                    rejected += 1
+                    out.rejected += 1
                     continue
                 events = [
                     {"name": e.name, "time_unix_nano": e.time_unix_nano,
                      "attributes": attributes(e.attributes)}
                     for e in span.events
                 ]  # fmt: skip
-                rows.append((
+                out.rows.append((
                     project, service, span.trace_id.hex(), span.span_id.hex(),
                     span.parent_span_id.hex(), span.name, span.kind, start, end,
                     max(0, end - start), span.status.code, span.status.message,
                     compact_json(attributes(span.attributes)), compact_json(events),
-                    resource_json, scope, received_ns,
+                    "", "", received_ns, span.trace_state, _links(span), resource_id, scope_id,
                 ))  # fmt: skip
-    message = f"{rejected} span(s) without valid ids or with times past 2262" if rejected else ""
-    return rows, rejected, message
+    if out.rejected:
+        out.message = f"{out.rejected} span(s) without valid ids or with times past 2262"
+    return out
 
 
-def log_rows(request: ExportLogsServiceRequest, project: str, received_ns: int) -> Parsed:
-    rows: list[Row] = []
-    rejected = 0
+_BODY_KINDS = {
+    "string_value": "string", "bool_value": "bool", "int_value": "int",
+    "double_value": "double", "array_value": "array", "kvlist_value": "map",
+    "bytes_value": "bytes",
+}  # fmt: skip
+
+
+def log_body(body: AnyValue) -> tuple[str, str]:
+    """``(kind, text)`` of a log body: strings as they are, bytes as base64, the rest JSON.
+
+    The kind (``string``, ``map``, ``array``, ``bytes``, ``int``, ``double``, ``bool``
+    or ``empty``) is stored so a query can tell the string ``'{"a":1}'`` from a map.
+    """
+    kind = _BODY_KINDS.get(body.WhichOneof("value") or "", "empty")
+    if kind == "string":
+        return kind, body.string_value
+    if kind == "empty":
+        return kind, ""
+    value = any_value(body, b64=True)
+    return kind, value if kind == "bytes" else compact_json(value)
+
+
+def log_rows(request: ExportLogsServiceRequest, project: str, received_ns: int) -> Ingested:
+    out = Ingested([])
     for rl in request.resource_logs:
-        resource = attributes(rl.resource.attributes)
-        service, resource_json = _service(resource), compact_json(resource)
+        resource_id, service = _resource_ref(rl, out)
         for sl in rl.scope_logs:
-            scope = sl.scope.name
+            scope_id = _scope_ref(sl, out)
             for rec in sl.log_records:
                 if max(rec.time_unix_nano, rec.observed_time_unix_nano) > _INT64:
-                    rejected += 1
+                    out.rejected += 1
                     continue
                 when = rec.time_unix_nano or rec.observed_time_unix_nano or received_ns
-                body = any_value(rec.body)
-                text = body if isinstance(body, str) else compact_json(body)
-                rows.append((
+                kind, text = log_body(rec.body)
+                out.rows.append((
                     project, service, when, rec.observed_time_unix_nano or received_ns,
                     rec.severity_number, rec.severity_text, text, rec.trace_id.hex(),
                     rec.span_id.hex(), compact_json(attributes(rec.attributes)),
-                    resource_json, scope, received_ns,
+                    "", "", received_ns, kind, resource_id, scope_id,
                 ))  # fmt: skip
-    return rows, rejected, f"{rejected} log record(s) with times past 2262" if rejected else ""
+    if out.rejected:
+        out.message = f"{out.rejected} log record(s) with times past 2262"
+    return out
 
 
 def _tags(pairs: Iterable[KeyValue]) -> str:

@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
-from telemetryflow.collector._ingest import Parsed, log_rows, point_rows, span_rows
+from telemetryflow.collector._ingest import Ingested, log_rows, point_rows, span_rows
 from telemetryflow.collector._logs_query import query_logs
 from telemetryflow.collector._metrics_api import batch_rows, report_row
 from telemetryflow.collector._metrics_query import query_metrics
@@ -44,16 +44,21 @@ class Signal:
     name: str
     request: type[Message]
     response: type[Message]
-    rows: Callable[[Any, str, int], Parsed]
+    rows: Callable[[Any, str, int], Ingested]
     table: str
     rejected_field: str
+
+
+def _points(request: ExportMetricsServiceRequest, project: str, received_ns: int) -> Ingested:
+    rows, rejected, message = point_rows(request, project, received_ns)
+    return Ingested(rows, rejected, message)
 
 
 SIGNALS: dict[str, Signal] = {
     "traces": Signal("traces", ExportTraceServiceRequest, ExportTraceServiceResponse,
                      span_rows, "spans", "rejected_spans"),
     "metrics": Signal("metrics", ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-                      point_rows, "points", "rejected_data_points"),
+                      _points, "points", "rejected_data_points"),
     "logs": Signal("logs", ExportLogsServiceRequest, ExportLogsServiceResponse,
                    log_rows, "logs", "rejected_log_records"),
 }  # fmt: skip
@@ -73,18 +78,19 @@ class Pipeline:
         """Store an OTLP export request; answer with partial success when needed.
 
         Raises:
-            OverloadedError: the write queue is full (nothing stored).
+            OverloadedError: the write queue is full, or the disk is
+                (``StorageFullError``); nothing stored.
         """
-        rows, rejected, message = signal.rows(request, principal.project, time.time_ns())
-        if rows:
-            batch = WriteBatch()
-            getattr(batch, signal.table).extend(rows)
+        parsed = signal.rows(request, principal.project, time.time_ns())
+        if parsed.rows:
+            batch = WriteBatch(resources=parsed.resources, scopes=parsed.scopes)
+            getattr(batch, signal.table).extend(parsed.rows)
             self.store.submit(batch)
         response = signal.response()
-        if rejected:
+        if parsed.rejected:
             partial = response.partial_success  # type: ignore[attr-defined]
-            setattr(partial, signal.rejected_field, rejected)
-            partial.error_message = message
+            setattr(partial, signal.rejected_field, parsed.rejected)
+            partial.error_message = parsed.message
         return response
 
     def report(self, principal: Principal, body: Any) -> dict[str, Any]:
@@ -118,14 +124,15 @@ class Pipeline:
         received: dict[str, int] = {}
         last = 0
         with self.store.reader() as conn:
-            for label, table, column in (
-                ("spans", "spans", "start_ns"),
-                ("metric_points", "metric_points", "time_ns"),
-                ("logs", "logs", "time_ns"),
+            for label, table in (
+                ("spans", "spans"),
+                ("metric_points", "metric_points"),
+                ("logs", "logs"),
             ):
+                # by the collector's receive stamp: a client's clock cannot hide its data
                 count, newest = conn.execute(
                     f"SELECT count(*), max(received_ns) FROM {table} "  # noqa: S608
-                    f"WHERE {column} >= ? AND project = ?",
+                    "WHERE received_ns >= ? AND project = ?",
                     (since, principal.project),
                 ).fetchone()
                 received[label] = int(count)

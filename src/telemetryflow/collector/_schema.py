@@ -1,21 +1,67 @@
-"""The database schema and the column order every row tuple follows."""
+"""The database schema, the column order every row tuple follows, and migrations.
+
+Version history (``meta.schema_version``):
+
+1. spans, logs and metric points with the resource inlined as JSON on every row and
+   the scope as its name only.
+2. spans gain ``trace_state`` and ``links``; logs gain ``body_kind``; spans and logs
+   refer to the deduplicated ``resources`` and ``scopes`` tables by ``resource_id`` and
+   ``scope_id`` (their inline ``resource``/``scope`` columns stay, empty on new rows,
+   so version-1 rows keep what they had); indexes by ``received_ns`` and a
+   ``storage_usage`` table serve retention by receive time, fairly per project. (An
+   index led by ``project`` would be chosen by the planner for every query's
+   ``project = ?`` term, over the time and trace indexes that actually narrow it.)
+
+Migrations only add: :data:`ADDED_COLUMNS` are added with ``ALTER TABLE`` when a file
+lacks them, and :data:`SCHEMA` creates missing tables and indexes, so a file written
+by any earlier version opens with every row it had.
+"""
 
 from __future__ import annotations
 
-__all__ = ["LOG_COLUMNS", "POINT_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "SPAN_COLUMNS"]
+import sqlite3
 
-SCHEMA_VERSION = 1
+__all__ = [
+    "ADDED_COLUMNS",
+    "LOG_COLUMNS",
+    "POINT_COLUMNS",
+    "RESOURCE_COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "SCOPE_COLUMNS",
+    "SPAN_COLUMNS",
+    "migrate",
+    "stored_version",
+]
+
+SCHEMA_VERSION = 2
 
 SPAN_COLUMNS = (
     "project", "service", "trace_id", "span_id", "parent_span_id", "name", "kind",
     "start_ns", "end_ns", "duration_ns", "status_code", "status_message",
     "attributes", "events", "resource", "scope", "received_ns",
+    "trace_state", "links", "resource_id", "scope_id",
 )  # fmt: skip
 
 LOG_COLUMNS = (
     "project", "service", "time_ns", "observed_ns", "severity_number", "severity_text",
     "body", "trace_id", "span_id", "attributes", "resource", "scope", "received_ns",
+    "body_kind", "resource_id", "scope_id",
 )  # fmt: skip
+
+RESOURCE_COLUMNS = ("id", "attributes", "schema_url", "dropped_attributes_count")
+SCOPE_COLUMNS = ("id", "name", "version", "attributes", "schema_url", "dropped_attributes_count")
+
+ADDED_COLUMNS = (
+    ("spans", "trace_state", "TEXT NOT NULL DEFAULT ''"),
+    ("spans", "links", "TEXT NOT NULL DEFAULT '[]'"),
+    ("spans", "resource_id", "INTEGER"),
+    ("spans", "scope_id", "INTEGER"),
+    ("logs", "body_kind", "TEXT NOT NULL DEFAULT ''"),
+    ("logs", "resource_id", "INTEGER"),
+    ("logs", "scope_id", "INTEGER"),
+)
+"""Columns version 2 added: ``(table, column, declaration)``, added where missing."""
 
 POINT_COLUMNS = (
     "project", "service", "name", "kind", "monotonic", "temporality", "unit", "tags",
@@ -33,7 +79,9 @@ CREATE TABLE IF NOT EXISTS spans (
     start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, duration_ns INTEGER NOT NULL,
     status_code INTEGER NOT NULL, status_message TEXT NOT NULL,
     attributes TEXT NOT NULL, events TEXT NOT NULL, resource TEXT NOT NULL,
-    scope TEXT NOT NULL, received_ns INTEGER NOT NULL
+    scope TEXT NOT NULL, received_ns INTEGER NOT NULL,
+    trace_state TEXT NOT NULL DEFAULT '', links TEXT NOT NULL DEFAULT '[]',
+    resource_id INTEGER, scope_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS spans_by_time ON spans (start_ns);
 CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
@@ -44,7 +92,8 @@ CREATE TABLE IF NOT EXISTS logs (
     severity_number INTEGER NOT NULL, severity_text TEXT NOT NULL, body TEXT NOT NULL,
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
     attributes TEXT NOT NULL, resource TEXT NOT NULL, scope TEXT NOT NULL,
-    received_ns INTEGER NOT NULL
+    received_ns INTEGER NOT NULL, body_kind TEXT NOT NULL DEFAULT '',
+    resource_id INTEGER, scope_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS logs_by_time ON logs (time_ns);
 CREATE INDEX IF NOT EXISTS logs_by_trace ON logs (trace_id);
@@ -59,8 +108,54 @@ CREATE TABLE IF NOT EXISTS metric_points (
 );
 CREATE INDEX IF NOT EXISTS points_by_name ON metric_points (name, time_ns);
 CREATE INDEX IF NOT EXISTS points_by_time ON metric_points (time_ns);
+CREATE TABLE IF NOT EXISTS resources (
+    id INTEGER PRIMARY KEY, attributes TEXT NOT NULL, schema_url TEXT NOT NULL,
+    dropped_attributes_count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scopes (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL,
+    attributes TEXT NOT NULL, schema_url TEXT NOT NULL,
+    dropped_attributes_count INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spans_by_received ON spans (received_ns);
+CREATE INDEX IF NOT EXISTS logs_by_received ON logs (received_ns);
+CREATE INDEX IF NOT EXISTS points_by_received ON metric_points (received_ns);
+CREATE TABLE IF NOT EXISTS storage_usage (
+    tbl TEXT NOT NULL, project TEXT NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (tbl, project)
+);
 CREATE TABLE IF NOT EXISTS idempotency (
     project TEXT NOT NULL, key TEXT NOT NULL, created_ns INTEGER NOT NULL,
     result TEXT NOT NULL, PRIMARY KEY (project, key)
 );
 """
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def stored_version(conn: sqlite3.Connection) -> int:
+    """The schema version a file was written with (0 for a new, empty file)."""
+    if not _columns(conn, "meta"):
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Create or upgrade the schema in one transaction; return the version the file had.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). A file from a newer
+    version keeps its version number: its extra tables and columns are left alone.
+    """
+    before = stored_version(conn)
+    alters = [
+        f"ALTER TABLE {table} ADD COLUMN {column} {declaration};"
+        for table, column, declaration in ADDED_COLUMNS
+        if (present := _columns(conn, table)) and column not in present
+    ]
+    version = max(before, SCHEMA_VERSION)
+    stamp = f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{version}');"  # noqa: S608
+    conn.executescript("\n".join(["BEGIN IMMEDIATE;", *alters, SCHEMA, stamp, "COMMIT;"]))
+    return before

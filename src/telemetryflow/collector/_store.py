@@ -5,7 +5,13 @@ writer commits whatever batches are waiting in one transaction and only then wak
 their requests, so a request is acknowledged only after its rows are in the WAL: a
 killed collector loses nothing it acknowledged. The queue is bounded; when it is
 full :meth:`Store.submit` raises :class:`OverloadedError` and the caller answers
-``429``/``UNAVAILABLE`` instead of accepting data it might drop.
+``503``/``UNAVAILABLE`` instead of accepting data it might drop.
+
+When the disk is full (``SQLITE_FULL``) or the file cannot be written (I/O errors, a
+lock held too long) the write raises :class:`StorageFullError`, an
+:class:`OverloadedError`: the client is told to retry later and keeps its data, and
+the next write that fits simply succeeds: nothing has to be restarted. Retention
+(``_retention.py``) runs on the writer thread between commits.
 """
 
 from __future__ import annotations
@@ -21,23 +27,39 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from telemetryflow.collector._retention import Retention
 from telemetryflow.collector._schema import (
     LOG_COLUMNS,
     POINT_COLUMNS,
-    SCHEMA,
+    RESOURCE_COLUMNS,
     SCHEMA_VERSION,
+    SCOPE_COLUMNS,
     SPAN_COLUMNS,
+    migrate,
 )
 
-__all__ = ["OverloadedError", "Store", "StoreClosedError", "WriteBatch", "WriteResult"]
+__all__ = [
+    "OverloadedError",
+    "StorageFullError",
+    "Store",
+    "StoreClosedError",
+    "WriteBatch",
+    "WriteResult",
+]
 
 _log = logging.getLogger("telemetryflow.collector")
 
 Row = tuple[Any, ...]
 _GROUP_MAX = 64
-_IDEMPOTENCY_TTL_NS = 24 * 3600 * 10**9
-# (table, time column) in the order retention trims them.
-_TIMED_TABLES = (("spans", "start_ns"), ("logs", "time_ns"), ("metric_points", "time_ns"))
+_STORAGE_RETRY_S = 2.0
+# SQLite primary result codes meaning the storage, not the data, is in trouble: BUSY,
+# LOCKED (past the busy timeout), NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_STORAGE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+# Python 3.10 has no ``sqlite_errorcode``: the same conditions by their messages.
+_STORAGE_MESSAGES = (
+    "database or disk is full", "disk i/o error", "database is locked", "out of memory",
+    "unable to open database", "readonly database", "locking protocol",
+)  # fmt: skip
 
 
 def _insert_sql(table: str, columns: Sequence[str]) -> str:
@@ -48,6 +70,8 @@ def _insert_sql(table: str, columns: Sequence[str]) -> str:
 _INSERT_SPANS = _insert_sql("spans", SPAN_COLUMNS)
 _INSERT_LOGS = _insert_sql("logs", LOG_COLUMNS)
 _INSERT_POINTS = _insert_sql("metric_points", POINT_COLUMNS)
+_INSERT_RESOURCES = _insert_sql("resources", RESOURCE_COLUMNS).replace("INSERT", "INSERT OR IGNORE")
+_INSERT_SCOPES = _insert_sql("scopes", SCOPE_COLUMNS).replace("INSERT", "INSERT OR IGNORE")
 
 
 class OverloadedError(Exception):
@@ -56,6 +80,29 @@ class OverloadedError(Exception):
     def __init__(self, retry_after: float) -> None:
         super().__init__("the collector is overloaded")
         self.retry_after = retry_after
+
+
+class StorageFullError(OverloadedError):
+    """The database could not be written (disk full, I/O error); nothing was stored.
+
+    Temporary by nature: the client keeps the data and retries after
+    :attr:`retry_after` seconds, and writes resume on their own once space returns.
+    """
+
+    def __init__(self, retry_after: float = _STORAGE_RETRY_S) -> None:
+        super().__init__(retry_after)
+        self.args = ("the collector cannot write to its database; retry later",)
+
+
+def storage_trouble(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite reporting a full or failing disk rather than bad data."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _STORAGE_CODES
+    text = str(exc).lower()
+    return any(message in text for message in _STORAGE_MESSAGES)
 
 
 class StoreClosedError(Exception):
@@ -69,6 +116,9 @@ class WriteBatch:
     spans: list[Row] = field(default_factory=list)
     logs: list[Row] = field(default_factory=list)
     points: list[Row] = field(default_factory=list)
+    resources: dict[int, Row] = field(default_factory=dict)
+    """Resource rows the spans and logs refer to, by key (stored once, see ``_ingest``)."""
+    scopes: dict[int, Row] = field(default_factory=dict)
     idempotency: tuple[str, str, dict[str, Any]] | None = None
     """``(project, key, result)``: stored once; a repeat stores nothing."""
 
@@ -106,8 +156,6 @@ class Store:
     ) -> None:
         self.path = path
         self._sync = "FULL" if sync_full else "NORMAL"
-        self.retention_seconds = retention_seconds
-        self.max_db_bytes = max_db_bytes
         self._retention_interval = retention_interval
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_pending)
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -116,8 +164,18 @@ class Store:
         self._write_lock = threading.RLock()  # guards the writer connection
         self._writer = self._connect()
         self._init_schema()
+        self._retention = Retention(self._writer, retention_seconds, max_db_bytes)
+        self._storage_failing = False  # set by the writer; read for logging only
         self._thread = threading.Thread(target=self._run, name="tf-collector-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def retention_seconds(self) -> float:
+        return self._retention.max_age_s
+
+    @property
+    def max_db_bytes(self) -> int:
+        return self._retention.max_bytes
 
     # -- connections -----------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -135,11 +193,12 @@ class Store:
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("VACUUM")  # auto_vacuum only takes effect on an empty file this way
         conn.execute("PRAGMA journal_size_limit=67108864")
-        conn.executescript(SCHEMA)
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-            (str(SCHEMA_VERSION),),
-        )
+        before = migrate(conn)
+        if 0 < before < SCHEMA_VERSION:
+            _log.info("database upgraded from schema %d to %d", before, SCHEMA_VERSION)
+        elif before > SCHEMA_VERSION:
+            _log.warning("database written by a newer version (schema %d); opening it as %d",
+                         before, SCHEMA_VERSION)  # fmt: skip
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[sqlite3.Connection]:
@@ -203,34 +262,51 @@ class Store:
                     break
                 if more is not None:
                     jobs.append(more)
-            if jobs:
-                self._commit_group(jobs)
+            if jobs and not self._commit_group(jobs):
+                # a size trim may free pages: run it soon, not every failed write
+                next_retention = min(next_retention, time.monotonic() + _STORAGE_RETRY_S)
             if stop:
                 return
 
-    def _commit_group(self, jobs: list[_Job]) -> None:
+    def _commit_group(self, jobs: list[_Job]) -> bool:
+        """Commit ``jobs``; ``False`` when the storage itself failed."""
         with self._write_lock:
-            self._commit_locked(jobs)
+            return self._commit_locked(jobs)
 
-    def _commit_locked(self, jobs: list[_Job]) -> None:
+    def _commit_locked(self, jobs: list[_Job]) -> bool:
         conn = self._writer
         try:
             conn.execute("BEGIN IMMEDIATE")
             results = [self._apply(conn, job.batch) for job in jobs]
             conn.execute("COMMIT")
-        except Exception:
+        except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            if storage_trouble(exc):  # every batch would fail alike: refuse them all
+                self._storage_failed(exc, jobs)
+                return False
             if len(jobs) > 1:  # isolate the batch that failed
-                for job in jobs:
-                    self._commit_locked([job])
-                return
+                outcomes = [self._commit_locked([job]) for job in jobs]  # each one, no shortcut
+                return all(outcomes)
             _log.exception("could not store a batch")
             jobs[0].error = RuntimeError("the database rejected the write")
             jobs[0].done.set()
-            return
+            return True
+        if self._storage_failing:
+            self._storage_failing = False
+            _log.warning("the database accepts writes again")
         for job, result in zip(jobs, results, strict=True):
             job.result = result
+            job.done.set()
+        return True
+
+    def _storage_failed(self, exc: BaseException, jobs: list[_Job]) -> None:
+        if not self._storage_failing:
+            self._storage_failing = True
+            _log.warning("cannot write to the database (%s); answering 'retry later' "
+                         "until writes succeed", exc)  # fmt: skip
+        for job in jobs:
+            job.error = StorageFullError()
             job.done.set()
 
     @staticmethod
@@ -248,6 +324,10 @@ class Store:
                     (project, key),
                 ).fetchone()
                 return WriteResult(0, previous=json.loads(row[0]))
+        if batch.resources:
+            conn.executemany(_INSERT_RESOURCES, batch.resources.values())
+        if batch.scopes:
+            conn.executemany(_INSERT_SCOPES, batch.scopes.values())
         if batch.spans:
             conn.executemany(_INSERT_SPANS, batch.spans)
         if batch.logs:
@@ -260,62 +340,31 @@ class Store:
     def _safe_retention(self) -> None:
         try:
             self.apply_retention()
-        except sqlite3.Error:
-            _log.exception("retention pass failed")
+        except sqlite3.Error as exc:
+            if storage_trouble(exc):  # already reported by the write path
+                _log.debug("retention pass failed: %s", exc)
+            else:
+                _log.exception("retention pass failed")
 
     def live_bytes(self) -> int:
         """Bytes of the database holding data (excluding free pages)."""
         with self._write_lock:
-            conn = self._writer
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-            size = conn.execute("PRAGMA page_size").fetchone()[0]
-        return int((pages - free) * size)
+            return self._retention.live_bytes()
+
+    def usage_by_project(self) -> dict[str, int]:
+        """Approximate bytes each project holds (what size trimming compares)."""
+        with self._write_lock:
+            self._retention.catch_up()
+            return self._retention.usage()
 
     def apply_retention(self, now_ns: int | None = None) -> int:
-        """Delete data past the age limit, then the oldest data past the size limit.
+        """Delete data received before the age limit, then trim past the size limit.
 
         Runs on the writer thread periodically; tests may call it directly. Returns
-        the number of rows deleted.
+        the number of rows deleted. See ``_retention.py`` for the rules.
         """
         with self._write_lock:
-            return self._retention_locked(time.time_ns() if now_ns is None else now_ns)
-
-    def _retention_locked(self, now: int) -> int:
-        deleted = 0
-        conn = self._writer
-        if self.retention_seconds > 0:
-            cutoff = now - int(self.retention_seconds * 1e9)
-            for table, column in _TIMED_TABLES:
-                cur = conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,))  # noqa: S608
-                deleted += cur.rowcount
-        conn.execute("DELETE FROM idempotency WHERE created_ns < ?", (now - _IDEMPOTENCY_TTL_NS,))
-        if self.max_db_bytes > 0:
-            deleted += self._trim_to_size()
-        conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page only
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # after the vacuum: shrinks the file
-        return deleted
-
-    def _trim_to_size(self) -> int:
-        conn = self._writer
-        deleted = 0
-        for _ in range(200):
-            if self.live_bytes() <= self.max_db_bytes:
-                break
-            removed = 0
-            for table, column in _TIMED_TABLES:
-                total = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
-                chunk = max(100, total // 20)
-                cur = conn.execute(
-                    f"DELETE FROM {table} WHERE id IN "  # noqa: S608
-                    f"(SELECT id FROM {table} ORDER BY {column} LIMIT ?)",
-                    (chunk,),
-                )
-                removed += cur.rowcount
-            deleted += removed
-            if removed == 0:
-                break
-        return deleted
+            return self._retention.run(time.time_ns() if now_ns is None else now_ns)
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self, timeout: float = 30.0) -> None:

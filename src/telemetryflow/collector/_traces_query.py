@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from telemetryflow.collector._params import Params, iso
+from telemetryflow.collector._refs_query import REF_COLUMNS, REF_JOINS, RefReader
 
 __all__ = ["build_tree", "query_traces"]
 
@@ -22,13 +23,15 @@ _KNOWN = (
 _KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 _STATUS = ("UNSET", "OK", "ERROR")
 _SPAN_COLUMNS = (
-    "trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns, duration_ns, "
-    "status_code, status_message, attributes, events"
+    "t.trace_id, t.span_id, t.parent_span_id, t.name, t.service, t.kind, t.start_ns, "
+    "t.end_ns, t.duration_ns, t.status_code, t.status_message, t.attributes, t.events, "
+    f"t.trace_state, t.links, {REF_COLUMNS}"
 )
 _SCAN_BATCH = 512
 
 
-def _span(row: tuple[Any, ...]) -> dict[str, Any]:
+def _span(row: tuple[Any, ...], refs: RefReader) -> dict[str, Any]:
+    resource, scope = refs.read(row[15:])
     return {
         "trace_id": row[0],
         "span_id": row[1],
@@ -44,6 +47,10 @@ def _span(row: tuple[Any, ...]) -> dict[str, Any]:
         "status_message": row[10],
         "attributes": json.loads(row[11]),
         "events": json.loads(row[12]),
+        "trace_state": row[13],
+        "links": json.loads(row[14]),
+        "resource": resource,
+        "scope": scope,
         "children": [],
     }
 
@@ -88,11 +95,13 @@ def _load(conn: sqlite3.Connection, project: str, trace_ids: list[str]) -> dict[
         return grouped
     marks = ", ".join("?" * len(trace_ids))
     rows = conn.execute(
-        f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id IN ({marks}) AND project = ?",  # noqa: S608
+        f"SELECT {_SPAN_COLUMNS} FROM spans t {REF_JOINS} "  # noqa: S608
+        f"WHERE t.trace_id IN ({marks}) AND t.project = ?",
         (*trace_ids, project),
     )
+    refs = RefReader()
     for row in rows:
-        grouped[row[0]].append(_span(row))
+        grouped[row[0]].append(_span(row, refs))
     return grouped
 
 
