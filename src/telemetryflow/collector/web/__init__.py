@@ -1,0 +1,55 @@
+"""The web view: pages under ``/ui`` served by the collector on its HTTP port.
+
+:func:`routes` gives the Starlette routes the collector's HTTP app mounts. Pages are
+static shells plus the package's own scripts and styles (nothing is fetched from
+elsewhere); their data comes from ``/ui/api/*``, which reads through
+:meth:`Pipeline.query`, the same code that answers the query API.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector.web._api import WebApi
+from telemetryflow.collector.web._pages import Pages
+from telemetryflow.collector.web._security import CSP, secured
+from telemetryflow.collector.web._session import COOKIE, SessionStore
+from telemetryflow.collector.web._tail import LogTail
+
+__all__ = ["COOKIE", "CSP", "SessionStore", "routes"]
+
+
+def routes(
+    pipeline: Pipeline, sessions: SessionStore | None = None, *, max_streams: int = 16
+) -> list[BaseRoute]:
+    """The web view's routes: ``/`` (a redirect), pages, JSON and static files under ``/ui``.
+
+    ``sessions`` defaults to a new in-memory store on ``pipeline.auth``;
+    ``max_streams`` caps live tails open at once.
+    """
+    sessions = sessions or SessionStore(pipeline.auth)
+    pages = Pages(sessions)
+    api = WebApi(pipeline, sessions)
+    tail = LogTail(pipeline, sessions, max_streams)
+    table = [
+        ("/", pages.root, ("GET", "HEAD"), "root"),
+        ("/ui", pages.home, ("GET", "HEAD"), "home"),
+        ("/ui/traces", pages.view("traces"), ("GET", "HEAD"), "traces"),
+        ("/ui/traces/{trace_id}", pages.view("trace"), ("GET", "HEAD"), "trace"),
+        ("/ui/logs", pages.view("logs"), ("GET", "HEAD"), "logs"),
+        ("/ui/signin", pages.signin_page, ("GET", "HEAD"), "signin_page"),
+        ("/ui/signin", pages.signin, ("POST",), "signin"),
+        ("/ui/signout", pages.signout, ("POST",), "signout"),
+        ("/ui/static/{name}", pages.static, ("GET", "HEAD"), "static"),
+        ("/ui/api/session", api.session, ("GET",), "api_session"),
+        ("/ui/api/traces", api.traces, ("GET",), "api_traces"),
+        ("/ui/api/traces/{trace_id}", api.trace, ("GET",), "api_trace"),
+        ("/ui/api/logs", api.logs, ("GET",), "api_logs"),
+        ("/ui/api/logs/tail", tail.endpoint, ("GET",), "api_tail"),
+        ("/ui/{rest:path}", pages.not_found, ("GET", "HEAD"), "not_found"),
+    ]
+    return [
+        Route(path, secured(endpoint), methods=list(methods), name=name)
+        for path, endpoint, methods, name in table
+    ]
