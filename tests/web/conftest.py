@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -42,6 +43,7 @@ class WebServer:
         self.base = collector.http_endpoint
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._routes: list[Any] = []
         if httpx.get(self.base + "/ui/static/app.css").status_code != 200:
             self._serve_separately()
 
@@ -56,7 +58,8 @@ class WebServer:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(Starlette(routes=routes(pipeline)), log_level="warning")
+        self._routes = routes(pipeline)
+        config = uvicorn.Config(Starlette(routes=self._routes), log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         daemon=True)  # fmt: skip
@@ -66,6 +69,10 @@ class WebServer:
             if self._server.started:
                 break
             threading.Event().wait(0.02)
+
+    def routes(self) -> list[Any]:
+        """The routes answering on :attr:`base`."""
+        return list(self._routes)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -114,11 +121,17 @@ def page(browser: Any) -> Iterator[Any]:
     problems: list[str] = []
     tab.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     tab.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    tab.requested = requested
+    # a 401 a test asks for is logged by the browser as a failed resource load
+    tab.allowed_errors = ["status of 401"]
     yield tab
     context.close()
-    # a 401 the test asked for is logged by the browser as a failed resource load
-    unexpected = [p for p in problems if "status of 401" not in p]
+    unexpected = [p for p in problems if not any(a in p for a in tab.allowed_errors)]
     assert unexpected == [], "the page reported errors"
+    origins = {urlsplit(url).netloc for url in requested if not url.startswith("data:")}
+    assert len(origins) <= 1, f"requests left the origin: {sorted(origins)}"
 
 
 @pytest.fixture(scope="session")

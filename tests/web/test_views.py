@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from web_helpers import XSS, sdk_client, traces_of, wait_for
@@ -174,3 +175,39 @@ def test_client_text_stays_inert_everywhere(open_web: Any, page: Any, shop: Any)
     assert XSS in page.locator("#logs tbody").inner_text()
     assert page.locator("img[src=x]").count() == 0
     assert dialogs == []
+
+
+def test_no_request_leaves_the_origin(open_web: Any, page: Any, shop: Any) -> None:
+    for path in ("/ui/traces", f"/ui/traces/{shop['checkout']}", "/ui/logs?live=1"):
+        page.goto(open_web.base + path)
+        page.wait_for_selector("body[data-ready=true]")
+    hosts = {urlsplit(url).netloc for url in page.requested}
+    assert hosts == {urlsplit(open_web.base).netloc}
+    kinds = {urlsplit(url).path.rsplit(".", 1)[-1] for url in page.requested}
+    assert {"css", "js", "svg"} <= kinds  # the page's own assets were among them
+
+
+def test_five_thousand_spans_render_only_the_rows_on_screen(open_web: Any, page: Any) -> None:
+    client = sdk_client(open_web.collector, "web-big")
+    with client.span("big batch"):
+        for group in range(100):
+            with client.span(f"group {group}"):
+                for item in range(49):
+                    with client.span(f"item {group}.{item}"):
+                        pass
+    client.shutdown(timeout=30)
+    trace = wait_for(lambda: [t for t in traces_of(open_web.base, "web-big", key=None)
+                              if t["span_count"] == 5001], "all 5,001 spans stored")[0]  # fmt: skip
+    page.goto(f"{open_web.base}/ui/traces/{trace['trace_id']}")
+    page.wait_for_selector("body[data-ready=true]")
+    assert "5001 spans" in page.locator("#summary").inner_text()
+    assert page.locator("#rows .row").count() < 100  # the DOM holds a screenful, not 5,001
+    viewport = page.locator("#viewport")
+    viewport.evaluate("v => { v.scrollTop = v.scrollHeight; }")
+    page.locator('#rows .row .span-name:text-is("item 99.48")').wait_for()
+    assert page.locator("#rows .row").count() < 100
+    # collapsing the root leaves one row
+    viewport.evaluate("v => { v.scrollTop = 0; }")
+    page.locator('#rows .row:has(.span-name:text-is("big batch")) button.toggle').click()
+    assert page.locator("#rows .row").count() == 1
+    assert viewport.evaluate("v => v.scrollHeight <= v.clientHeight")

@@ -1,0 +1,230 @@
+"""The web view's HTTP side without a browser: headers, parameters, paging, live-tail limits."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from web_helpers import sdk_client, wait_for
+
+from telemetryflow.collector.web import CSP
+from telemetryflow.collector.web._api import PAGE_SIZE
+from telemetryflow.collector.web._pages import safe_next
+from telemetryflow.collector.web._shape import flat_spans
+
+
+@pytest.fixture(scope="module")
+def many(open_web: Any) -> list[str]:
+    """120 one-span traces of one service, newest first by the list's order."""
+    client = sdk_client(open_web.collector, "web-many")
+    for index in range(2 * PAGE_SIZE + 20):
+        with client.span(f"job {index}"):
+            time.sleep(0.001)  # distinct start times, so newest-first has one answer
+    client.shutdown(timeout=10)
+    wait_for(
+        lambda: (
+            len(_all_traces(open_web.collector.http_endpoint, "web-many")) == 2 * PAGE_SIZE + 20
+        ),
+        "all traces stored",
+    )
+    return [f"job {i}" for i in reversed(range(2 * PAGE_SIZE + 20))]
+
+
+def _all_traces(base: str, service: str) -> list[dict[str, Any]]:
+    params = {"service": service, "limit": 1000, "detail": "false"}
+    return list(httpx.get(f"{base}/v1/traces/query", params=params).json()["traces"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/ui/traces", "/ui/logs", "/ui/traces/" + "ab" * 16, "/ui/signin", "/ui/static/app.css",
+     "/ui/static/common.js", "/ui/api/traces", "/ui/api/logs", "/ui/api/session",
+     "/ui/api/traces/" + "ab" * 16, "/ui/api/traces?nope=1", "/ui/nowhere", "/ui"],
+)  # fmt: skip
+def test_every_ui_response_carries_the_policy(open_web: Any, path: str) -> None:
+    answer = httpx.get(open_web.base + path)
+    assert answer.headers["content-security-policy"] == CSP
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "unsafe-inline" not in CSP and "frame-ancestors 'none'" in CSP
+
+
+def test_root_redirects_to_the_view(open_web: Any) -> None:
+    answer = httpx.get(open_web.base + "/")
+    assert (answer.status_code, answer.headers["location"]) == (307, "/ui")
+    assert httpx.get(open_web.base + "/ui").headers["location"] == "/ui/traces"
+
+
+def test_pages_hold_no_inline_script_or_style(open_web: Any) -> None:
+    for path in ("/ui/traces", "/ui/logs", "/ui/traces/" + "cd" * 16, "/ui/signin"):
+        html = httpx.get(open_web.base + path).text
+        assert "<script>" not in html and "<style" not in html and " style=" not in html
+        assert 'src="/ui/static/' in html
+
+
+def test_unknown_static_names_are_not_served(open_web: Any) -> None:
+    for name in ("../_api.py", "%2e%2e%2f_api.py", "traces.html", "nothing.js"):
+        assert httpx.get(f"{open_web.base}/ui/static/{name}").status_code == 404
+
+
+def test_bad_parameters_answer_400_naming_them(open_web: Any) -> None:
+    answer = httpx.get(open_web.base + "/ui/api/traces", params={"colour": "red"})
+    assert answer.status_code == 400 and "colour" in answer.json()["error"]["message"]
+    answer = httpx.get(open_web.base + "/ui/api/traces", params={"min_duration": "soon"})
+    assert answer.status_code == 400 and "min_duration" in answer.json()["error"]["message"]
+    answer = httpx.get(open_web.base + "/ui/api/logs", params={"severity": "loud"})
+    assert answer.status_code == 400 and "severity" in answer.json()["error"]["message"]
+    assert httpx.get(open_web.base + "/ui/api/traces/not-an-id").status_code == 400
+    assert httpx.get(open_web.base + "/ui/api/traces/" + "0" * 32).status_code == 404
+
+
+def test_pages_of_the_trace_list_are_disjoint_and_complete(open_web: Any, many: list[str]) -> None:
+    seen: list[str] = []
+    params: dict[str, Any] = {"service": "web-many"}
+    for page in range(5):
+        answer = httpx.get(open_web.base + "/ui/api/traces", params={**params, "page": page})
+        body = answer.json()
+        seen += [t["root_name"] for t in body["traces"]]
+        params["until"] = body["until"]  # later pages keep the first page's end time
+        if not body["more"]:
+            break
+    assert seen == many  # newest first, each trace once, none missing
+
+
+def test_later_traces_do_not_shift_a_pinned_page(open_web: Any, many: list[str]) -> None:
+    first = httpx.get(open_web.base + "/ui/api/traces", params={"service": "web-many"}).json()
+    client = sdk_client(open_web.collector, "web-many-late")
+    with client.span("late"):
+        pass
+    client.shutdown(timeout=10)
+    params = {"service": "web-many", "page": 1, "until": first["until"]}
+    second = httpx.get(open_web.base + "/ui/api/traces", params=params).json()
+    assert [t["root_name"] for t in second["traces"]] == many[PAGE_SIZE : 2 * PAGE_SIZE]
+
+
+def test_flat_spans_handles_a_chain_deeper_than_the_recursion_limit() -> None:
+    depth = 5000
+    spans = [{"span_id": f"{i:016x}", "parent_span_id": f"{i - 1:016x}" if i else "",
+              "name": f"s{i}", "service": "x", "kind": "INTERNAL", "start": "",
+              "start_unix_nano": i, "duration_ms": 1.0, "status": "UNSET",
+              "status_message": "", "attributes": {}, "events": [], "links": [],
+              "trace_state": "", "resource": {}, "scope": {}, "children": []}
+             for i in range(depth)]  # fmt: skip
+    for parent, child in itertools.pairwise(spans):
+        parent["children"].append(child)
+    rows = flat_spans([spans[0]], 0)
+    assert [r["depth"] for r in rows] == list(range(depth))
+    assert [r["descendants"] for r in rows] == list(range(depth - 1, -1, -1))
+    assert rows[-1]["parent_index"] == depth - 2
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [("/ui/logs?q=x", "/ui/logs?q=x"), ("https://evil.example/ui", "/ui/traces"),
+     ("//evil.example/ui", "/ui/traces"), ("/v1/status", "/ui/traces"),
+     ("/ui\\@evil", "/ui/traces"), ("", "/ui/traces"), ("/uix", "/ui/traces")],
+)  # fmt: skip
+def test_sign_in_only_returns_to_pages_of_the_view(target: str, expected: str) -> None:
+    assert safe_next(target) == expected
+
+
+class _Tail:
+    """A live-tail connection over a plain socket, read on demand, closed at will."""
+
+    def __init__(self, base: str, params: dict[str, str]) -> None:
+        host, port = base.split("://")[1].rsplit(":", 1)
+        self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
+        target = "/ui/api/logs/tail?" + urlencode(params)
+        request = (
+            f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        self.sock.sendall(request.encode())
+        self.data = b""
+        self.read_until(lambda data: b"\r\n\r\n" in data, "the response head")
+        self.status = int(self.data.split(b" ", 2)[1])
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    def read_until(self, done: Callable[[bytes], bool], what: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        self.sock.settimeout(0.2)
+        while not done(self.data):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise AssertionError(f"connection closed before {what}")
+            self.data += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_live_tail_sends_new_matching_records_only(open_web: Any) -> None:
+    tail = _Tail(open_web.base, {"service": "web-sse", "q": "wanted"})
+    try:
+        assert tail.status == 200
+        tail.read_until(lambda data: b"event: ready" in data, "ready")
+        client = sdk_client(open_web.collector, "web-sse")
+        client.log_info("not this one")
+        client.log_info("the wanted record")
+        client.shutdown(timeout=10)
+        tail.read_until(lambda data: b"the wanted record" in data, "the record")
+        client = sdk_client(open_web.collector, "web-sse")
+        client.log_info("wanted again")
+        client.shutdown(timeout=10)
+        tail.read_until(lambda data: b"wanted again" in data, "the second record")
+    finally:
+        tail.close()
+    assert "not this one" not in tail.text
+    assert tail.text.count("the wanted record") == 1  # sent once, though still in the window
+
+
+def test_live_tails_are_capped_and_give_their_slot_back(open_web: Any) -> None:
+    from telemetryflow.collector.web._tail import LogTail
+
+    tails = _tail_endpoints(open_web)
+    assert tails, "the live tail endpoint is mounted"
+    limit: LogTail = tails[0]
+    wait_for(lambda: limit.active == 0, "the tails of earlier tests closed")
+    original = limit.max_streams
+    limit.max_streams = 1
+    first = _Tail(open_web.base, {"service": "web-cap"})
+    try:
+        assert first.status == 200
+        second = _Tail(open_web.base, {"service": "web-cap"})
+        assert second.status == 503
+        assert "retry-after: 5" in second.text.lower()
+        second.close()
+    finally:
+        first.close()
+        # the closed stream's slot comes back once the server notices the disconnect
+        wait_for(lambda: limit.active == 0, "the slot released")
+        limit.max_streams = original
+    third = _Tail(open_web.base, {"service": "web-cap"})
+    assert third.status == 200
+    third.close()
+    wait_for(lambda: limit.active == 0, "the slot released again")
+
+
+def _tail_endpoints(web: Any) -> list[Any]:
+    from telemetryflow.collector.web._tail import LogTail
+
+    found = []
+    for route in web.routes():
+        endpoint = getattr(route, "endpoint", None)
+        owner = getattr(getattr(endpoint, "__wrapped__", None), "__self__", None)
+        if isinstance(owner, LogTail):
+            found.append(owner)
+    return found
