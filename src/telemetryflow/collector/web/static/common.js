@@ -95,6 +95,7 @@ export function tidyForm(form) {
 
 export function formatDuration(ms) {
   if (ms === null || ms === undefined || !isFinite(ms)) return "";
+  if (ms === 0) return "0";
   if (ms < 1) return (ms * 1000).toFixed(ms < 0.01 ? 2 : 0) + " µs";
   if (ms < 1000) return (ms < 10 ? ms.toFixed(2) : ms.toFixed(1)) + " ms";
   if (ms < 60000) return (ms / 1000).toFixed(2) + " s";
@@ -114,7 +115,8 @@ export function formatTime(iso) {
 export function serviceColour(name) {
   let hash = 0;
   for (const ch of name || "") hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
-  return `hsl(${hash % 360}, 55%, 52%)`;
+  // hues from orange round to purple: red stays the colour of errors
+  return `hsl(${40 + (hash % 280)}, 55%, 50%)`;
 }
 
 export function valueText(value) {
