@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from web_helpers import sdk_client, wait_for
+from web_helpers import sdk_client, traces_of, wait_for
 
 from telemetryflow.collector.web import CSP
 from telemetryflow.collector.web._api import PAGE_SIZE
@@ -228,3 +228,18 @@ def _tail_endpoints(web: Any) -> list[Any]:
         if isinstance(owner, LogTail):
             found.append(owner)
     return found
+
+
+def test_a_trace_sends_each_resource_and_scope_once(open_web: Any, many: list[str]) -> None:
+    client = sdk_client(open_web.collector, "web-shared")
+    with client.span("parent"):
+        for index in range(20):
+            with client.span(f"child {index}"):
+                pass
+    client.shutdown(timeout=10)
+    (trace,) = wait_for(lambda: traces_of(open_web.base, "web-shared", key=None), "the trace")
+    body = httpx.get(f"{open_web.base}/ui/api/traces/{trace['trace_id']}").json()
+    assert len(body["spans"]) == 21
+    assert len(body["resources"]) == 1 and len(body["scopes"]) == 1
+    assert {s["resource"] for s in body["spans"]} == {0}
+    assert body["resources"][0]["service.name"] == "web-shared"

@@ -21,7 +21,7 @@ from telemetryflow.collector._params import iso
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector.web._security import error
 from telemetryflow.collector.web._session import SessionStore
-from telemetryflow.collector.web._shape import flat_spans, list_row, log_row
+from telemetryflow.collector.web._shape import flat_trace, list_row, log_row
 
 __all__ = ["PAGE_SIZE", "TRACE_LOG_LIMIT", "WebApi"]
 
@@ -133,7 +133,7 @@ class WebApi:
         shown = sorted(logs[:TRACE_LOG_LIMIT], key=lambda r: r["time_unix_nano"])
         return {
             **list_row(summary),
-            "spans": flat_spans(summary["spans"], start),
+            **flat_trace(summary["spans"], start),
             "logs": [log_row(r, start) for r in shown],
             "logs_truncated": len(logs) > TRACE_LOG_LIMIT,
             "project": principal.project,

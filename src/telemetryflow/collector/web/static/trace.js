@@ -151,12 +151,16 @@ function select(index) {
     section("Attributes", kvTable(span.attributes)),
     section("Events", eventsList(span.events)),
     section("Links", linksList(span.links)),
-    section("Resource", kvTable(span.resource)),
-    section("Scope", kvTable({ name: span.scope.name, version: span.scope.version, ...span.scope.attributes })),
+    section("Resource", kvTable(state.trace.resources[span.resource])),
+    section("Scope", scopeTable(state.trace.scopes[span.scope])),
   );
   const spanLogs = state.trace.logs.filter((log) => log.span_id === span.span_id);
   if (spanLogs.length) detail.append(section(`Logs (${spanLogs.length})`, logsTable(spanLogs, false)));
   render();
+}
+
+function scopeTable(scope) {
+  return kvTable({ name: scope.name, version: scope.version, ...scope.attributes }, false);
 }
 
 function logsTable(logs, withSpan) {
