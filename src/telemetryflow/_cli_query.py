@@ -92,14 +92,15 @@ def _call(args: argparse.Namespace, signal: str, ask: Callable[[Any], Any],
     from telemetryflow._errors import TelemetryFlowError
     from telemetryflow.query import QueryClient
 
-    endpoint = "the collector"
     try:
-        with QueryClient(args.endpoint) as client:
-            endpoint = client.settings.endpoint
-            answer = ask(client)
+        client = QueryClient(args.endpoint)
     except TelemetryFlowError as exc:
         print(f"telemetryflow {signal}: {exc}", file=sys.stderr)
         return 2
+    endpoint = client.settings.endpoint
+    try:
+        with client:
+            answer = ask(client)
     except httpx.HTTPStatusError as exc:
         message = _error_message(exc.response)
         print(f"telemetryflow {signal}: {exc.response.status_code} {message}", file=sys.stderr)
@@ -110,9 +111,9 @@ def _call(args: argparse.Namespace, signal: str, ask: Callable[[Any], Any],
               "--endpoint / TELEMETRYFLOW_QUERY_ENDPOINT at its HTTP port",
               file=sys.stderr)  # fmt: skip
         return 1
-    except ValueError:  # a 2xx answer that is not JSON: not a query API
+    except ValueError:  # a 2xx answer that is not the JSON we expect: not a query API
         print(f"telemetryflow {signal}: {endpoint} did not answer like a TelemetryFlow "
-              "collector (no JSON)", file=sys.stderr)  # fmt: skip
+              "collector's query API", file=sys.stderr)  # fmt: skip
         return 1
     if args.json:
         json.dump(answer, sys.stdout, indent=2)

@@ -327,3 +327,13 @@ def test_format_value_reads_like_a_person_would_write_it() -> None:
     assert format_value(3, "s", "count") == "3"
     assert format_value(1536, "By", "rate") == "1.5 KiB/s"
     assert format_value(None, "s") == "-"
+
+
+def test_a_malformed_endpoint_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["logs"], ["metrics", "x"], ["traces"], ["status"]):
+        code, out, err = run(capsys, *argv, "--endpoint", "http://user:pw@[bad")
+        assert code in (1, 2), argv
+        assert "must be an http(s) URL" in out + err, argv
+        assert "pw@" not in out + err  # the URL may hold user-info: never repeated

@@ -118,13 +118,22 @@ def resolve_settings(
     if credentials is None:
         credentials = _env_credentials(env)
     url = (endpoint or env.get(ENV_QUERY_ENDPOINT) or DEFAULT_QUERY_ENDPOINT).rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"query endpoint must be an http(s) URL, got {url!r}", field="endpoint")
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        valid = valid and (parts.port is None or parts.port > 0)  # .port checks the range
+    except ValueError:
+        valid = False
+    if not valid:
+        # The URL itself is not repeated: it may hold user-info.
+        raise ConfigError(
+            "query endpoint must be an http(s) URL such as http://127.0.0.1:4318",
+            field="endpoint",
+        )
     if (
         credentials is not None
         and parts.scheme == "http"
-        and not _is_loopback(parts.hostname)
+        and not _is_loopback(parts.hostname or "")
         and not allow_insecure
     ):
         raise ConfigError(
