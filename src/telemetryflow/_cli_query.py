@@ -101,6 +101,9 @@ def _call(args: argparse.Namespace, signal: str, ask: Callable[[Any], Any],
     try:
         with client:
             answer = ask(client)
+    except _CommandError as exc:
+        print(f"telemetryflow {signal}: {exc}", file=sys.stderr)
+        return 1
     except httpx.HTTPStatusError as exc:
         message = _error_message(exc.response)
         print(f"telemetryflow {signal}: {exc.response.status_code} {message}", file=sys.stderr)
@@ -182,7 +185,21 @@ def _run_metrics(args: argparse.Namespace) -> int:
 
 
 def _ask_names(client: Any) -> Any:
-    return {"metrics": client.list_metrics()}
+    import httpx
+
+    try:
+        return {"metrics": client.list_metrics()}
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code != 404:
+            raise
+        raise _CommandError(
+            "this collector cannot list metric names (an older version); "
+            "name the metric: telemetryflow metrics NAME"
+        ) from None
+
+
+class _CommandError(Exception):
+    """A failure whose message is the whole story (printed as is, exit status 1)."""
 
 
 def _render_names(answer: Any, out: TextIO) -> None:

@@ -168,6 +168,8 @@ def format_series(answer: Mapping[str, Any], unit: str | None) -> str:
     lines.append(format_table(headers, rows, whole=whole))
     shown = f" ({unit})" if unit and agg.lower() != "count" else ""
     lines.append(f"{len(series)} series of {answer.get('name')}{shown}")
+    if not series:  # most often a name that was never sent: say where the names are
+        lines.append("('telemetryflow metrics' lists the metric names that arrived)")
     return "\n".join(lines)
 
 
