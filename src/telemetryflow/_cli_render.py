@@ -166,7 +166,7 @@ def format_series(answer: Mapping[str, Any], unit: str | None) -> str:
     if not columns and not answer.get("step"):
         headers, rows = ["TAGS", *headers], [["(none)", *row] for row in rows]
     lines.append(format_table(headers, rows, whole=whole))
-    shown = f" ({unit})" if unit and agg.lower() != "count" else ""
+    shown = f" (unit: {unit})" if unit and agg.lower() != "count" else ""
     lines.append(f"{len(series)} series of {answer.get('name')}{shown}")
     if not series:  # most often a name that was never sent: say where the names are
         lines.append("('telemetryflow metrics' lists the metric names that arrived)")
