@@ -46,9 +46,15 @@ HAS_BUILTIN = "telemetry" in inspect.signature(FastAPI).parameters
 
 
 @contextmanager
-def _serve(receiver: OTLPReceiver, lifespan: str, pythonpath: str) -> Iterator[str]:
+def _serve(
+    receiver: OTLPReceiver,
+    lifespan: str,
+    pythonpath: str,
+    *extra: str,
+    stderr: list[str] | None = None,
+) -> Iterator[str]:
     proc = subprocess.Popen(
-        [sys.executable, str(APP), receiver.grpc_endpoint, lifespan],
+        [sys.executable, str(APP), receiver.grpc_endpoint, lifespan, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -69,6 +75,8 @@ def _serve(receiver: OTLPReceiver, lifespan: str, pythonpath: str) -> Iterator[s
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)
+            if stderr is not None and proc.stderr is not None:
+                stderr.append(proc.stderr.read())
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
@@ -145,6 +153,30 @@ def test_reference_example_on_the_oldest_fastapi_allowed(
     assert re.fullmatch(r"0\.100\.\d+ 0\.27\.\d+\n", probe.stdout), probe.stdout + probe.stderr
     path = os.pathsep.join((str(target), str(ROOT / "src"), str(ROOT / "tests")))
     _drive_and_check(receiver, "on", path)
+
+
+@pytest.mark.slow
+def test_an_app_not_found_while_built_is_switched_off_at_its_first_request(
+    receiver: OTLPReceiver,
+) -> None:
+    """The fallback: FastAPI's telemetry is switched off at the first request it
+    records (here the excluded ``/health`` that tells the app is up), with a warning."""
+    if not HAS_BUILTIN:
+        pytest.skip("the installed FastAPI has no built-in telemetry")
+    stderr: list[str] = []
+    path = str(ROOT / "src") + os.pathsep + str(ROOT / "tests")
+    requests = [new_traceparent() for _ in range(3)]
+    with _serve(receiver, "off", path, "unseen", stderr=stderr) as server:
+        for n, (header, _, _) in enumerate(requests):
+            assert httpx.get(f"{server}/items/{n}", headers={"traceparent": header}).is_success
+    per_trace = {trace_id: 0 for _, trace_id, _ in requests}
+    for span in receiver.spans():
+        if span.span.kind == SERVER and span.span.trace_id.hex() in per_trace:
+            per_trace[span.span.trace_id.hex()] += 1
+    assert list(per_trace.values()) == [1, 1, 1]
+    [text] = stderr
+    assert text.count("FastAPI's built-in telemetry was recording this app's requests") == 1
+    assert "it is now off for this app" in text
 
 
 @pytest.fixture

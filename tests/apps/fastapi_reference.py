@@ -1,8 +1,10 @@
 """The SDK reference's FastAPI example, as written, served by uvicorn on loopback.
 
-``python fastapi_reference.py OTLP_GRPC_ENDPOINT LIFESPAN`` prints ``port N`` once it
-serves, and on SIGTERM stops serving and shuts the client down (flushing).
+``python fastapi_reference.py OTLP_GRPC_ENDPOINT LIFESPAN [unseen]`` prints ``port N``
+before it serves, and on SIGTERM stops serving and shuts the client down (flushing).
 The client installs itself as the global OpenTelemetry provider, as it does by default.
+``unseen``: the middleware cannot find its FastAPI app while the app is being built,
+so only the per-request check is left to turn FastAPI's own telemetry off.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from fastapi import FastAPI
 
 from telemetryflow import TelemetryFlowBuilder
 from telemetryflow.middleware import FastAPITelemetryMiddleware
+
+if sys.argv[3:] == ["unseen"]:
+    import telemetryflow.middleware._asgi as asgi_middleware
+
+    asgi_middleware.owning_app = lambda middleware_class: None  # type: ignore[assignment]
 
 client = (
     TelemetryFlowBuilder()

@@ -20,7 +20,13 @@ from opentelemetry.propagators.textmap import Getter
 
 from telemetryflow._client import TelemetryFlowClient
 from telemetryflow._diagnostics import logger
-from telemetryflow.middleware._fastapi_builtin import native_request_span, owning_app, switch_off
+from telemetryflow.middleware._fastapi_builtin import (
+    has_settings,
+    native_request_span,
+    owning_app,
+    switch_off,
+    traces_requests,
+)
 from telemetryflow.middleware._http_common import (
     DURATION_METRIC,
     MiddlewareOptions,
@@ -153,13 +159,13 @@ class FastAPITelemetryMiddleware:
     def _start(self, scope: Scope) -> RequestRecord | None:
         telemetry = self._telemetry
         try:
+            if not self._native_reported and "fastapi.telemetry" in scope:
+                self._check_native_telemetry(scope)  # excluded paths included
             if telemetry.excluded(_app_path(scope)):
                 return None
             inst = telemetry.instruments()
             if inst is None:
                 return None
-            if not self._native_reported and "fastapi.telemetry" in scope:
-                self._check_native_telemetry(scope)
             headers = _headers(scope)
             return telemetry.start(
                 inst,
@@ -179,11 +185,21 @@ class FastAPITelemetryMiddleware:
         if native_request_span(scope) is None:
             return
         self._native_reported = True
-        if switch_off(scope.get("app")):
+        app = scope.get("app")
+        if not has_settings(app):  # FastAPI's telemetry is an outer app's (we are mounted)
             logger.warning(
-                "FastAPI's built-in telemetry recorded this request too (a second server "
-                "span and %s series); it is now off for this app, so later requests are "
-                "recorded once.",
+                "FastAPI's built-in telemetry of an app this one is mounted in records a "
+                "server span of its own, and FastAPITelemetryMiddleware's span nests under "
+                "it. Add the middleware to the outer app instead (or pass it "
+                "telemetry={'tracing': False}) to record each request once."
+            )
+            return
+        switch_off(app)
+        if not traces_requests(app):
+            logger.warning(
+                "FastAPI's built-in telemetry was recording this app's requests too (a "
+                "second server span and %s series each, excluded paths included); it is "
+                "now off for this app, so later requests are recorded once.",
                 DURATION_METRIC,
             )
         else:

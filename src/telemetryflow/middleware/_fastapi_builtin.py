@@ -25,7 +25,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-__all__ = ["native_request_span", "owning_app", "switch_off"]
+__all__ = ["has_settings", "native_request_span", "owning_app", "switch_off", "traces_requests"]
 
 _SETTINGS = ("tracing", "tracer_provider"), ("metrics", "meter_provider")
 _MAX_FRAMES = 6  # __init__ <- build_middleware_stack, with room for a subclass or two
@@ -55,6 +55,16 @@ def switch_off(app: object) -> bool:
                 settings[switch] = False
                 changed = True
     return changed
+
+
+def has_settings(app: object) -> bool:
+    """Whether ``app`` is a FastAPI app with built-in telemetry settings."""
+    return bool(_settings_of(app))
+
+
+def traces_requests(app: object) -> bool:
+    """Whether the app's own request tracing is (still) on."""
+    return any(bool(settings.get("tracing")) for settings in _settings_of(app))
 
 
 def owning_app(middleware_class: type) -> object | None:
