@@ -117,7 +117,7 @@ def test_status_reports_reachability_and_credentials(
     code, out, _ = run(capsys, "status")
     assert code == 1 and "REJECTED" in out
     code, out, _ = run(capsys, "status", "--endpoint", "http://127.0.0.1:9", "--timeout", "1")
-    assert code == 1 and "reachable    NO" in out
+    assert code == 1 and "reachable    NO" in out and "telemetryflow collector" in out
 
 
 def test_query_command_errors(
