@@ -64,7 +64,7 @@ def make_test_certificates(
         raise ImportError(_INSTALL_HINT, name=exc.name) from exc
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    return write_test_pki(out, hostname)
+    return TLSFiles(**write_test_pki(out, hostname))
 
 
 def server_ssl_context(tls: TLSFiles, require_client_cert: bool) -> ssl.SSLContext:

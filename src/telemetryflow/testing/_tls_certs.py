@@ -17,8 +17,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from telemetryflow.testing._tls import TLSFiles
-
 __all__ = ["write_test_pki"]
 
 _Key = ec.EllipticCurvePrivateKey
@@ -121,8 +119,9 @@ def _write_key(path: Path, key: _Key) -> Path:
     return path
 
 
-def write_test_pki(out: Path, hostname: str) -> TLSFiles:
-    """Write a fresh CA, server and client leaves and an unrelated CA into ``out``."""
+def write_test_pki(out: Path, hostname: str) -> dict[str, Path]:
+    """Write a fresh CA, server and client leaves and an unrelated CA into ``out``;
+    returns the paths by ``TLSFiles`` field name."""
     server_auth = ExtendedKeyUsageOID.SERVER_AUTH
     client_auth = ExtendedKeyUsageOID.CLIENT_AUTH
     ca_cert, ca_key = _make_ca("TelemetryFlow test CA")
@@ -133,13 +132,13 @@ def write_test_pki(out: Path, hostname: str) -> TLSFiles:
     other_cert, other_key = _make_leaf(
         "untrusted", hostname, other_ca_cert, other_ca_key, [server_auth, client_auth]
     )
-    return TLSFiles(
-        ca_cert=_write_cert(out / "ca.pem", ca_cert),
-        server_cert=_write_cert(out / "server.pem", server_cert),
-        server_key=_write_key(out / "server-key.pem", server_key),
-        client_cert=_write_cert(out / "client.pem", client_cert),
-        client_key=_write_key(out / "client-key.pem", client_key),
-        untrusted_ca_cert=_write_cert(out / "untrusted-ca.pem", other_ca_cert),
-        untrusted_cert=_write_cert(out / "untrusted.pem", other_cert),
-        untrusted_key=_write_key(out / "untrusted-key.pem", other_key),
-    )
+    return {
+        "ca_cert": _write_cert(out / "ca.pem", ca_cert),
+        "server_cert": _write_cert(out / "server.pem", server_cert),
+        "server_key": _write_key(out / "server-key.pem", server_key),
+        "client_cert": _write_cert(out / "client.pem", client_cert),
+        "client_key": _write_key(out / "client-key.pem", client_key),
+        "untrusted_ca_cert": _write_cert(out / "untrusted-ca.pem", other_ca_cert),
+        "untrusted_cert": _write_cert(out / "untrusted.pem", other_cert),
+        "untrusted_key": _write_key(out / "untrusted-key.pem", other_key),
+    }
