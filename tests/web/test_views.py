@@ -130,6 +130,21 @@ def test_collapsing_a_subtree_hides_its_spans(open_web: Any, page: Any, shop: An
     assert "db query" in page.locator("#rows .row .span-name").all_inner_texts()
 
 
+def test_keys_move_through_the_waterfall(open_web: Any, page: Any, shop: Any) -> None:
+    page.goto(f"{open_web.base}/ui/traces/{shop['checkout']}")
+    page.wait_for_selector("body[data-ready=true]")
+    page.locator('#rows .row:has(.span-name:text-is("load cart"))').click()
+    page.keyboard.press("ArrowDown")
+    assert page.locator("#detail h2").inner_text() == "reserve stock"
+    page.keyboard.press("ArrowLeft")  # collapse: its child disappears
+    assert "db query" not in page.locator("#rows .row .span-name").all_inner_texts()
+    page.keyboard.press("ArrowDown")
+    assert page.locator("#detail h2").inner_text().startswith("charge card")
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowRight")
+    assert "db query" in page.locator("#rows .row .span-name").all_inner_texts()
+
+
 def test_log_search_finds_a_record_and_links_its_trace(
     open_web: Any, page: Any, shop: Any, screenshots: Path
 ) -> None:

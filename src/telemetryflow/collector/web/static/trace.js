@@ -71,7 +71,10 @@ function spanRow(index, position) {
     role: "row", dataset: { index: String(index), spanId: span.span_id },
   }, label, track);
   row.style.top = position * ROW_HEIGHT + "px";
-  row.addEventListener("click", () => select(index));
+  row.addEventListener("click", () => {
+    document.getElementById("viewport").focus({ preventScroll: true });
+    select(index);
+  });
   return row;
 }
 
@@ -186,6 +189,25 @@ function logRow(log, withSpan) {
   );
 }
 
+// Arrow keys move the selection; left and right collapse and expand; Enter toggles.
+function onKey(event) {
+  if (!state.trace || !state.visible.length) return;
+  const position = Math.max(0, state.visible.indexOf(state.selected));
+  const span = state.trace.spans[state.selected];
+  let next = null;
+  if (event.key === "ArrowDown") next = Math.min(state.visible.length - 1, position + 1);
+  else if (event.key === "ArrowUp") next = Math.max(0, position - 1);
+  else if (span && span.descendants > 0 && ["ArrowLeft", "ArrowRight", "Enter"].includes(event.key)) {
+    const collapse = event.key === "ArrowLeft" || (event.key === "Enter" && !state.collapsed.has(state.selected));
+    if (collapse) state.collapsed.add(state.selected);
+    else state.collapsed.delete(state.selected);
+    computeVisible();
+    render();
+  } else return;
+  event.preventDefault();
+  if (next !== null) reveal(state.visible[next]);
+}
+
 // Expand the span's ancestors, scroll it into view and select it.
 function reveal(index) {
   const spans = state.trace.spans;
@@ -195,7 +217,10 @@ function reveal(index) {
   computeVisible();
   const position = state.visible.indexOf(index);
   const viewport = document.getElementById("viewport");
-  viewport.scrollTop = Math.max(0, position * ROW_HEIGHT - viewport.clientHeight / 2);
+  const top = position * ROW_HEIGHT;
+  if (top < viewport.scrollTop || top + ROW_HEIGHT > viewport.scrollTop + viewport.clientHeight) {
+    viewport.scrollTop = Math.max(0, top - viewport.clientHeight / 2);
+  }
   select(index);
 }
 
@@ -206,7 +231,8 @@ function summary(trace) {
       trace.error ? el("span", { className: "badge error", text: "error" }) : ""),
     el("p", { className: "muted" },
       `${formatTime(trace.start)} · ${formatDuration(trace.duration_ms)} · ${trace.span_count} spans · ` +
-      `services: ${trace.services.join(", ")} · trace ${trace.trace_id}`),
+      `services: ${trace.services.join(", ")} · trace ${trace.trace_id} · `,
+      el("a", { href: "/ui/logs?trace_id=" + encodeURIComponent(trace.trace_id) }, "search its logs")),
   );
   document.title = (trace.root_name || "Trace") + " · TelemetryFlow";
 }
@@ -223,7 +249,9 @@ async function main() {
     ticks();
     computeVisible();
     render();
-    document.getElementById("viewport").addEventListener("scroll", scheduleRender, { passive: true });
+    const viewport = document.getElementById("viewport");
+    viewport.addEventListener("scroll", scheduleRender, { passive: true });
+    viewport.addEventListener("keydown", onKey);
     window.addEventListener("resize", scheduleRender);
     const logsBody = document.querySelector("#trace-logs tbody");
     for (const log of trace.logs) logsBody.append(logRow(log, true));
