@@ -6,12 +6,13 @@ import itertools
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from web_helpers import sdk_client, traces_of, wait_for
+from web_helpers import WebServer, sdk_client, start_web_collector, traces_of, wait_for
 
 from telemetryflow.collector.web import CSP
 from telemetryflow.collector.web._api import PAGE_SIZE
@@ -243,3 +244,16 @@ def test_a_trace_sends_each_resource_and_scope_once(open_web: Any, many: list[st
     assert len(body["resources"]) == 1 and len(body["scopes"]) == 1
     assert {s["resource"] for s in body["spans"]} == {0}
     assert body["resources"][0]["service.name"] == "web-shared"
+
+
+def test_the_query_rate_limit_covers_the_view(tmp_path: Path) -> None:
+    # one request a second, bursts of two
+    server = WebServer(start_web_collector(tmp_path, auth=False, keys=(), rate_limit=1.0))
+    try:
+        codes = [httpx.get(server.base + "/ui/api/logs").status_code for _ in range(4)]
+        assert codes[:2] == [200, 200] and 429 in codes[2:]
+        refused = httpx.get(server.base + "/ui/api/traces")
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert httpx.get(server.base + "/ui/traces").status_code == 200  # pages are files
+    finally:
+        server.stop()

@@ -7,6 +7,7 @@ refused with a 400 naming them, like the query API does.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any
@@ -19,11 +20,11 @@ from telemetryflow.collector._auth import Principal
 from telemetryflow.collector._decode import BadRequestError
 from telemetryflow.collector._params import iso
 from telemetryflow.collector._pipeline import Pipeline
-from telemetryflow.collector.web._security import error
+from telemetryflow.collector.web._security import RefusedError, error
 from telemetryflow.collector.web._session import SessionStore
 from telemetryflow.collector.web._shape import flat_trace, list_row, log_row
 
-__all__ = ["PAGE_SIZE", "TRACE_LOG_LIMIT", "WebApi"]
+__all__ = ["PAGE_SIZE", "TRACE_LOG_LIMIT", "WebApi", "admit"]
 
 PAGE_SIZE = 50
 """Traces per page of the trace list."""
@@ -65,6 +66,22 @@ def _page(raw: dict[str, str]) -> int:
     return page
 
 
+def admit(pipeline: Pipeline, sessions: SessionStore, request: Request) -> Principal:
+    """The caller's principal, within the same rate limit as the query API.
+
+    Raises:
+        RefusedError: no valid session or key (401), or over the rate limit (429).
+    """
+    principal = sessions.principal(request)
+    if principal is None:
+        raise RefusedError(401, "sign in with an API key")
+    wait = pipeline.limiter.acquire(principal.key_id)
+    if wait > 0:
+        retry = {"Retry-After": str(max(1, math.ceil(wait)))}
+        raise RefusedError(429, "rate limit exceeded; retry later", retry)
+    return principal
+
+
 class WebApi:
     """Endpoints bound to one pipeline and one session store."""
 
@@ -76,16 +93,12 @@ class WebApi:
         return self.pipeline.query(signal, principal, params)
 
     async def session(self, request: Request) -> Response:
-        principal = self.sessions.principal(request)
-        if principal is None:
-            return error(401, "sign in with an API key")
+        principal = admit(self.pipeline, self.sessions, request)
         return JSONResponse({"project": principal.project, "auth": self.sessions.required})
 
     async def traces(self, request: Request) -> Response:
         """The trace list, newest first; pages share one pinned ``until``."""
-        principal = self.sessions.principal(request)
-        if principal is None:
-            return error(401, "sign in with an API key")
+        principal = admit(self.pipeline, self.sessions, request)
         raw = _params(request, _TRACE_PARAMS)
         page = _page(raw)
         # pinned to a microsecond so that the next page's offsets line up exactly
@@ -108,9 +121,7 @@ class WebApi:
 
     async def trace(self, request: Request) -> Response:
         """One trace as display rows, with its logs in time order."""
-        principal = self.sessions.principal(request)
-        if principal is None:
-            return error(401, "sign in with an API key")
+        principal = admit(self.pipeline, self.sessions, request)
         trace_id = request.path_params["trace_id"]
         if not _TRACE_ID.match(trace_id):
             return error(400, "trace_id must be 32 hexadecimal characters")
@@ -140,9 +151,7 @@ class WebApi:
         }
 
     async def logs(self, request: Request) -> Response:
-        principal = self.sessions.principal(request)
-        if principal is None:
-            return error(401, "sign in with an API key")
+        principal = admit(self.pipeline, self.sessions, request)
         params = log_params(_params(request, _LOG_PARAMS))
         answer = await run_in_threadpool(self._query, "logs", principal, params)
         return JSONResponse({

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from telemetryflow.collector._decode import BadRequestError
 from telemetryflow.collector._store import OverloadedError, StoreClosedError
 
-__all__ = ["CSP", "Endpoint", "error", "same_origin", "secured"]
+__all__ = ["CSP", "Endpoint", "RefusedError", "error", "same_origin", "secured"]
 
 
 CSP = (
@@ -37,6 +37,16 @@ _HEADERS = {
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+class RefusedError(Exception):
+    """A request the view turns down before doing any work (401, 429)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The query API's error shape, so scripts read both the same way."""
     return JSONResponse({"error": {"code": status, "message": message}}, status, headers)
@@ -49,6 +59,8 @@ def secured(endpoint: Endpoint) -> Endpoint:
     async def wrapper(request: Request) -> Response:
         try:
             response = await endpoint(request)
+        except RefusedError as exc:
+            response = error(exc.status, exc.message, exc.headers)
         except BadRequestError as exc:
             response = error(exc.status, exc.message)
         except OverloadedError as exc:

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from telemetryflow.collector._auth import Principal
 from telemetryflow.collector._params import iso
 from telemetryflow.collector._pipeline import Pipeline
-from telemetryflow.collector.web._api import _LOG_PARAMS, _params, log_params
+from telemetryflow.collector.web._api import _LOG_PARAMS, _params, admit, log_params
 from telemetryflow.collector.web._security import error
 from telemetryflow.collector.web._session import SessionStore
 from telemetryflow.collector.web._shape import log_row
@@ -77,9 +77,7 @@ class LogTail:
             self.active -= 1
 
     async def endpoint(self, request: Request) -> Response:
-        principal = self.sessions.principal(request)
-        if principal is None:
-            return error(401, "sign in with an API key")
+        principal = admit(self.pipeline, self.sessions, request)
         raw = _params(request, _LOG_PARAMS)
         raw.pop("since", None)
         raw.pop("until", None)
