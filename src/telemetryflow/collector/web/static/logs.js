@@ -1,7 +1,7 @@
 // Log search (filters in the URL, newest first) and a live tail over Server-Sent Events.
 import {
-  api, clear, el, fillForm, formatTime, header, severityClass, showError, tidyForm, traceLink,
-  urlParams, valueText,
+  api, clear, el, fillForm, formatTime, header, kvTable, severityClass, showError, tidyForm,
+  traceLink, urlParams, valueText,
 } from "./common.js";
 
 const FILTERS = ["q", "severity", "service", "trace_id", "since"];
@@ -9,13 +9,35 @@ const MAX_ROWS = 1000;
 let source = null;
 
 function row(log, fresh) {
-  return el("tr", { className: severityClass(log.severity_number) + (fresh ? " fresh" : "") },
+  const tr = el("tr", { className: "log " + severityClass(log.severity_number) + (fresh ? " fresh" : "") },
     el("td", { className: "time", text: formatTime(log.time) }),
     el("td", { className: "sev", text: log.severity }),
     el("td", { text: log.service }),
     el("td", { className: "body", text: valueText(log.body) }),
     el("td", {}, traceLink(log.trace_id)),
   );
+  tr.addEventListener("click", (event) => {
+    if (event.target.closest("a")) return;
+    toggleDetail(tr, log);
+  });
+  return tr;
+}
+
+// A row under the record with its attributes, span, resource and scope.
+function toggleDetail(tr, log) {
+  const next = tr.nextElementSibling;
+  if (next && next.classList.contains("log-detail")) {
+    next.remove();
+    return;
+  }
+  const scope = log.scope || {};
+  const cell = el("td", { colspan: 5 },
+    el("h3", { text: "Attributes" }), kvTable(log.attributes),
+    el("h3", { text: "Trace and span" }),
+    kvTable({ "trace id": log.trace_id || "", "span id": log.span_id || "" }, false),
+    el("h3", { text: "Resource" }), kvTable(log.resource),
+    el("h3", { text: "Scope" }), kvTable({ name: scope.name, version: scope.version, ...scope.attributes }, false));
+  tr.after(el("tr", { className: "log-detail" }, cell));
 }
 
 function setLive(on, params) {
@@ -49,7 +71,7 @@ function setLive(on, params) {
   source.addEventListener("log", (event) => {
     const body = document.querySelector("#logs tbody");
     body.prepend(row(JSON.parse(event.data), true));
-    while (body.childElementCount > MAX_ROWS) body.lastElementChild.remove();
+    while (body.querySelectorAll("tr.log").length > MAX_ROWS) body.lastElementChild.remove();
   });
   source.addEventListener("error", () => {
     document.body.dataset.live = "reconnecting";
