@@ -154,12 +154,12 @@ def test_log_search_finds_a_record_and_links_its_trace(
     assert rows.count() == 1
     assert rows.locator("td.body").inner_text() == "card declined by issuer"
     assert rows.locator("td.sev").inner_text() == "ERROR"
+    page.screenshot(path=str(screenshots / "logs.png"))
     rows.locator("td.body").click()  # opens the record's details
     detail = page.locator("#logs tr.log-detail")
     assert "o-42" in detail.locator("table.kv").first.inner_text()
     assert "web-shop" in detail.inner_text()
     rows = page.locator("#logs tbody tr.log")
-    page.screenshot(path=str(screenshots / "logs.png"))
     rows.locator("a").click()
     page.wait_for_url(f"**/ui/traces/{shop['checkout']}")
     page.wait_for_selector("body[data-ready=true]")
