@@ -40,13 +40,20 @@ def keyed_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium per test module."""
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        if os.environ.get("CI") == "true":
+    in_ci = os.environ.get("CI") == "true"
+    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    if executable is None:
+        if in_ci:
             pytest.fail(f"CI must run the browser tests, but {CHROMIUM} is missing")
         pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        if in_ci:
+            pytest.fail("CI must run the browser tests, but playwright is not installed")
+        pytest.skip("playwright is not installed: pip install 'telemetryflow[web-tests]'")
     with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        instance = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield instance
         instance.close()
 
