@@ -1,63 +1,111 @@
-"""Metric queries: filter, turn cumulative points into deltas, bucket by step, aggregate.
+"""Metric queries: parse, check the size, aggregate in SQLite, add up histograms, render.
 
-A series is one metric name for one tag set (``service.name`` included). Cumulative
-monotonic sums and cumulative histograms are turned into per-interval increases
-against the previous point of the same stream (same tags and start time), looking
-back before the window for the first one, so sums and percentiles over a window
-describe what happened in that window.
+A series is one metric name for one tag set (``service.name`` included), or for the
+``group_by`` tags. Cumulative monotonic sums and cumulative histograms are turned into
+per-interval increases against the previous point of the same stream (same service,
+resource, tags and start time), looking back before the window for the first one, so
+sums and percentiles over a window describe what happened in that window. An
+exponential histogram whose scale changed between two points of a stream is compared
+at the lower scale (:mod:`~telemetryflow.collector._exponential`).
+
+Before any aggregation, one pass counts the points the query covers (stopping past
+the limit) and its series: past :attr:`QueryLimits.max_points` or
+:attr:`QueryLimits.max_series` the answer is a 422 saying which parameters narrow it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from telemetryflow.collector._aggregate import Accumulator, Aggregation, parse_agg
 from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._params import Params, iso
+from telemetryflow.collector._exponential import ExpBuckets
+from telemetryflow.collector._metrics_sql import CUMSUM, HIST, MetricFilter, SqlParts, rows
+from telemetryflow.collector._params import (
+    MAX_FILTERS,
+    Params,
+    check_tag_key,
+    check_text,
+    iso,
+)
 
-__all__ = ["TAG_PARAMS", "query_metrics"]
+__all__ = ["ENV_MAX_POINTS", "ENV_MAX_SERIES", "TAG_PARAMS", "QueryLimits", "query_metrics"]
 
 TAG_PARAMS = ("agent_name", "agent_class", "model_key", "session_id", "status", "category")
 """Filters named by the 002 document; each filters on the tag of the same name."""
+ENV_MAX_POINTS = "TELEMETRYFLOW_COLLECTOR_MAX_QUERY_POINTS"
+ENV_MAX_SERIES = "TELEMETRYFLOW_COLLECTOR_MAX_QUERY_SERIES"
 _KNOWN = (
     "name", "metric", "agg", "percentile", "tags", "window", "time_window", "since",
     "until", "step", "service", "project_name", "group_by", *TAG_PARAMS,
 )  # fmt: skip
-_MAX_BUCKETS = 10_000
-_CUMULATIVE = 2
-_COLUMNS = (
-    "service, kind, monotonic, temporality, tags, time_ns, start_ns, value, count, sum, "
-    "min, max, bounds, counts"
-)
+_MAX_STEPS = 10_000
+_MAX_BUCKETS = 200_000
+"""Most (series, step) buckets one answer may hold."""
+_NARROW = "narrow since/until (or window), or filter with service or tags"
 
 
+@dataclass(frozen=True)
+class QueryLimits:
+    """How much one metric query may read and return."""
+
+    max_points: int = 5_000_000
+    """Points one query may cover (after its filters, inside its window)."""
+    max_series: int = 2_000
+    """Series one answer may hold."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> QueryLimits:
+        """Limits from the environment, invalid values falling back to the defaults."""
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(
+            _positive(env.get(ENV_MAX_POINTS), default.max_points),
+            _positive(env.get(ENV_MAX_SERIES), default.max_series),
+        )
+
+
+def _positive(text: str | None, default: int) -> int:
+    try:
+        value = int(text or "")
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+# -- parameters ------------------------------------------------------------------------
 def _parse_tags(value: Any) -> dict[str, str]:
     if value in (None, ""):
         return {}
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("{"):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise BadRequestError(400, "tags must be a JSON object or k:v,k2:v2") from None
-        else:
-            pairs = [p for p in text.split(",") if p.strip()]
+        if not text.startswith("{"):
             out: dict[str, str] = {}
-            for pair in pairs:
+            for pair in (p for p in text.split(",") if p.strip()):
                 key, sep, val = pair.replace("=", ":", 1).partition(":")
                 if not sep:
                     raise BadRequestError(400, "tags must be a JSON object or k:v,k2:v2")
                 out[key.strip()] = val.strip()
             return out
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise BadRequestError(400, "tags must be a JSON object or k:v,k2:v2") from None
     if not isinstance(value, dict):
         raise BadRequestError(400, "tags must be an object of strings")
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+
+
+def _check_tags(param: str, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        check_tag_key(param, key)
+        check_text(f"tag.{key}" if param == "tag.KEY" else f"{param} ({key})", value)
 
 
 def _split_raw(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -66,6 +114,9 @@ def _split_raw(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     tags: dict[str, str] = {}
     for key, value in raw.items():
         if key.startswith("tag."):
+            if isinstance(value, (dict, list)):
+                raise BadRequestError(400, f"{key[:64]} must be a string")
+            _check_tags("tag.KEY", {key[4:]: str(value)})
             tags[key[4:]] = str(value)
         else:
             named[key] = value
@@ -78,173 +129,302 @@ def _group_by(value: Any) -> tuple[str, ...] | None:
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise BadRequestError(400, "group_by must be tag names separated by commas")
-    return tuple(n.strip() for n in names if n.strip())
+    keys = tuple(n.strip() for n in names if n.strip())
+    if len(keys) > MAX_FILTERS:
+        raise BadRequestError(400, f"group_by names at most {MAX_FILTERS} tags")
+    for key in keys:
+        check_tag_key("group_by", key)
+    return keys
 
 
-class _SeriesKeys:
-    """Which series a point belongs to: its whole tag set, or the ``group_by`` tags."""
-
-    def __init__(self, group_by: tuple[str, ...] | None) -> None:
-        self._group_by = group_by
-        self._cache: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
-
-    def __call__(self, service: str, tags_json: str) -> tuple[str, dict[str, str]]:
-        found = self._cache.get((service, tags_json))
-        if found is None:
-            tags = json.loads(tags_json)
-            if service:
-                tags["service.name"] = service
-            if self._group_by is not None:
-                tags = {k: tags[k] for k in self._group_by if k in tags}
-            found = self._cache[(service, tags_json)] = (json.dumps(tags, sort_keys=True), tags)
-        return found
-
-
-@dataclass
-class _Series:
-    tags: dict[str, str]
-    buckets: dict[int, Accumulator] = field(default_factory=dict)
-    total: Accumulator = field(default_factory=Accumulator)
-
-
-def query_metrics(conn: sqlite3.Connection, project: str, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Answer ``GET/POST /v1/metrics/query`` for ``project``."""
-    named, extra_tags = _split_raw(raw)
-    params = Params(named, _KNOWN)
+def _filter(project: str, params: Params, extra_tags: dict[str, str]) -> MetricFilter:
     name = params.text("name", "metric")
     if not name:
         raise BadRequestError(400, "name (or metric) is required")
-    agg = parse_agg(params.text("agg"), params.text("percentile"))
     since, until = params.time_range(("window", "time_window"), "1h")
     step = params.duration_ns("step")
-    if step is not None and (step <= 0 or (until - since) / step > _MAX_BUCKETS):
-        raise BadRequestError(400, f"step must be positive and give at most {_MAX_BUCKETS} buckets")
-    tags = {**_parse_tags(params.raw("tags")), **extra_tags}
+    if step is not None and (step <= 0 or (until - since) / step > _MAX_STEPS):
+        raise BadRequestError(400, f"step must be positive and give at most {_MAX_STEPS} buckets")
+    tags = _parse_tags(params.raw("tags"))
+    _check_tags("tags", tags)
+    tags.update(extra_tags)
     for tag in TAG_PARAMS:
         value = params.text(tag)
         if value is not None:
             tags[tag] = value
+    if len(tags) > MAX_FILTERS:
+        raise BadRequestError(400, f"tags: at most {MAX_FILTERS} tag filters per query")
     service = params.text("service") or tags.pop("service.name", None)
-    project_name = params.text("project_name")
-    rows = _fetch(conn, project, name, since, until, service, tags) if project_name in (
-        None, project) else []  # fmt: skip
-    baselines = _Baselines(conn, project, name, since)
-    keys = _SeriesKeys(_group_by(params.raw("group_by")))
-    series: dict[str, _Series] = {}
-    for row in rows:
-        _accumulate(series, keys, row, baselines, since, step)
-    return {
-        "name": name,
-        "agg": agg.label,
-        "since": iso(since),
-        "until": iso(until),
-        "step": params.text("step"),
-        "series": [_render(s, agg, since, step) for _, s in sorted(series.items())],
-    }
+    group_by = _group_by(params.raw("group_by"))
+    return MetricFilter(project, name, since, until, step, service, tags, group_by)
 
 
-def _fetch(
+# -- the query -------------------------------------------------------------------------
+Key = tuple[Any, ...]
+Buckets = dict[int, Accumulator]
+
+
+def query_metrics(
     conn: sqlite3.Connection,
     project: str,
-    name: str,
-    since: int,
-    until: int,
-    service: str | None,
-    tags: dict[str, str],
-) -> list[sqlite3.Row]:
-    sql = [f"SELECT {_COLUMNS} FROM metric_points WHERE name = ? AND time_ns >= ? "  # noqa: S608
-           "AND time_ns <= ? AND project = ?"]  # fmt: skip
-    args: list[Any] = [name, since, until, project]
-    if service is not None:
-        sql.append("AND service = ?")
-        args.append(service)
-    for key, value in tags.items():
-        if '"' in key or "\\" in key or not key:
-            raise BadRequestError(400, "tag names must not contain quotes or backslashes")
-        sql.append("AND json_extract(tags, ?) = ?")
-        args.extend((f'$."{key}"', value))
-    sql.append("ORDER BY time_ns, id")
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(" ".join(sql), args).fetchall()
-    finally:
-        conn.row_factory = None
+    raw: Mapping[str, Any],
+    limits: QueryLimits | None = None,
+) -> dict[str, Any]:
+    """Answer ``GET/POST /v1/metrics/query`` for ``project``."""
+    named, extra_tags = _split_raw(raw)
+    params = Params(named, _KNOWN)
+    agg = parse_agg(params.text("agg"), params.text("percentile"))
+    flt = _filter(project, params, extra_tags)
+    answer: dict[str, Any] = {
+        "name": flt.name,
+        "agg": agg.label,
+        "since": iso(flt.since),
+        "until": iso(flt.until),
+        "step": params.text("step"),
+        "series": [],
+    }
+    if params.text("project_name") not in (None, project):
+        return answer
+    parts = SqlParts(flt)
+    resources, kinds = _inventory(conn, parts, limits or QueryLimits())
+    series: dict[Key, Buckets] = {key: {} for key in resources}
+    baselines = _baseline_ids(conn, parts, kinds)
+    if kinds & {"raw", "cumsum"}:
+        _raw_values(conn, parts, agg, series, baselines, "cumsum" in kinds)
+    if "hist" in kinds:
+        _histograms(conn, parts, series, baselines)
+    rendered = [
+        _render(flt, agg, key, buckets, resources.get(key, [])) for key, buckets in series.items()
+    ]
+    answer["series"] = [s for _, s in sorted(rendered, key=lambda item: item[0]) if s["points"]]
+    return answer
 
 
-class _Baselines:
-    """The last point of a cumulative stream before the window, looked up once each."""
+def _inventory(
+    conn: sqlite3.Connection, parts: SqlParts, limits: QueryLimits
+) -> tuple[dict[Key, list[str]], set[str]]:
+    """The series, their resources and the kinds of point present; refuses oversize queries."""
+    resources: dict[Key, list[str]] = {}
+    kinds: set[str] = set()
+    covered = 0
+    sql, args = parts.inventory(limits.max_points)
+    for row in rows(conn, sql, args):
+        key = tuple(row[: parts.width])
+        resource, kind, monotonic, temporality, count = row[parts.width :]
+        covered += count
+        resources.setdefault(key, []).append(resource)
+        if kind in ("histogram", "summary"):
+            kinds.add("hist")
+        elif kind == "sum" and monotonic and temporality == 2:
+            kinds.add("cumsum")
+        else:
+            kinds.add("raw")
+    if covered > limits.max_points:
+        raise BadRequestError(
+            422,
+            f"the query covers more than {limits.max_points} points (the collector's "
+            f"limit, {ENV_MAX_POINTS}); {_NARROW}",
+        )
+    flt = parts.flt
+    steps = 1 if flt.step is None else (flt.until - flt.since) // flt.step + 1
+    if len(resources) > limits.max_series or len(resources) * steps > _MAX_BUCKETS:
+        raise BadRequestError(
+            422,
+            f"the query has {len(resources)} series over {steps} step(s), more than "
+            f"{limits.max_series} series or {_MAX_BUCKETS} buckets; add tags, service or "
+            "group_by, or use a larger step",
+        )
+    return resources, kinds
 
-    def __init__(self, conn: sqlite3.Connection, project: str, name: str, since: int) -> None:
-        self._conn, self._project, self._name, self._since = conn, project, name, since
-        self.last: dict[tuple[str, str, int], sqlite3.Row | None] = {}
 
-    def previous(self, row: sqlite3.Row) -> sqlite3.Row | None:
-        key = (row["service"], row["tags"], row["start_ns"])
-        if key not in self.last:
-            self._conn.row_factory = sqlite3.Row
-            try:
-                self.last[key] = self._conn.execute(
-                    f"SELECT {_COLUMNS} FROM metric_points WHERE name = ? AND time_ns < ? "  # noqa: S608
-                    "AND project = ? AND service = ? AND tags = ? AND start_ns = ? "
-                    "ORDER BY time_ns DESC LIMIT 1",
-                    (self._name, self._since, self._project, *key),
-                ).fetchone()
-            finally:
-                self._conn.row_factory = None
-        previous = self.last[key]
-        self.last[key] = row
-        return previous
+def _baseline_ids(conn: sqlite3.Connection, parts: SqlParts, kinds: set[str]) -> str:
+    """Ids (a JSON array) of each cumulative stream's last point before the window."""
+    wanted = [k for k, name in ((CUMSUM, "cumsum"), (HIST, "hist")) if name in kinds]
+    if not wanted:
+        return "[]"
+    flt = parts.flt
+    ids: list[int] = []
+    sql, args = parts.streams("(" + " OR ".join(wanted) + ")")
+    for stream in list(rows(conn, sql, args)):
+        found = conn.execute(
+            parts.baseline(), (flt.name, flt.project, flt.since, *stream)
+        ).fetchone()
+        if found is not None:
+            ids.append(int(found[0]))
+    return json.dumps(ids)
 
 
-def _accumulate(
-    series: dict[str, _Series],
-    keys: _SeriesKeys,
-    row: sqlite3.Row,
-    baselines: _Baselines,
-    since: int,
-    step: int | None,
+def _bucket(series: dict[Key, Buckets], key: Key, step: int) -> Accumulator:
+    buckets = series.setdefault(key, {})
+    found = buckets.get(step)
+    if found is None:
+        found = buckets[step] = Accumulator()
+    return found
+
+
+def _raw_values(
+    conn: sqlite3.Connection,
+    parts: SqlParts,
+    agg: Aggregation,
+    series: dict[Key, Buckets],
+    baselines: str,
+    cumulative: bool,
 ) -> None:
-    key, tags = keys(row["service"], row["tags"])
-    current = series.get(key)
-    if current is None:
-        current = series[key] = _Series(dict(tags))
-    index = 0 if step is None else (row["time_ns"] - since) // step
-    bucket = current.buckets.setdefault(index, Accumulator())
-    cumulative = row["temporality"] == _CUMULATIVE
-    if row["kind"] in ("gauge", "sum"):
-        value = float(row["value"])
-        if cumulative and row["monotonic"]:
-            prev = baselines.previous(row)
-            if prev is not None and prev["value"] <= value:
-                value -= float(prev["value"])
-        bucket.add_value(value)
-        current.total.add_value(value)
-        return
-    bounds = json.loads(row["bounds"]) if row["bounds"] else []
-    counts = json.loads(row["counts"]) if row["counts"] else [row["count"] or 0]
-    total, summed = float(row["count"] or 0), row["sum"]
-    if cumulative:
-        prev = baselines.previous(row)
-        if prev is not None and prev["bounds"] == row["bounds"] and prev["count"] <= total:
-            old = json.loads(prev["counts"]) if prev["counts"] else [prev["count"] or 0]
-            if all(a >= b for a, b in zip(counts, old, strict=True)):
-                counts = [a - b for a, b in zip(counts, old, strict=True)]
-                total -= prev["count"] or 0
-                summed = None if summed is None else summed - (prev["sum"] or 0.0)
-    for acc in (bucket, current.total):
-        acc.add_histogram(bounds, counts, total, summed, row["min"], row["max"])
+    cte, args = parts.values(baselines, cumulative)
+    width = parts.width
+    if agg.name == "quantile":
+        _quantiles(conn, parts.quantile(cte, agg.q, True), args, agg.q, width, series)
+        if parts.flt.step is not None:  # the whole-window value: one more partitioning
+            sql = parts.quantile(cte, agg.q, False)
+            _quantiles(conn, sql, args, agg.q, width, series, whole=True)
+    elif agg.name == "last":
+        for row in rows(conn, parts.last(cte, _MAX_BUCKETS), args):
+            _bucket(series, tuple(row[:width]), row[width]).add_last(row[width + 1], row[width + 2])
+    else:
+        for row in rows(conn, parts.stats(cte, _MAX_BUCKETS), args):
+            count, total, low, high = row[width + 1 :]
+            _bucket(series, tuple(row[:width]), row[width]).add_stats(count, total, low, high)
 
 
-def _render(series: _Series, agg: Aggregation, since: int, step: int | None) -> dict[str, Any]:
+def _quantiles(
+    conn: sqlite3.Connection,
+    sql: str,
+    args: list[Any],
+    q: float,
+    width: int,
+    series: dict[Key, Buckets],
+    whole: bool = False,
+) -> None:
+    """Interpolate between the two ranks SQLite returns per partition, as exact_quantile.
+
+    ``whole``: the partitions are whole series, kept in the bucket numbered ``-1``.
+    """
+    found: dict[tuple[Key, int], dict[int, float]] = {}
+    sizes: dict[tuple[Key, int], int] = {}
+    for row in rows(conn, sql, args):
+        key, step = tuple(row[:width]), -1 if whole else row[width]
+        rank, n, value = row[width + 1 :]
+        found.setdefault((key, step), {})[rank] = value
+        sizes[(key, step)] = n
+    for (key, step), ranks in found.items():
+        rank = q * (sizes[(key, step)] - 1)
+        low = math.floor(rank)
+        weight = rank - low
+        high_value = ranks.get(low + 1, ranks[low])
+        value = ranks[low] * (1 - weight) + high_value * weight if weight else ranks[low]
+        _bucket(series, key, step).quantile = value
+
+
+@dataclass(frozen=True)
+class _HistPoint:
+    count: int
+    summed: float | None
+    low: float | None
+    high: float | None
+    bounds: list[float] | None
+    counts: list[int]
+    exp: ExpBuckets | None
+
+
+def _hist_point(row: tuple[Any, ...]) -> _HistPoint:
+    count, summed, low, high, bounds, counts, scale, zero, offset = row
+    count = int(count or 0)
+    if scale is not None:
+        exp = ExpBuckets(int(scale), int(zero or 0), int(offset or 0), tuple(json.loads(counts)))
+        return _HistPoint(count, summed, low, high, None, [], exp)
+    if bounds is None:  # a summary: count and sum only
+        return _HistPoint(count, summed, low, high, [], [count], None)
+    return _HistPoint(count, summed, low, high, json.loads(bounds), json.loads(counts), None)
+
+
+def _increase(point: _HistPoint, prev: _HistPoint | None) -> _HistPoint:
+    """What a cumulative point added since the previous one; all of it after a reset."""
+    if prev is None or point.count < prev.count:
+        return point
+    if point.exp is not None and prev.exp is not None:
+        exp = point.exp.minus(prev.exp)
+        if exp is None:
+            return point
+        counts: list[int] = []
+    elif point.exp is None and prev.exp is None and point.bounds == prev.bounds:
+        counts = [a - b for a, b in zip(point.counts, prev.counts, strict=True)]
+        if any(c < 0 for c in counts):
+            return point
+        exp = None
+    else:  # another layout: nothing to compare with
+        return point
+    summed = None if point.summed is None else point.summed - (prev.summed or 0.0)
+    return replace(point, count=point.count - prev.count, summed=summed, counts=counts, exp=exp)
+
+
+def _histograms(
+    conn: sqlite3.Connection, parts: SqlParts, series: dict[Key, Buckets], baselines: str
+) -> None:
+    """Stream histogram points oldest first, keeping one previous point per stream."""
+    width = parts.width
+    previous: dict[tuple[Any, ...], _HistPoint] = {}
+    sql, args = parts.histograms(baselines)
+    for row in rows(conn, sql, args):
+        key, step, inside = tuple(row[:width]), row[width], row[width + 1]
+        stream, temporality = row[width + 2 : width + 6], row[width + 6]
+        point = _hist_point(row[width + 7 :])
+        if temporality == 2:
+            point, previous[stream] = _increase(point, previous.get(stream)), point
+        if not inside:
+            continue
+        acc = _bucket(series, key, step)
+        if point.exp is not None:
+            acc.add_exponential(point.exp, point.count, point.summed, point.low, point.high)
+        else:
+            acc.add_histogram(
+                point.bounds or [], point.counts, point.count, point.summed, point.low, point.high
+            )
+
+
+# -- the answer ------------------------------------------------------------------------
+def _tags(flt: MetricFilter, key: Key) -> dict[str, str]:
+    if flt.group_by is None:
+        service, tags_json = key
+        tags: dict[str, str] = json.loads(tags_json)
+        if service:
+            tags["service.name"] = service
+        return tags
+    values = key[: len(flt.group_by)]  # group_by=[] has one NULL key
+    return {name: str(value) for name, value in zip(flt.group_by, values, strict=True)
+            if value is not None}  # fmt: skip
+
+
+def _common(resources: Iterable[str]) -> dict[str, str]:
+    """The resource attributes every point of a series shares."""
+    common: dict[str, str] | None = None
+    for text in set(resources):
+        attrs: dict[str, str] = json.loads(text)
+        common = attrs if common is None else {
+            k: v for k, v in common.items() if attrs.get(k) == v
+        }  # fmt: skip
+    return common or {}
+
+
+def _render(
+    flt: MetricFilter, agg: Aggregation, key: Key, buckets: Buckets, resources: list[str]
+) -> tuple[str, dict[str, Any]]:
+    tags = _tags(flt, key)
+    whole = Accumulator()
     points = []
-    for index in sorted(series.buckets):
-        start = since + index * step if step else since
+    step_s = (flt.step or (flt.until - flt.since)) / 1e9
+    for index in sorted(i for i in buckets if i >= 0):
+        whole.merge(buckets[index])
+        start = flt.since + index * flt.step if flt.step else flt.since
         points.append({
             "time": iso(start),
             "time_unix_nano": start,
-            "value": _finite(series.buckets[index].result(agg)),
+            "value": _finite(buckets[index].result(agg, step_s)),
         })  # fmt: skip
-    return {"tags": series.tags, "points": points, "value": _finite(series.total.result(agg))}
+    whole_bucket = buckets.get(-1 if flt.step else 0)
+    whole.quantile = None if whole_bucket is None else whole_bucket.quantile
+    value = whole.result(agg, (flt.until - flt.since) / 1e9)
+    body = {"tags": tags, "resource": _common(resources), "points": points, "value": _finite(value)}
+    return json.dumps(tags, sort_keys=True), body
 
 
 def _finite(value: float | None) -> float | None:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["LOG_COLUMNS", "POINT_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "SPAN_COLUMNS"]
+import sqlite3
+
+__all__ = [
+    "LOG_COLUMNS",
+    "POINT_COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "SPAN_COLUMNS",
+    "add_metric_columns",
+]
 
 SCHEMA_VERSION = 1
 
@@ -20,7 +29,7 @@ LOG_COLUMNS = (
 POINT_COLUMNS = (
     "project", "service", "name", "kind", "monotonic", "temporality", "unit", "tags",
     "time_ns", "start_ns", "value", "count", "sum", "min", "max", "bounds", "counts",
-    "received_ns",
+    "received_ns", "resource", "scale", "zero_count", "exp_offset",
 )  # fmt: skip
 
 SCHEMA = """
@@ -55,7 +64,8 @@ CREATE TABLE IF NOT EXISTS metric_points (
     unit TEXT NOT NULL, tags TEXT NOT NULL,
     time_ns INTEGER NOT NULL, start_ns INTEGER NOT NULL,
     value REAL, count INTEGER, sum REAL, min REAL, max REAL,
-    bounds TEXT, counts TEXT, received_ns INTEGER NOT NULL
+    bounds TEXT, counts TEXT, received_ns INTEGER NOT NULL,
+    resource TEXT NOT NULL DEFAULT '{}', scale INTEGER, zero_count INTEGER, exp_offset INTEGER
 );
 CREATE INDEX IF NOT EXISTS points_by_name ON metric_points (name, time_ns);
 CREATE INDEX IF NOT EXISTS points_by_time ON metric_points (time_ns);
@@ -64,3 +74,23 @@ CREATE TABLE IF NOT EXISTS idempotency (
     result TEXT NOT NULL, PRIMARY KEY (project, key)
 );
 """
+
+
+# -- metric_points columns added after 1.0 ---------------------------------------------
+# ``resource``: the resource attributes as JSON text values. ``scale``/``zero_count``/
+# ``exp_offset``: an exponential histogram kept as such (``counts`` holds its positive
+# buckets, ``bounds`` is NULL), so points taken at different scales can be compared.
+_METRIC_COLUMNS_ADDED = (
+    ("resource", "TEXT NOT NULL DEFAULT '{}'"),
+    ("scale", "INTEGER"),
+    ("zero_count", "INTEGER"),
+    ("exp_offset", "INTEGER"),
+)
+
+
+def add_metric_columns(conn: sqlite3.Connection) -> None:
+    """Add the columns a database created by 1.0 lacks (each guarded, so it runs once)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(metric_points)")}
+    for column, declaration in _METRIC_COLUMNS_ADDED:
+        if column not in present:
+            conn.execute(f"ALTER TABLE metric_points ADD COLUMN {column} {declaration}")

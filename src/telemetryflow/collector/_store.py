@@ -27,6 +27,7 @@ from telemetryflow.collector._schema import (
     SCHEMA,
     SCHEMA_VERSION,
     SPAN_COLUMNS,
+    add_metric_columns,
 )
 
 __all__ = ["OverloadedError", "Store", "StoreClosedError", "WriteBatch", "WriteResult"]
@@ -136,6 +137,7 @@ class Store:
             conn.execute("VACUUM")  # auto_vacuum only takes effect on an empty file this way
         conn.execute("PRAGMA journal_size_limit=67108864")
         conn.executescript(SCHEMA)
+        add_metric_columns(conn)
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
