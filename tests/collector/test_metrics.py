@@ -153,14 +153,15 @@ def test_step_buckets(http: httpx.Client) -> None:
 
 
 def test_report_and_batch_idempotency(http: httpx.Client, collector: Collector) -> None:
-    assert http.post("/v1/metrics/report", json={"name": "r", "value": 2}).json() == {"ok": True}
+    first_report = http.post("/v1/metrics/report", json={"name": "r", "value": 2}).json()
+    assert first_report == {"ok": True, "duplicate": False}
     first = batch(http, [{"name": "r", "value": 5}], key="batch-1")
     again = batch(http, [{"name": "r", "value": 5}], key="batch-1")
     assert (first["duplicate"], again["duplicate"]) == (False, True)
     assert again["accepted"] == 1  # the first answer is repeated
     report = {"name": "r", "value": 7, "idempotency_key": "rep-1"}
-    for _ in range(2):
-        assert http.post("/v1/metrics/report", json=report).json() == {"ok": True}
+    answers = [http.post("/v1/metrics/report", json=report).json() for _ in range(2)]
+    assert answers == [{"ok": True, "duplicate": False}, {"ok": True, "duplicate": True}]
     assert series_value(http, name="r", agg="sum")[0][1] == 2 + 5 + 7
     other = httpx.post(
         f"{collector.http_endpoint}/v1/metrics/batch",
@@ -168,6 +169,23 @@ def test_report_and_batch_idempotency(http: httpx.Client, collector: Collector) 
         json={"points": [{"name": "r", "value": 1}], "idempotency_key": "batch-1"},
     )
     assert other.json()["duplicate"] is False  # keys are per project
+
+
+def test_idempotency_key_reused_for_different_points_is_a_conflict(http: httpx.Client) -> None:
+    batch(http, [{"name": "k", "value": 1, "timestamp": 1_700_000_000}], key="import-7")
+    changed = http.post(
+        "/v1/metrics/batch",
+        json={"idempotency_key": "import-7", "points": [{"name": "k", "value": 99}]},
+    )
+    assert changed.status_code == 409
+    assert "import-7" in changed.json()["error"]["message"]
+    report = {"name": "k", "value": 1, "idempotency_key": "rep-7"}
+    assert http.post("/v1/metrics/report", json=report).status_code == 200
+    reused = http.post("/v1/metrics/report", json={**report, "value": 2})
+    assert reused.status_code == 409
+    assert "rep-7" in reused.json()["error"]["message"]
+    count = series_value(http, name="k", agg="count", since=1_699_999_000)
+    assert count[0][1] == 2  # neither conflicting request stored anything
 
 
 def test_batch_rejects_bad_points_individually(http: httpx.Client) -> None:
@@ -182,7 +200,13 @@ def test_batch_rejects_bad_points_individually(http: httpx.Client) -> None:
         ],
     )
     assert (result["ok"], result["accepted"], result["rejected"]) == (False, 1, 4)
-    assert [e["index"] for e in result["errors"]] == [1, 2, 3, 4]
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [
+        (1, "name"),
+        (2, "value"),
+        (3, "type"),
+        (4, "value"),
+    ]
+    assert series_value(http, name="ok", agg="count") == [({}, 1)]  # the valid one is stored
 
 
 @pytest.mark.parametrize(
@@ -243,3 +267,39 @@ def test_histogram_quantile_is_monotonic_and_within_bounds(
     assert all(v is not None for v in values)
     assert values == sorted(values)  # type: ignore[type-var]
     assert all(0.0 <= v <= bounds[-1] for v in values)  # type: ignore[operator]
+
+
+def test_last_is_the_latest_value_per_series_and_step(http: httpx.Client) -> None:
+    t0 = int(time.time()) - 7200
+    points = [
+        {"name": "queue.depth", "value": v, "timestamp": t0 + offset, "tags": {"q": q}}
+        for offset, v, q in ((100, 7, "a"), (900, 3, "a"), (2000, 11, "a"), (1500, 4, "b"))
+    ]
+    batch(http, points)
+    params = {"name": "queue.depth", "agg": "last", "since": t0, "until": t0 + 3600}
+    answer = http.get("/v1/metrics/query", params={**params, "step": "30m"}).json()
+    by_queue = {s["tags"]["q"]: s for s in answer["series"]}
+    assert [p["value"] for p in by_queue["a"]["points"]] == [3.0, 11.0]
+    assert (by_queue["a"]["value"], by_queue["b"]["value"]) == (11.0, 4.0)
+
+
+def test_rate_is_increase_per_second_across_resets(http: httpx.Client) -> None:
+    now = time.time_ns()
+    times = [now - s * 10**9 for s in (2400, 1800, 1200, 600)]
+    # cumulative 10 -> 70 -> 130, then a restart (new start time) reporting 30
+    before = counter("req", [10, 70, 130], cumulative=True, start_ns=now - 3000 * 10**9,
+                     times=times[:3])  # fmt: skip
+    after = counter("req", [30], cumulative=True, start_ns=now - 700 * 10**9, times=times[3:])
+    body = metrics_request("api", [before, after]).SerializeToString()
+    assert http.post("/v1/metrics", content=body, headers=PB).status_code == 200
+    since, until = now // 10**9 - 3600, now // 10**9
+    window = {"name": "req", "since": since, "until": until}
+    rate = http.get("/v1/metrics/query", params={**window, "agg": "rate"}).json()
+    increase = http.get("/v1/metrics/query", params={**window, "agg": "sum"}).json()
+    assert increase["series"][0]["value"] == 10 + 60 + 60 + 30
+    assert rate["series"][0]["value"] == pytest.approx(160 / 3600)
+    delta = metrics_request("api", [counter("dreq", [5, 15], cumulative=False)])
+    assert http.post("/v1/metrics", content=delta.SerializeToString(), headers=PB).is_success
+    params = {"name": "dreq", "agg": "rate", "window": "1h", "step": "1h"}
+    stepped = http.get("/v1/metrics/query", params=params).json()
+    assert [p["value"] for p in stepped["series"][0]["points"]] == [pytest.approx(20 / 3600)]
