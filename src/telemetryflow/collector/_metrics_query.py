@@ -15,6 +15,7 @@ the limit) and its series: past :attr:`QueryLimits.max_points` or
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -272,46 +273,52 @@ def _raw_values(
 ) -> None:
     cte, args = parts.values(baselines, cumulative)
     width = parts.width
-    if agg.name == "quantile":
-        _quantiles(conn, parts.quantile(cte, agg.q, True), args, agg.q, width, series)
-        if parts.flt.step is not None:  # the whole-window value: one more partitioning
-            sql = parts.quantile(cte, agg.q, False)
-            _quantiles(conn, sql, args, agg.q, width, series, whole=True)
-    elif agg.name == "last":
+    if agg.name == "last":
         for row in rows(conn, parts.last(cte, _MAX_BUCKETS), args):
             _bucket(series, tuple(row[:width]), row[width]).add_last(row[width + 1], row[width + 2])
-    else:
-        for row in rows(conn, parts.stats(cte, _MAX_BUCKETS), args):
-            count, total, low, high = row[width + 1 :]
-            _bucket(series, tuple(row[:width]), row[width]).add_stats(count, total, low, high)
+        return
+    sizes: dict[tuple[Key, int], int] = {}
+    for row in rows(conn, parts.stats(cte, _MAX_BUCKETS), args):
+        key, step = tuple(row[:width]), row[width]
+        count, total, low, high = row[width + 1 :]
+        _bucket(series, key, step).add_stats(count, total, low, high)
+        sizes[(key, step)] = count
+    if agg.name != "quantile":
+        return
+    _quantiles(rows(conn, parts.ordered(cte, True), args), agg.q, width, sizes, series)
+    if parts.flt.step is not None:  # the whole-window value: the series sorted as one
+        whole: dict[tuple[Key, int], int] = {}
+        for (key, _), count in sizes.items():
+            whole[(key, -1)] = whole.get((key, -1), 0) + count
+        stream = rows(conn, parts.ordered(cte, False), args)
+        _quantiles(((*r[:width], -1, r[-1]) for r in stream), agg.q, width, whole, series)
 
 
 def _quantiles(
-    conn: sqlite3.Connection,
-    sql: str,
-    args: list[Any],
+    ordered: Iterable[tuple[Any, ...]],
     q: float,
     width: int,
+    sizes: dict[tuple[Key, int], int],
     series: dict[Key, Buckets],
-    whole: bool = False,
 ) -> None:
-    """Interpolate between the two ranks SQLite returns per partition, as exact_quantile.
+    """Pick the two ranks around ``q`` from each sorted partition, as exact_quantile does.
 
-    ``whole``: the partitions are whole series, kept in the bucket numbered ``-1``.
+    ``ordered`` yields ``(key..., step, value)`` sorted by partition then value; only
+    the current partition's position is held, so memory does not grow with the points.
     """
-    found: dict[tuple[Key, int], dict[int, float]] = {}
-    sizes: dict[tuple[Key, int], int] = {}
-    for row in rows(conn, sql, args):
-        key, step = tuple(row[:width]), -1 if whole else row[width]
-        rank, n, value = row[width + 1 :]
-        found.setdefault((key, step), {})[rank] = value
-        sizes[(key, step)] = n
-    for (key, step), ranks in found.items():
+    for (key, step), group in itertools.groupby(ordered, lambda r: (tuple(r[:width]), r[width])):
         rank = q * (sizes[(key, step)] - 1)
         low = math.floor(rank)
         weight = rank - low
-        high_value = ranks.get(low + 1, ranks[low])
-        value = ranks[low] * (1 - weight) + high_value * weight if weight else ranks[low]
+        picked: dict[int, float] = {}
+        for index, row in enumerate(group):
+            if index >= low:
+                picked[index] = row[-1]
+                if index > low or not weight:
+                    break
+        value = picked[low]
+        if weight:
+            value = value * (1 - weight) + picked.get(low + 1, value) * weight
         _bucket(series, key, step).quantile = value
 
 

@@ -1,17 +1,19 @@
 """The SQL of a metric query: filters, series keys, and aggregation inside SQLite.
 
 Raw values (gauges, 001 points, delta and non-monotonic sums, and the increases of
-cumulative monotonic sums) never come to Python one by one: SQLite groups them per
-series and step and returns count, sum, min, max, the latest value, or the two ranks
-around a percentile (``ROW_NUMBER() OVER (PARTITION BY series, step ORDER BY value)``),
-so a query's memory is bounded by the number of series × steps, whatever the number of
-points. Increases of cumulative sums are ``value - LAG(value)`` over each stream (same
-service, resource, tags and start time), the stream's last point before the window
-joining as the first ``LAG``. Histogram points are few (one per series per export) and
-are streamed to Python, which adds up their buckets.
+cumulative monotonic sums) never come to Python as a list: SQLite groups them per
+series and step and returns count, sum, min, max and the latest value, so a query's
+memory is bounded by the number of series × steps, whatever the number of points.
+Exact percentiles take the values sorted by SQLite (``ORDER BY series, step, value``)
+as a stream, keeping only the two ranks around the percentile of each partition,
+whose sizes the ``GROUP BY`` pass counted. Increases of cumulative sums are
+``value - LAG(value)`` over each stream (same service, resource, tags and start
+time), the stream's last point before the window joining as the first ``LAG``.
+Histogram points are few (one per series per export) and are streamed to Python,
+which adds up their buckets.
 
-Every fragment inlined in SQL text is an integer or a tag key checked against
-:data:`~telemetryflow.collector._params.TAG_KEY_PATTERN`; values are bound.
+Every fragment inlined in SQL text is an integer, a float literal or a tag key checked
+against :data:`~telemetryflow.collector._params.TAG_KEY_PATTERN`; values are bound.
 """
 
 from __future__ import annotations
@@ -150,21 +152,10 @@ class SqlParts:
             f"GROUP BY {self.key_names}, step_i LIMIT {int(limit) + 1}"
         )
 
-    def quantile(self, cte: str, q: float, per_step: bool) -> str:
-        """The two ranks around quantile ``q`` in each partition (an exact percentile).
-
-        ``q`` is written as Python's exact float literal, so SQLite computes the same
-        rank ``q * (n - 1)`` as :func:`~telemetryflow.collector._aggregate.exact_quantile`.
-        """
+    def ordered(self, cte: str, per_step: bool) -> str:
+        """Every value, sorted by partition (series, and step if ``per_step``) then value."""
         group = f"{self.key_names}, step_i" if per_step else self.key_names
-        rank = f"CAST({float(q)!r} * (n - 1) AS INTEGER)"
-        return (
-            f"{cte}, r AS (SELECT {self.key_names}, step_i, delta, "  # noqa: S608
-            f"ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY delta) - 1 AS rank, "
-            f"COUNT(*) OVER (PARTITION BY {group}) AS n FROM v) "
-            f"SELECT {self.key_names}, step_i, rank, n, delta FROM r "
-            f"WHERE rank = {rank} OR rank = {rank} + 1"
-        )
+        return f"{cte} SELECT {self.key_names}, step_i, delta FROM v ORDER BY {group}, delta"  # noqa: S608
 
     def histograms(self, baseline_ids: str) -> tuple[str, list[Any]]:
         """Histogram and summary rows of the window (and their baselines), oldest first."""
