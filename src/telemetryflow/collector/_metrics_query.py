@@ -187,55 +187,53 @@ def query_metrics(
     if params.text("project_name") not in (None, project):
         return answer
     parts = SqlParts(flt)
-    resources, kinds = _inventory(conn, parts, limits or QueryLimits())
-    series: dict[Key, Buckets] = {key: {} for key in resources}
+    limits = limits or QueryLimits()
+    kinds = _survey(conn, parts, limits)
+    series: dict[Key, Buckets] = {}
+    resources: dict[Key, set[str]] = {}
     baselines = _baseline_ids(conn, parts, kinds)
     if kinds & {"raw", "cumsum"}:
-        _raw_values(conn, parts, agg, series, baselines, "cumsum" in kinds)
+        found = (series, resources)
+        _raw_values(conn, parts, agg, found, (baselines, "cumsum" in kinds), limits)
     if "hist" in kinds:
-        _histograms(conn, parts, series, baselines)
+        _histograms(conn, parts, (series, resources), baselines)
+    _check_size(series, limits)
     rendered = [
-        _render(flt, agg, key, buckets, resources.get(key, [])) for key, buckets in series.items()
+        _render(flt, agg, key, buckets, resources.get(key, set()))
+        for key, buckets in series.items()
     ]
     answer["series"] = [s for _, s in sorted(rendered, key=lambda item: item[0]) if s["points"]]
     return answer
 
 
-def _inventory(
-    conn: sqlite3.Connection, parts: SqlParts, limits: QueryLimits
-) -> tuple[dict[Key, list[str]], set[str]]:
-    """The series, their resources and the kinds of point present; refuses oversize queries."""
-    resources: dict[Key, list[str]] = {}
-    kinds: set[str] = set()
-    covered = 0
-    sql, args = parts.inventory(limits.max_points)
-    for row in rows(conn, sql, args):
-        key = tuple(row[: parts.width])
-        resource, kind, monotonic, temporality, count = row[parts.width :]
-        covered += count
-        resources.setdefault(key, []).append(resource)
-        if kind in ("histogram", "summary"):
-            kinds.add("hist")
-        elif kind == "sum" and monotonic and temporality == 2:
-            kinds.add("cumsum")
-        else:
-            kinds.add("raw")
+def _survey(conn: sqlite3.Connection, parts: SqlParts, limits: QueryLimits) -> set[str]:
+    """The kinds of point the query covers; refuses one covering too many points.
+
+    Counting stops one past the limit, so a refused query costs at most that much.
+    """
+    sql, args = parts.survey(limits.max_points)
+    covered, raw, cumulative, hist = conn.execute(sql, args).fetchone()
     if covered > limits.max_points:
         raise BadRequestError(
             422,
             f"the query covers more than {limits.max_points} points (the collector's "
             f"limit, {ENV_MAX_POINTS}); {_NARROW}",
         )
-    flt = parts.flt
-    steps = 1 if flt.step is None else (flt.until - flt.since) // flt.step + 1
-    if len(resources) > limits.max_series or len(resources) * steps > _MAX_BUCKETS:
-        raise BadRequestError(
-            422,
-            f"the query has {len(resources)} series over {steps} step(s), more than "
-            f"{limits.max_series} series or {_MAX_BUCKETS} buckets; add tags, service or "
-            "group_by, or use a larger step",
-        )
-    return resources, kinds
+    return {name for name, n in (("raw", raw), ("cumsum", cumulative), ("hist", hist)) if n}
+
+
+def _too_many(series: int) -> BadRequestError:
+    return BadRequestError(
+        422,
+        f"the answer would hold {series} series or more than {_MAX_BUCKETS} series x steps; "
+        "add tags or service, group_by fewer tags, or use a larger step",
+    )
+
+
+def _check_size(series: dict[Key, Buckets], limits: QueryLimits) -> None:
+    buckets = sum(len(b) for b in series.values())
+    if len(series) > limits.max_series or buckets > _MAX_BUCKETS:
+        raise _too_many(len(series))
 
 
 def _baseline_ids(conn: sqlite3.Connection, parts: SqlParts, kinds: set[str]) -> str:
@@ -263,28 +261,42 @@ def _bucket(series: dict[Key, Buckets], key: Key, step: int) -> Accumulator:
     return found
 
 
+Found = tuple[dict[Key, Buckets], dict[Key, set[str]]]
+"""What a query found: buckets per series, and the resources seen per series."""
+
+
+def _add_resources(found: Found, key: Key, resources_json: str) -> None:
+    found[1].setdefault(key, set()).update(json.loads(resources_json))
+
+
 def _raw_values(
     conn: sqlite3.Connection,
     parts: SqlParts,
     agg: Aggregation,
-    series: dict[Key, Buckets],
-    baselines: str,
-    cumulative: bool,
+    found: Found,
+    cumulative: tuple[str, bool],
+    limits: QueryLimits,
 ) -> None:
-    cte, args = parts.values(baselines, cumulative)
+    """Raw values aggregated by SQLite; for a percentile, their sorted streams."""
+    cte, args = parts.values(*cumulative)
     width = parts.width
-    if agg.name == "last":
-        for row in rows(conn, parts.last(cte, _MAX_BUCKETS), args):
-            _bucket(series, tuple(row[:width]), row[width]).add_last(row[width + 1], row[width + 2])
-        return
+    series = found[0]
     sizes: dict[tuple[Key, int], int] = {}
-    for row in rows(conn, parts.stats(cte, _MAX_BUCKETS), args):
+    sql = parts.last(cte, _MAX_BUCKETS) if agg.name == "last" else parts.stats(cte, _MAX_BUCKETS)
+    for row in rows(conn, sql, args):
         key, step = tuple(row[:width]), row[width]
-        count, total, low, high = row[width + 1 :]
+        _add_resources(found, key, row[width + 1])
+        if agg.name == "last":
+            _bucket(series, key, step).add_last(row[width + 2], row[width + 3])
+            continue
+        count, total, low, high = row[width + 2 :]
         _bucket(series, key, step).add_stats(count, total, low, high)
         sizes[(key, step)] = count
+        if len(sizes) > _MAX_BUCKETS:
+            raise _too_many(len(series))
     if agg.name != "quantile":
         return
+    _check_size(series, limits)  # before sorting everything
     _quantiles(rows(conn, parts.ordered(cte, True), args), agg.q, width, sizes, series)
     if parts.flt.step is not None:  # the whole-window value: the series sorted as one
         whole: dict[tuple[Key, int], int] = {}
@@ -364,11 +376,10 @@ def _increase(point: _HistPoint, prev: _HistPoint | None) -> _HistPoint:
     return replace(point, count=point.count - prev.count, summed=summed, counts=counts, exp=exp)
 
 
-def _histograms(
-    conn: sqlite3.Connection, parts: SqlParts, series: dict[Key, Buckets], baselines: str
-) -> None:
+def _histograms(conn: sqlite3.Connection, parts: SqlParts, found: Found, baselines: str) -> None:
     """Stream histogram points oldest first, keeping one previous point per stream."""
     width = parts.width
+    series, resources = found
     previous: dict[tuple[Any, ...], _HistPoint] = {}
     sql, args = parts.histograms(baselines)
     for row in rows(conn, sql, args):
@@ -379,6 +390,7 @@ def _histograms(
             point, previous[stream] = _increase(point, previous.get(stream)), point
         if not inside:
             continue
+        resources.setdefault(key, set()).add(stream[1])
         acc = _bucket(series, key, step)
         if point.exp is not None:
             acc.add_exponential(point.exp, point.count, point.summed, point.low, point.high)
@@ -404,7 +416,7 @@ def _tags(flt: MetricFilter, key: Key) -> dict[str, str]:
 def _common(resources: Iterable[str]) -> dict[str, str]:
     """The resource attributes every point of a series shares."""
     common: dict[str, str] | None = None
-    for text in set(resources):
+    for text in resources:
         attrs: dict[str, str] = json.loads(text)
         common = attrs if common is None else {
             k: v for k, v in common.items() if attrs.get(k) == v
@@ -413,7 +425,7 @@ def _common(resources: Iterable[str]) -> dict[str, str]:
 
 
 def _render(
-    flt: MetricFilter, agg: Aggregation, key: Key, buckets: Buckets, resources: list[str]
+    flt: MetricFilter, agg: Aggregation, key: Key, buckets: Buckets, resources: set[str]
 ) -> tuple[str, dict[str, Any]]:
     tags = _tags(flt, key)
     whole = Accumulator()

@@ -90,14 +90,13 @@ class SqlParts:
         where, args = self.window()
         return f"(({where}) OR id IN (SELECT value FROM json_each(?)))", [*args, ids_json]  # noqa: S608
 
-    def inventory(self, cap: int) -> tuple[str, list[Any]]:
-        """Series, resource and kind of at most ``cap + 1`` matching rows, counted."""
+    def survey(self, cap: int) -> tuple[str, list[Any]]:
+        """How many of the matching rows (at most ``cap + 1``) are raw, cumulative sums,
+        histograms: one pass over the index range, no sorting."""
         where, args = self.window()
         sql = (
-            f"SELECT {self.key_names}, resource, kind, monotonic, temporality, count(*) "  # noqa: S608
-            f"FROM (SELECT {self.keys}, resource, kind, monotonic, temporality "
-            f"FROM metric_points WHERE {where} LIMIT ?) "
-            f"GROUP BY {self.key_names}, resource, kind, monotonic, temporality"
+            f"SELECT count(*), total({RAW}), total({CUMSUM}), total({HIST}) FROM "  # noqa: S608
+            f"(SELECT kind, monotonic, temporality FROM metric_points WHERE {where} LIMIT ?)"
         )
         return sql, [*args, cap + 1]
 
@@ -120,18 +119,18 @@ class SqlParts:
         )
 
     def values(self, baseline_ids: str, with_cumulative: bool) -> tuple[str, list[Any]]:
-        """A CTE ``v(k..., step_i, time_ns, value, delta)``: one row per raw value."""
+        """A CTE ``v(k..., step_i, time_ns, value, delta, resource)``: one row per raw value."""
         where, args = self.window()
         parts = [
-            f"SELECT {self.keys}, {self.step_expr} AS step_i, time_ns, value, value AS delta "  # noqa: S608
-            f"FROM metric_points WHERE {where} AND {RAW}"
+            f"SELECT {self.keys}, {self.step_expr} AS step_i, time_ns, value, value AS delta, "  # noqa: S608
+            f"resource FROM metric_points WHERE {where} AND {RAW}"
         ]
         if with_cumulative:
             outer, outer_args = self.window_or(baseline_ids)
             parts.append(
                 f"SELECT {self.key_names}, step_i, time_ns, value, "  # noqa: S608
-                "CASE WHEN prev IS NULL OR prev > value THEN value ELSE value - prev END "
-                f"FROM (SELECT {self.keys}, {self.step_expr} AS step_i, time_ns, value, "
+                "CASE WHEN prev IS NULL OR prev > value THEN value ELSE value - prev END, resource "
+                f"FROM (SELECT {self.keys}, {self.step_expr} AS step_i, time_ns, value, resource, "
                 f"time_ns >= {int(self.flt.since)} AS inside, LAG(value) OVER "
                 f"(PARTITION BY {_STREAM} ORDER BY time_ns, id) AS prev "
                 f"FROM metric_points WHERE {outer} AND {CUMSUM}) WHERE inside"
@@ -141,15 +140,16 @@ class SqlParts:
 
     def stats(self, cte: str, limit: int) -> str:
         return (
-            f"{cte} SELECT {self.key_names}, step_i, count(*), total(delta), min(delta), "  # noqa: S608
-            f"max(delta) FROM v GROUP BY {self.key_names}, step_i LIMIT {int(limit) + 1}"
+            f"{cte} SELECT {self.key_names}, step_i, json_group_array(DISTINCT resource), "  # noqa: S608
+            "count(*), total(delta), min(delta), max(delta) "
+            f"FROM v GROUP BY {self.key_names}, step_i LIMIT {int(limit) + 1}"
         )
 
     def last(self, cte: str, limit: int) -> str:
         # SQLite takes the bare column ``value`` from the row holding max(time_ns).
         return (
-            f"{cte} SELECT {self.key_names}, step_i, max(time_ns), value FROM v "  # noqa: S608
-            f"GROUP BY {self.key_names}, step_i LIMIT {int(limit) + 1}"
+            f"{cte} SELECT {self.key_names}, step_i, json_group_array(DISTINCT resource), "  # noqa: S608
+            f"max(time_ns), value FROM v GROUP BY {self.key_names}, step_i LIMIT {int(limit) + 1}"
         )
 
     def ordered(self, cte: str, per_step: bool) -> str:
