@@ -3,8 +3,10 @@ the metric catalogue, and the size limit of a query."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -222,3 +224,30 @@ def test_query_past_the_point_limit_is_refused_naming_what_narrows_it(
         assert wide.status_code == 422 and "group_by" in wide.json()["error"]["message"]
         fits = query(http, **narrow, **{"tag.k": "1"})
         assert [s["value"] for s in fits["series"]] == [31 + 36 + 41 + 46 + 51 + 56]
+
+
+def test_database_of_version_1_0_gains_the_metric_columns(
+    make_collector: Callable[..., Collector], tmp_path: Path
+) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # metric_points as 1.0 created it, with one point
+        conn.execute(
+            "CREATE TABLE metric_points (id INTEGER PRIMARY KEY, project TEXT NOT NULL, "
+            "service TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, "
+            "monotonic INTEGER NOT NULL, temporality INTEGER NOT NULL, unit TEXT NOT NULL, "
+            "tags TEXT NOT NULL, time_ns INTEGER NOT NULL, start_ns INTEGER NOT NULL, "
+            "value REAL, count INTEGER, sum REAL, min REAL, max REAL, bounds TEXT, "
+            "counts TEXT, received_ns INTEGER NOT NULL)"
+        )
+        now = time.time_ns()
+        conn.execute(
+            "INSERT INTO metric_points (project, service, name, kind, monotonic, temporality, "
+            "unit, tags, time_ns, start_ns, value, received_ns) "
+            "VALUES ('alpha', 'web', 'old', 'gauge', 0, 0, '', '{}', ?, 0, 4.0, ?)",
+            (now - 10**9, now),
+        )
+    collector = make_collector(db_path=str(db))
+    with httpx.Client(base_url=collector.http_endpoint, headers=headers_for(KEY_A)) as http:
+        send(http, counter("old", [6], cumulative=False), {"service.name": "web", "v": "2"})
+        (series,) = query(http, name="old", agg="sum")["series"]
+    assert (series["value"], series["resource"]) == (10.0, {})  # the old point has none
