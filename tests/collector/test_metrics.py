@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import time
+from statistics import quantiles
 
 import httpx
 import pytest
@@ -303,3 +305,35 @@ def test_rate_is_increase_per_second_across_resets(http: httpx.Client) -> None:
     params = {"name": "dreq", "agg": "rate", "window": "1h", "step": "1h"}
     stepped = http.get("/v1/metrics/query", params=params).json()
     assert [p["value"] for p in stepped["series"][0]["points"]] == [pytest.approx(20 / 3600)]
+
+
+def test_exact_percentiles_per_series_step_and_window(http: httpx.Client) -> None:
+    t0 = int(time.time()) - 7200
+    rng = random.Random(3)
+    values: dict[tuple[str, str, int], list[float]] = {}
+    points = []
+    for k, zone, step, n in (("a", "x", 0, 7), ("a", "x", 1, 12), ("b", "x", 0, 1),
+                             ("b", "y", 1, 30), ("c", "y", 0, 4), ("c", "y", 1, 2)):  # fmt: skip
+        for _ in range(n):
+            v = round(rng.uniform(0, 100), 3)
+            values.setdefault((k, zone, step), []).append(v)
+            when = t0 + step * 1800 + rng.randrange(1800)
+            points.append({"name": "lat", "value": v, "timestamp": when,
+                           "tags": {"k": k, "zone": zone}})  # fmt: skip
+    assert batch(http, points)["accepted"] == len(points)
+
+    def p90(data: list[float]) -> float:  # linear between closest ranks, like numpy
+        return data[0] if len(data) == 1 else quantiles(data, n=10, method="inclusive")[8]
+
+    window = {"name": "lat", "agg": "p90", "since": t0, "until": t0 + 3599, "step": "30m"}
+    answer = http.get("/v1/metrics/query", params=window).json()
+    for series in answer["series"]:
+        key = (series["tags"]["k"], series["tags"]["zone"])
+        steps = [values[(*key, s)] for s in (0, 1) if (*key, s) in values]
+        assert [p["value"] for p in series["points"]] == pytest.approx([p90(v) for v in steps])
+        assert series["value"] == pytest.approx(p90([v for s in steps for v in s]))
+    by_zone = http.get("/v1/metrics/query", params={**window, "group_by": "zone"}).json()
+    for series in by_zone["series"]:
+        zone = series["tags"]["zone"]
+        mine = [v for (_, z, _), vs in values.items() if z == zone for v in vs]
+        assert series["value"] == pytest.approx(p90(mine))

@@ -15,12 +15,12 @@ the limit) and its series: past :attr:`QueryLimits.max_points` or
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -188,15 +188,16 @@ def query_metrics(
         return answer
     parts = SqlParts(flt)
     limits = limits or QueryLimits()
-    kinds = _survey(conn, parts, limits)
     series: dict[Key, Buckets] = {}
     resources: dict[Key, set[str]] = {}
-    baselines = _baseline_ids(conn, parts, kinds)
-    if kinds & {"raw", "cumsum"}:
-        found = (series, resources)
-        _raw_values(conn, parts, agg, found, (baselines, "cumsum" in kinds), limits)
-    if "hist" in kinds:
-        _histograms(conn, parts, (series, resources), baselines)
+    with _snapshot(conn):  # every pass sees the same points, whatever arrives meanwhile
+        kinds = _survey(conn, parts, limits)
+        baselines = _baseline_ids(conn, parts, kinds)
+        if kinds & {"raw", "cumsum"}:
+            found = (series, resources)
+            _raw_values(conn, parts, agg, found, (baselines, "cumsum" in kinds), limits)
+        if "hist" in kinds:
+            _histograms(conn, parts, (series, resources), baselines)
     _check_size(series, limits)
     rendered = [
         _render(flt, agg, key, buckets, resources.get(key, set()))
@@ -204,6 +205,16 @@ def query_metrics(
     ]
     answer["series"] = [s for _, s in sorted(rendered, key=lambda item: item[0]) if s["points"]]
     return answer
+
+
+@contextlib.contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction: in WAL mode its reads all see one state of the database."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("ROLLBACK")
 
 
 def _survey(conn: sqlite3.Connection, parts: SqlParts, limits: QueryLimits) -> set[str]:
@@ -246,7 +257,7 @@ def _baseline_ids(conn: sqlite3.Connection, parts: SqlParts, kinds: set[str]) ->
     sql, args = parts.streams("(" + " OR ".join(wanted) + ")")
     for stream in list(rows(conn, sql, args)):
         found = conn.execute(
-            parts.baseline(), (flt.name, flt.project, flt.since, *stream)
+            parts.baseline(), (flt.name, flt.project, flt.since, *stream, stream[3])
         ).fetchone()
         if found is not None:
             ids.append(int(found[0]))
@@ -281,7 +292,7 @@ def _raw_values(
     cte, args = parts.values(*cumulative)
     width = parts.width
     series = found[0]
-    sizes: dict[tuple[Key, int], int] = {}
+    sizes: list[tuple[Key, int, int]] = []  # (series, step, values) in SQLite's order
     sql = parts.last(cte, _MAX_BUCKETS) if agg.name == "last" else parts.stats(cte, _MAX_BUCKETS)
     for row in rows(conn, sql, args):
         key, step = tuple(row[:width]), row[width]
@@ -291,46 +302,50 @@ def _raw_values(
             continue
         count, total, low, high = row[width + 2 :]
         _bucket(series, key, step).add_stats(count, total, low, high)
-        sizes[(key, step)] = count
+        sizes.append((key, step, count))
         if len(sizes) > _MAX_BUCKETS:
             raise _too_many(len(series))
     if agg.name != "quantile":
         return
     _check_size(series, limits)  # before sorting everything
-    _quantiles(rows(conn, parts.ordered(cte, True), args), agg.q, width, sizes, series)
-    if parts.flt.step is not None:  # the whole-window value: the series sorted as one
-        whole: dict[tuple[Key, int], int] = {}
-        for (key, _), count in sizes.items():
-            whole[(key, -1)] = whole.get((key, -1), 0) + count
-        stream = rows(conn, parts.ordered(cte, False), args)
-        _quantiles(((*r[:width], -1, r[-1]) for r in stream), agg.q, width, whole, series)
+    _quantiles(conn, (parts.picked(cte, True), args), agg.q, sizes, series)
+    if parts.flt.step is not None:  # the whole-window value: each series as one partition
+        whole: list[tuple[Key, int, int]] = []
+        for key, _, count in sizes:
+            if whole and whole[-1][0] == key:
+                count += whole.pop()[2]
+            whole.append((key, -1, count))
+        _quantiles(conn, (parts.picked(cte, False), args), agg.q, whole, series)
 
 
 def _quantiles(
-    ordered: Iterable[tuple[Any, ...]],
+    conn: sqlite3.Connection,
+    query: tuple[str, list[Any]],
     q: float,
-    width: int,
-    sizes: dict[tuple[Key, int], int],
+    partitions: list[tuple[Key, int, int]],
     series: dict[Key, Buckets],
 ) -> None:
-    """Pick the two ranks around ``q`` from each sorted partition, as exact_quantile does.
+    """Exact percentiles, interpolated between two ranks as exact_quantile does.
 
-    ``ordered`` yields ``(key..., step, value)`` sorted by partition then value; only
-    the current partition's position is held, so memory does not grow with the points.
+    ``partitions`` lists ``(series, step, size)`` in the order SQLite numbers the
+    values, so the global positions of the two ranks of each partition are known; only
+    the values at those positions come back from the database.
     """
-    for (key, step), group in itertools.groupby(ordered, lambda r: (tuple(r[:width]), r[width])):
-        rank = q * (sizes[(key, step)] - 1)
+    plan: list[tuple[Key, int, int, float]] = []
+    wanted: set[int] = set()
+    offset = 0
+    for key, step, size in partitions:
+        rank = q * (size - 1)
         low = math.floor(rank)
-        weight = rank - low
-        picked: dict[int, float] = {}
-        for index, row in enumerate(group):
-            if index >= low:
-                picked[index] = row[-1]
-                if index > low or not weight:
-                    break
-        value = picked[low]
+        plan.append((key, step, offset + low, rank - low))
+        wanted.update((offset + low, offset + min(low + 1, size - 1)))
+        offset += size
+    sql, args = query
+    values = dict(rows(conn, sql, [*args, json.dumps(sorted(wanted))]))
+    for key, step, position, weight in plan:
+        value = values[position]
         if weight:
-            value = value * (1 - weight) + picked.get(low + 1, value) * weight
+            value = value * (1 - weight) + values[position + 1] * weight
         _bucket(series, key, step).quantile = value
 
 

@@ -4,9 +4,10 @@ Raw values (gauges, 001 points, delta and non-monotonic sums, and the increases 
 cumulative monotonic sums) never come to Python as a list: SQLite groups them per
 series and step and returns count, sum, min, max and the latest value, so a query's
 memory is bounded by the number of series × steps, whatever the number of points.
-Exact percentiles take the values sorted by SQLite (``ORDER BY series, step, value``)
-as a stream, keeping only the two ranks around the percentile of each partition,
-whose sizes the ``GROUP BY`` pass counted. Increases of cumulative sums are
+For an exact percentile, the ``GROUP BY`` pass gives the size of each partition
+(series and step) in order, so the positions of the two values around the percentile
+in ``ROW_NUMBER() OVER (ORDER BY series, step, value)`` are known in advance: SQLite
+sorts once and returns just those values. Increases of cumulative sums are
 ``value - LAG(value)`` over each stream (same service, resource, tags and start
 time), the stream's last point before the window joining as the first ``LAG``.
 Histogram points are few (one per series per export) and are streamed to Python,
@@ -111,11 +112,16 @@ class SqlParts:
         return sql, [*args, self.flt.since]
 
     def baseline(self) -> str:
-        """The id of a stream's last point before the window."""
+        """The id of a stream's last point before the window.
+
+        Arguments: name, project, since, the stream's service, resource, tags, start
+        time and kind, and its start time again: no point of a stream precedes its
+        start, which bounds how far back the index is walked.
+        """
         return (
             "SELECT id FROM metric_points WHERE name = ? AND project = ? AND time_ns < ? "
             "AND service = ? AND resource = ? AND tags = ? AND start_ns = ? AND kind = ? "
-            "ORDER BY time_ns DESC LIMIT 1"
+            "AND time_ns >= ? ORDER BY time_ns DESC LIMIT 1"
         )
 
     def values(self, baseline_ids: str, with_cumulative: bool) -> tuple[str, list[Any]]:
@@ -141,8 +147,9 @@ class SqlParts:
     def stats(self, cte: str, limit: int) -> str:
         return (
             f"{cte} SELECT {self.key_names}, step_i, json_group_array(DISTINCT resource), "  # noqa: S608
-            "count(*), total(delta), min(delta), max(delta) "
-            f"FROM v GROUP BY {self.key_names}, step_i LIMIT {int(limit) + 1}"
+            "count(*), total(delta), min(delta), max(delta) FROM v "
+            f"GROUP BY {self.key_names}, step_i ORDER BY {self.key_names}, step_i "
+            f"LIMIT {int(limit) + 1}"
         )
 
     def last(self, cte: str, limit: int) -> str:
@@ -152,10 +159,16 @@ class SqlParts:
             f"max(time_ns), value FROM v GROUP BY {self.key_names}, step_i LIMIT {int(limit) + 1}"
         )
 
-    def ordered(self, cte: str, per_step: bool) -> str:
-        """Every value, sorted by partition (series, and step if ``per_step``) then value."""
+    def picked(self, cte: str, per_step: bool) -> str:
+        """``(position, value)`` of the values at the positions listed in the last argument
+        (a JSON array), every value numbered in the order of partition (series, and step
+        if ``per_step``, ordered as :meth:`stats` orders them) then value."""
         group = f"{self.key_names}, step_i" if per_step else self.key_names
-        return f"{cte} SELECT {self.key_names}, step_i, delta FROM v ORDER BY {group}, delta"  # noqa: S608
+        return (
+            f"{cte} SELECT g, delta FROM (SELECT delta, "  # noqa: S608
+            f"ROW_NUMBER() OVER (ORDER BY {group}, delta) - 1 AS g FROM v) "
+            "WHERE g IN (SELECT value FROM json_each(?))"
+        )
 
     def histograms(self, baseline_ids: str) -> tuple[str, list[Any]]:
         """Histogram and summary rows of the window (and their baselines), oldest first."""
