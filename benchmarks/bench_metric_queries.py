@@ -2,8 +2,9 @@
 
 A store is filled with raw metric points (1,000,000 by default: one metric, 20 series,
 spread over 24 h), a collector serves it in a subprocess, and several queries run
-concurrently over HTTP, each covering every point. Reported: each query's time and the
-collector's peak resident memory (``VmHWM``) before and after the queries.
+concurrently over HTTP, each covering every point. Reported: each query's time, the
+collector's peak resident memory (``VmHWM``) before and after the queries, and the CPU
+time the collector spent on them (steadier than wall time on a shared machine).
 
     python benchmarks/bench_metric_queries.py
     python benchmarks/bench_metric_queries.py --collector-src ../old/src   # another version
@@ -99,6 +100,13 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process used so far (Linux), steadier than wall time
+    on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_concurrently(http_url: str) -> list[tuple[str, float, int]]:
     """Run every query at once, one thread each; (label, seconds, status) per query."""
     results: list[tuple[str, float, int]] = []
@@ -137,11 +145,13 @@ def main() -> None:
         proc, http_url = start_collector(db, args.collector_src)
         try:
             before = peak_rss_mib(proc.pid)
+            cpu_before = cpu_seconds(proc.pid)
             times: dict[str, list[float]] = {}
             for _ in range(args.rounds):
                 for label, seconds, status in run_concurrently(http_url):
                     times.setdefault(f"{label} -> {status}", []).append(seconds)
             after = peak_rss_mib(proc.pid)
+            cpu = cpu_seconds(proc.pid) - cpu_before
         finally:
             proc.terminate()
             proc.wait(30)
@@ -150,6 +160,8 @@ def main() -> None:
         print(f"  {label:<48} median {statistics.median(values):6.2f} s, "
               f"max {max(values):6.2f} s")  # fmt: skip
     print(f"collector peak RSS: {before:.0f} MiB before the queries, {after:.0f} MiB after")
+    runs = len(QUERIES) * args.rounds
+    print(f"collector CPU time: {cpu:.1f} s for {runs} queries ({cpu / runs:.1f} s each)")
 
 
 if __name__ == "__main__":

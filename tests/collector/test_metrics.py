@@ -337,3 +337,16 @@ def test_exact_percentiles_per_series_step_and_window(http: httpx.Client) -> Non
         zone = series["tags"]["zone"]
         mine = [v for (_, z, _), vs in values.items() if z == zone for v in vs]
         assert series["value"] == pytest.approx(p90(mine))
+
+
+def test_one_name_with_every_kind_of_point(http: httpx.Client) -> None:
+    metrics = [
+        counter("mixed", [5, 8], cumulative=True, start_ns=1),  # increases 5 + 3
+        histogram("mixed", BOUNDS, [1, 1, 0, 0, 0], total_sum=2.5),
+    ]
+    body = metrics_request("api", metrics).SerializeToString()
+    assert http.post("/v1/metrics", content=body, headers=PB).status_code == 200
+    batch(http, [{"name": "mixed", "value": 4, "type": "counter",
+                  "tags": {"service.name": "api"}}])  # fmt: skip
+    assert series_value(http, name="mixed", agg="sum") == [({"service.name": "api"}, 8 + 2.5 + 4)]
+    assert series_value(http, name="mixed", agg="count") == [({"service.name": "api"}, 5)]

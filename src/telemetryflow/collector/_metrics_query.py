@@ -223,14 +223,20 @@ def _survey(conn: sqlite3.Connection, parts: SqlParts, limits: QueryLimits) -> s
     Counting stops one past the limit, so a refused query costs at most that much.
     """
     sql, args = parts.survey(limits.max_points)
-    covered, raw, cumulative, hist = conn.execute(sql, args).fetchone()
+    covered, low_kind, high_kind, low_mt, high_mt = conn.execute(sql, args).fetchone()
     if covered > limits.max_points:
         raise BadRequestError(
             422,
             f"the query covers more than {limits.max_points} points (the collector's "
             f"limit, {ENV_MAX_POINTS}); {_NARROW}",
         )
-    return {name for name, n in (("raw", raw), ("cumsum", cumulative), ("hist", hist)) if n}
+    if not covered:
+        return set()
+    if low_kind != high_kind or low_mt != high_mt:  # mixed: let each pass filter its own
+        return {"raw", "cumsum", "hist"}
+    if low_kind in ("histogram", "summary"):
+        return {"hist"}
+    return {"cumsum" if low_kind == "sum" and low_mt == 4 + 2 else "raw"}
 
 
 def _too_many(series: int) -> BadRequestError:

@@ -92,12 +92,14 @@ class SqlParts:
         return f"(({where}) OR id IN (SELECT value FROM json_each(?)))", [*args, ids_json]  # noqa: S608
 
     def survey(self, cap: int) -> tuple[str, list[Any]]:
-        """How many of the matching rows (at most ``cap + 1``) are raw, cumulative sums,
-        histograms: one pass over the index range, no sorting."""
+        """Count the matching rows (at most ``cap + 1``) and the range of their kinds, in
+        one pass over the index range without sorting. ``monotonic * 4 + temporality``
+        packs the two small numbers into one."""
         where, args = self.window()
         sql = (
-            f"SELECT count(*), total({RAW}), total({CUMSUM}), total({HIST}) FROM "  # noqa: S608
-            f"(SELECT kind, monotonic, temporality FROM metric_points WHERE {where} LIMIT ?)"
+            "SELECT count(*), min(kind), max(kind), min(monotonic * 4 + temporality), "  # noqa: S608
+            "max(monotonic * 4 + temporality) FROM (SELECT kind, monotonic, temporality "
+            f"FROM metric_points WHERE {where} LIMIT ?)"
         )
         return sql, [*args, cap + 1]
 
