@@ -60,13 +60,19 @@ ADDED_COLUMNS = (
     ("logs", "body_kind", "TEXT NOT NULL DEFAULT ''"),
     ("logs", "resource_id", "INTEGER"),
     ("logs", "scope_id", "INTEGER"),
+    # an exponential histogram kept as such (``counts`` holds its positive buckets,
+    # ``bounds`` is NULL), so points taken at different scales can be compared
+    ("metric_points", "resource", "TEXT NOT NULL DEFAULT '{}'"),
+    ("metric_points", "scale", "INTEGER"),
+    ("metric_points", "zero_count", "INTEGER"),
+    ("metric_points", "exp_offset", "INTEGER"),
 )
 """Columns version 2 added: ``(table, column, declaration)``, added where missing."""
 
 POINT_COLUMNS = (
     "project", "service", "name", "kind", "monotonic", "temporality", "unit", "tags",
     "time_ns", "start_ns", "value", "count", "sum", "min", "max", "bounds", "counts",
-    "received_ns",
+    "received_ns", "resource", "scale", "zero_count", "exp_offset",
 )  # fmt: skip
 
 SCHEMA = """
@@ -104,7 +110,8 @@ CREATE TABLE IF NOT EXISTS metric_points (
     unit TEXT NOT NULL, tags TEXT NOT NULL,
     time_ns INTEGER NOT NULL, start_ns INTEGER NOT NULL,
     value REAL, count INTEGER, sum REAL, min REAL, max REAL,
-    bounds TEXT, counts TEXT, received_ns INTEGER NOT NULL
+    bounds TEXT, counts TEXT, received_ns INTEGER NOT NULL,
+    resource TEXT NOT NULL DEFAULT '{}', scale INTEGER, zero_count INTEGER, exp_offset INTEGER
 );
 CREATE INDEX IF NOT EXISTS points_by_name ON metric_points (name, time_ns);
 CREATE INDEX IF NOT EXISTS points_by_time ON metric_points (time_ns);
