@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector.web._api import WebApi
+from telemetryflow.collector.web._metrics import MetricsApi
 from telemetryflow.collector.web._pages import Pages
 from telemetryflow.collector.web._security import CSP, secured
 from telemetryflow.collector.web._session import COOKIE, SessionStore
@@ -32,12 +33,15 @@ def routes(
     pages = Pages(sessions)
     api = WebApi(pipeline, sessions)
     tail = LogTail(pipeline, sessions, max_streams)
+    metrics = MetricsApi(pipeline, sessions)
     table = [
         ("/", pages.root, ("GET", "HEAD"), "root"),
         ("/ui", pages.home, ("GET", "HEAD"), "home"),
         ("/ui/traces", pages.view("traces"), ("GET", "HEAD"), "traces"),
         ("/ui/traces/{trace_id}", pages.view("trace"), ("GET", "HEAD"), "trace"),
         ("/ui/logs", pages.view("logs"), ("GET", "HEAD"), "logs"),
+        ("/ui/metrics", pages.view("metrics"), ("GET", "HEAD"), "metrics"),
+        ("/ui/metrics/{name:path}", pages.view("metric"), ("GET", "HEAD"), "metric"),
         ("/ui/signin", pages.signin_page, ("GET", "HEAD"), "signin_page"),
         ("/ui/signin", pages.signin, ("POST",), "signin"),
         ("/ui/signout", pages.signout, ("POST",), "signout"),
@@ -47,6 +51,8 @@ def routes(
         ("/ui/api/traces/{trace_id}", api.trace, ("GET",), "api_trace"),
         ("/ui/api/logs", api.logs, ("GET",), "api_logs"),
         ("/ui/api/logs/tail", tail.endpoint, ("GET",), "api_tail"),
+        ("/ui/api/metrics", metrics.names, ("GET",), "api_metrics"),
+        ("/ui/api/metrics/{name:path}", metrics.series, ("GET",), "api_metric"),
         ("/ui/{rest:path}", pages.not_found, ("GET", "HEAD"), "not_found"),
     ]
     return [
