@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
@@ -44,6 +45,7 @@ class Collector:
         self.config = config
         self._store: Store | None = None
         self._http: HTTPServer | None = None
+        self._http_work: ThreadPoolExecutor | None = None
         self._grpc: Any = None
         self._pipeline: Pipeline | None = None
         self.grpc_port: int | None = None
@@ -103,15 +105,17 @@ class Collector:
 
     def _start_http(self, pipeline: Pipeline, max_connections: int) -> None:
         cfg = self.config
-        app = create_app(pipeline, HTTPLimits(cfg.max_body_bytes, cfg.max_inflight_bytes,
-                                              cfg.body_timeout, cfg.http_workers))  # fmt: skip
-        limits = ConnectionLimits(
+        self._http_work = ThreadPoolExecutor(cfg.http_workers, "tf-collector-http-work")
+        limits = HTTPLimits(cfg.max_body_bytes, cfg.max_inflight_bytes)
+        app = create_app(pipeline, limits, self._http_work)
+        connection_limits = ConnectionLimits(
             max_connections=max_connections,
             header_timeout=cfg.header_timeout,
+            body_timeout=cfg.body_timeout,
             drain_bytes=cfg.max_body_bytes + 64 * 1024,
         )
         backlog = min(1024, max_connections)
-        self._http = HTTPServer(app, cfg.http_host, cfg.http_port, limits, backlog)
+        self._http = HTTPServer(app, cfg.http_host, cfg.http_port, connection_limits, backlog)
         self.http_port = self._http.port
         self._http.start()
 
@@ -123,6 +127,9 @@ class Collector:
         if self._http is not None:
             self._http.stop(grace)
             self._http = None
+        if self._http_work is not None:
+            self._http_work.shutdown(wait=True, cancel_futures=True)
+            self._http_work = None
         if self._store is not None:
             self._store.close()
             self._store = None

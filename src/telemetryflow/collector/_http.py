@@ -2,24 +2,25 @@
 
 Order of checks on every request: route and method (404/405), authentication from
 headers (401), rate limit (429), content type (415), declared length (411/413), the
-in-flight memory budget (503). Only then is the body read (408 past its deadline),
-inflated under the size cap (413/400) and parsed (400); see ``_http_admission.py``.
-The work itself (inflating, parsing, storing, querying) runs on worker threads
-through the shared :class:`Pipeline`, so the event loop only moves bytes.
+in-flight memory budget (503). Only then is the body read (408 past its deadline, see
+``_http_protocol.py``), inflated under the size cap (413/400) and parsed (400); see
+``_http_admission.py``. The work itself (inflating, parsing, storing, querying) runs
+on worker threads through the shared :class:`Pipeline`, so the event loop only moves
+bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-import anyio
-import anyio.to_thread
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from google.rpc import status_pb2
 from starlette.applications import Starlette
@@ -81,42 +82,39 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class HTTPLimits:
-    """What one request may cost: body size, shared memory budget, time for its body."""
+    """What one request may cost: body size and the shared memory budget."""
 
     max_body: int
     max_inflight_bytes: int
-    body_timeout: float
-    workers: int
 
 
 class _Endpoints:
-    """One handler per kind of route, sharing the admission checks and the error format."""
+    """One handler per kind of route, sharing the admission checks and the error format.
 
-    def __init__(self, pipeline: Pipeline, limits: HTTPLimits) -> None:
+    Work that blocks or burns CPU (inflating, parsing, storing, querying) goes to
+    ``executor`` in one hop per request.
+    """
+
+    def __init__(self, pipeline: Pipeline, limits: HTTPLimits, executor: Executor) -> None:
         self.pipeline = pipeline
         self.limits = limits
-        self.admission = Admission(
-            pipeline, limits.max_body, BodyBudget(limits.max_inflight_bytes), limits.body_timeout
-        )
-        self._limiter: anyio.CapacityLimiter | None = None
+        self.admission = Admission(pipeline, limits.max_body, BodyBudget(limits.max_inflight_bytes))
+        self._executor = executor
 
     async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
-        if self._limiter is None:  # created inside the event loop, on first use
-            self._limiter = anyio.CapacityLimiter(self.limits.workers)
-        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(func, *args))
 
     def endpoint(self, kind: str, arg: str) -> Callable[[Request], Awaitable[Response]]:
         handler = getattr(self, f"_{kind}")
 
         async def run(request: Request) -> Response:
-            started = time.monotonic()
             reservation = Reservation(self.admission.budget)
             try:
-                response: Response = await handler(request, arg, reservation, started)
+                response: Response = await handler(request, arg, reservation)
                 return response
             except RefusedError as exc:
-                headers = {**exc.headers, **({"Connection": "close"} if exc.close else {})}
-                return error_response(request, kind, exc.status, exc.message, headers)
+                return error_response(request, kind, exc.status, exc.message, exc.headers)
             except BadRequestError as exc:
                 return error_response(request, kind, exc.status, exc.message)
             except OverloadedError as exc:
@@ -146,15 +144,13 @@ class _Endpoints:
         principal = self.admission.authenticate(request)
         return json_response(200, await self._in_thread(self.pipeline.status, principal))
 
-    async def _query(
-        self, request: Request, arg: str, reservation: Reservation, started: float
-    ) -> Response:
+    async def _query(self, request: Request, arg: str, reservation: Reservation) -> Response:
         principal = self.admission.authenticate(request)
         if request.method == "GET":
             query = request.scope["query_string"].decode("latin-1")
             params: Any = dict(parse_qsl(query, keep_blank_values=False))
         elif Admission.has_body(request):
-            params = await self._json_body(request, reservation, started)
+            params = await self._json_body(request, reservation)
             if not isinstance(params, dict):
                 raise BadRequestError(400, "query body must be a JSON object")
         else:
@@ -167,22 +163,20 @@ class _Endpoints:
             raise RefusedError(404, f"the {arg} query is not available") from None
         return json_response(200, answer)
 
-    async def _report(self, request: Request, arg: str, *rest: Any) -> Response:
+    async def _report(self, request: Request, arg: str, reservation: Reservation) -> Response:
         principal = self.admission.authenticate(request)
-        body = await self._json_body(request, *rest)
+        body = await self._json_body(request, reservation)
         return json_response(200, await self._in_thread(self.pipeline.report, principal, body))
 
-    async def _batch(self, request: Request, arg: str, *rest: Any) -> Response:
+    async def _batch(self, request: Request, arg: str, reservation: Reservation) -> Response:
         principal = self.admission.authenticate(request)
-        body = await self._json_body(request, *rest)
+        body = await self._json_body(request, reservation)
         return json_response(200, await self._in_thread(self.pipeline.batch, principal, body))
 
-    async def _otlp(
-        self, request: Request, signal_name: str, reservation: Reservation, started: float
-    ) -> Response:
+    async def _otlp(self, request: Request, signal_name: str, reservation: Reservation) -> Response:
         principal = self.admission.authenticate(request)
         is_json = Admission.content_type(request, (_PROTOBUF, _JSON)) == _JSON
-        raw = await self.admission.read_body(request, reservation, started)
+        raw = await self.admission.read_body(request, reservation)
         encoding = request.headers.get("content-encoding") or ""
         payload = await self._in_thread(
             self._ingest, signal_name, principal, raw, encoding, is_json, reservation
@@ -201,9 +195,9 @@ class _Endpoints:
             return str(json_format.MessageToJson(response, indent=None)).encode()
         return bytes(response.SerializeToString())
 
-    async def _json_body(self, request: Request, reservation: Reservation, started: float) -> Any:
+    async def _json_body(self, request: Request, reservation: Reservation) -> Any:
         Admission.content_type(request, (_JSON,))
-        raw = await self.admission.read_body(request, reservation, started)
+        raw = await self.admission.read_body(request, reservation)
         encoding = request.headers.get("content-encoding") or ""
         body = await self._in_thread(inflate, raw, encoding, self.limits.max_body, reservation.take)
         return decode_json(body)
@@ -257,9 +251,9 @@ async def _not_routed(request: Request, exc: Exception) -> Response:
     return error_response(request, kind, status, f"no such endpoint: {request.url.path}")
 
 
-def create_app(pipeline: Pipeline, limits: HTTPLimits) -> Any:
+def create_app(pipeline: Pipeline, limits: HTTPLimits, executor: Executor) -> Any:
     """The collector's ASGI app: every route of :data:`ROUTES` on one :class:`Pipeline`."""
-    endpoints = _Endpoints(pipeline, limits)
+    endpoints = _Endpoints(pipeline, limits, executor)
     routes = [
         Route(path, endpoints.endpoint(kind, arg), methods=list(methods))
         for path, (methods, kind, arg) in ROUTES.items()

@@ -3,20 +3,18 @@
 The checks run in a fixed order, each from headers alone: authentication (401, or 400
 for a credential header given twice), rate limit (429), content type (415), declared
 length (411/413), then a share of the in-flight memory budget (503 with
-``Retry-After``). Only then is the body read: within a total deadline from the moment
-the headers arrived (408), never past the size cap (413), and inflated under the same
-cap (413/400).
+``Retry-After``). Only then is the body read, never past the size cap (413), and
+inflated under the same cap (413/400). The total deadline for the body (408) is kept
+by the connection protocol (``_http_protocol.py``), where it costs one timer.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import anyio
 from starlette.requests import ClientDisconnect, Request
 
 from telemetryflow.collector._auth import DuplicateCredentialsError, Principal
@@ -28,21 +26,13 @@ __all__ = ["Admission", "BodyBudget", "RefusedError", "Reservation", "retry_afte
 
 
 class RefusedError(Exception):
-    """A request refused with ``status``; ``close`` ends the connection after the answer."""
+    """A request refused with ``status`` (and these response headers)."""
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        headers: dict[str, str] | None = None,
-        *,
-        close: bool = False,
-    ) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
-        self.close = close
 
 
 def retry_after(seconds: float) -> dict[str, str]:
@@ -103,13 +93,10 @@ class Reservation:
 class Admission:
     """The checks before a body is read, and the bounded read itself."""
 
-    def __init__(
-        self, pipeline: Pipeline, max_body: int, budget: BodyBudget, body_timeout: float
-    ) -> None:
+    def __init__(self, pipeline: Pipeline, max_body: int, budget: BodyBudget) -> None:
         self.pipeline = pipeline
         self.max_body = max_body
         self.budget = budget
-        self.body_timeout = body_timeout
 
     def authenticate(self, request: Request) -> Principal:
         """The caller, from headers only; then its rate limit."""
@@ -150,28 +137,18 @@ class Admission:
             raise RefusedError(413, f"body exceeds {self.max_body} bytes")
         return length
 
-    async def read_body(
-        self, request: Request, reservation: Reservation, started: float
-    ) -> bytearray:
-        """The raw (still encoded) body, read within the deadline and the caps.
-
-        ``started`` is when the request's headers arrived (``time.monotonic()``): the
-        deadline covers the whole body, however slowly it drips in.
-        """
+    async def read_body(self, request: Request, reservation: Reservation) -> bytearray:
+        """The raw (still encoded) body, read within the caps."""
         expected = self.declared_length(request)
         reservation.take(expected or 0)
         body = bytearray()
-        remaining = max(0.0, started + self.body_timeout - time.monotonic())
         try:
-            with anyio.fail_after(remaining):
-                async for chunk in request.stream():
-                    if expected is None:
-                        if len(body) + len(chunk) > self.max_body:
-                            raise RefusedError(413, f"body exceeds {self.max_body} bytes")
-                        reservation.take(len(chunk))
-                    body += chunk
-        except TimeoutError:
-            raise RefusedError(408, "the request body did not arrive in time", close=True) from None
+            async for chunk in request.stream():
+                if expected is None:
+                    if len(body) + len(chunk) > self.max_body:
+                        raise RefusedError(413, f"body exceeds {self.max_body} bytes")
+                    reservation.take(len(chunk))
+                body += chunk
         except ClientDisconnect:
             raise RefusedError(400, "body shorter than Content-Length") from None
         if expected is not None and len(body) != expected:

@@ -5,8 +5,9 @@ connection that sends its headers one byte at a time is never timed out, and eve
 accepted connection is kept however many there are. This subclass adds:
 
 - a *total* deadline for the headers of each request, from the moment the
-  connection opened or the previous answer went out: dripping bytes does not
-  extend it (408, then close);
+  connection opened or the previous answer went out, and another for its body,
+  from the moment its headers arrived: dripping bytes does not extend either
+  (408, then close);
 - a cap on open connections: at the cap, a new connection closes the connection
   that has been waiting longest without a request in flight (an idle or slow
   client), so holding connections never locks out a client with a real request;
@@ -41,6 +42,7 @@ def _raw_answer(status: int, reason: str, message: str, extra: str = "") -> byte
 _BUSY = _raw_answer(503, "Service Unavailable", "too many connections busy; retry later",
                     "Retry-After: 1\r\n")  # fmt: skip
 _TIMEOUT = _raw_answer(408, "Request Timeout", "the request headers did not arrive in time")
+_BODY_TIMEOUT = _raw_answer(408, "Request Timeout", "the request body did not arrive in time")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class ConnectionLimits:
 
     max_connections: int
     header_timeout: float
+    body_timeout: float
     drain_bytes: int
 
 
@@ -86,6 +89,7 @@ class GuardedH11Protocol(H11Protocol):
         self.logger = _logger  # type: ignore[assignment]
         self.access_log = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None
         self._waiting_since = 0.0
         self._idle_bytes = 0
         self._eof = False
@@ -101,6 +105,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._body_done()
         super().connection_lost(exc)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
@@ -172,6 +177,30 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_events()
         if self.cycle is not before and self._in_flight():
             self._disarm()  # a request started: its body has its own deadline
+            if self.conn.their_state is h11.SEND_BODY:
+                self._body_deadline = self.loop.call_later(
+                    self.limits.body_timeout, self._body_expired
+                )
+        if self._body_deadline is not None and self.conn.their_state is not h11.SEND_BODY:
+            self._body_done()
+
+    # -- the body deadline -----------------------------------------------------------
+    def _body_done(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _body_expired(self) -> None:
+        self._body_deadline = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+            return
+        cycle = self.cycle
+        if self._in_flight() and not cycle.response_started:
+            self.transport.write(_BODY_TIMEOUT)
+        if self._in_flight():
+            cycle.disconnected = True  # the request's task sees a disconnect and ends
+            cycle.message_event.set()
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         if self._eof:
