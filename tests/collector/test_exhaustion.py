@@ -243,9 +243,12 @@ def test_a_burst_of_large_bodies_stays_under_the_memory_ceiling(
 
     with ThreadPoolExecutor(max_workers=24) as pool:
         outcomes = list(pool.map(send, range(24)))
-    memory = collector.memory_kib()
-    peak_mib = (memory["VmHWM"] - baseline) / 1024
-    after_mib = (memory["VmRSS"] - baseline) / 1024
+    peak_mib = (collector.memory_kib()["VmHWM"] - baseline) / 1024
+    for _ in range(100):  # the memory is handed back just after the last answer
+        after_mib = (collector.memory_kib()["VmRSS"] - baseline) / 1024
+        if after_mib < 2 * budget / MIB:
+            break
+        time.sleep(0.1)
     refused = sum(s.count(503) for s in outcomes)
     print(f"\nbaseline {baseline / 1024:.0f} MiB; peak +{peak_mib:.0f} MiB, after the burst "
           f"+{after_mib:.0f} MiB; {refused} answers 503 before all 24 landed")  # fmt: skip

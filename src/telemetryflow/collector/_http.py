@@ -12,6 +12,7 @@ bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -38,6 +39,7 @@ from telemetryflow.collector._http_admission import (
     Reservation,
     retry_after,
 )
+from telemetryflow.collector._limits import return_free_memory_to_the_os
 from telemetryflow.collector._openapi import openapi_document
 from telemetryflow.collector._pipeline import SIGNALS, Pipeline
 from telemetryflow.collector._store import OverloadedError, StoreClosedError
@@ -98,8 +100,14 @@ class _Endpoints:
     def __init__(self, pipeline: Pipeline, limits: HTTPLimits, executor: Executor) -> None:
         self.pipeline = pipeline
         self.limits = limits
-        self.admission = Admission(pipeline, limits.max_body, BodyBudget(limits.max_inflight_bytes))
+        budget = BodyBudget(limits.max_inflight_bytes, self._after_burst)
+        self.admission = Admission(pipeline, limits.max_body, budget)
         self._executor = executor
+
+    def _after_burst(self) -> None:
+        """A budget's worth of bodies came and went: hand their memory back, off the loop."""
+        with contextlib.suppress(RuntimeError):  # the pool is shutting down
+            self._executor.submit(return_free_memory_to_the_os)
 
     async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()

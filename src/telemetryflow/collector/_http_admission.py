@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect, Request
@@ -46,9 +46,12 @@ class BodyBudget:
     memory: a request that does not fit is refused with 503 before its body is read.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_drained: Callable[[], None] | None = None) -> None:
         self.limit = limit
         self._used = 0
+        self._since_drained = 0
+        self._on_drained = on_drained
+        """Called when the budget empties after a full budget's worth went through."""
         self._lock = threading.Lock()
 
     @property
@@ -65,6 +68,12 @@ class BodyBudget:
     def give_back(self, size: int) -> None:
         with self._lock:
             self._used = max(0, self._used - size)
+            self._since_drained += size
+            drained = self._used == 0 and self._since_drained >= self.limit
+            if drained:
+                self._since_drained = 0
+        if drained and self._on_drained is not None:
+            self._on_drained()
 
 
 class Reservation:

@@ -20,7 +20,12 @@ import logging
 import sys
 import threading
 
-__all__ = ["connection_caps", "raise_fd_limit", "return_large_buffers_to_the_os"]
+__all__ = [
+    "connection_caps",
+    "raise_fd_limit",
+    "return_free_memory_to_the_os",
+    "return_large_buffers_to_the_os",
+]
 
 _log = logging.getLogger("telemetryflow.collector")
 
@@ -32,6 +37,7 @@ _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 1 << 20
 _malloc_lock = threading.Lock()
 _malloc_tuned = False
+_libc: ctypes.CDLL | None = None
 
 
 def raise_fd_limit() -> int:
@@ -75,15 +81,34 @@ def return_large_buffers_to_the_os() -> None:
     memory. Setting the threshold explicitly turns that adjustment off.
     """
     global _malloc_tuned
-    if not sys.platform.startswith("linux"):
-        return
     with _malloc_lock:
         if _malloc_tuned:
             return
         _malloc_tuned = True
+        libc = _glibc()
+        if libc is not None:
+            with contextlib.suppress(AttributeError):
+                libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+
+
+def return_free_memory_to_the_os() -> None:
+    """Give the allocator's free pages back to the system (glibc's ``malloc_trim``).
+
+    Called after a burst of large requests is over: the many small objects a big
+    export is parsed into are freed, but without a trim their pages stay with the
+    process.
+    """
+    libc = _glibc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):
+            libc.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    global _libc
+    if _libc is None and sys.platform.startswith("linux"):
         name = ctypes.util.find_library("c")
-        if not name:
-            return
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(name)
-            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        if name:
+            with contextlib.suppress(OSError):
+                _libc = ctypes.CDLL(name)
+    return _libc
