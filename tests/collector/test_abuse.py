@@ -271,3 +271,20 @@ def test_a_full_write_queue_answers_503_and_unavailable_with_retry_hints(
     assert refusals and all(delay >= 1 for delay in refusals)
     assert {code for code, _ in outcomes} <= {refused, "200", "OK"}
     assert stored_logs(collector) == len(outcomes) - len(refusals)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"max_inflight_bytes": 1024, "max_body_bytes": 4096}, "max_inflight_bytes"),
+        ({"header_timeout": 0.0}, "header_timeout"),
+        ({"body_timeout": -1.0}, "body_timeout"),
+        ({"max_connections": 0}, "max_connections"),
+    ],
+)
+def test_limits_are_validated(overrides: dict[str, object], problem: str) -> None:
+    from telemetryflow._errors import ConfigError
+    from telemetryflow.collector import CollectorConfig
+
+    with pytest.raises(ConfigError, match=problem):
+        CollectorConfig(auth=False, **overrides)  # type: ignore[arg-type]
