@@ -184,6 +184,7 @@ def _run(args: argparse.Namespace) -> int:
         "TelemetryFlow collector\n"
         f"  OTLP/gRPC  {collector.grpc_endpoint or 'disabled'}\n"
         f"  OTLP/HTTP  {collector.http_endpoint}  (query API; OpenAPI at /openapi.json)\n"
+        f"  web view   {collector.http_endpoint}/ui\n"
         f"  database   {config.db_path}\n"
         f"  auth       {auth}\n"
         "Press Ctrl+C to stop.",

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from web_helpers import WebServer, sdk_client, start_web_collector, traces_of, wait_for
 
-from telemetryflow.collector.web import CSP
+from telemetryflow.collector.web import CSP, MAX_STREAMS
 from telemetryflow.collector.web._api import PAGE_SIZE
 from telemetryflow.collector.web._pages import safe_next
 from telemetryflow.collector.web._shape import flat_spans
@@ -46,7 +46,7 @@ def _all_traces(base: str, service: str) -> list[dict[str, Any]]:
     "path",
     ["/ui/traces", "/ui/logs", "/ui/traces/" + "ab" * 16, "/ui/signin", "/ui/static/app.css",
      "/ui/static/common.js", "/ui/api/traces", "/ui/api/logs", "/ui/api/session",
-     "/ui/api/traces/" + "ab" * 16, "/ui/api/traces?nope=1", "/ui/nowhere", "/ui"],
+     "/ui/api/traces/" + "ab" * 16, "/ui/api/traces?nope=1", "/ui/nowhere", "/ui", "/ui/"],
 )  # fmt: skip
 def test_every_ui_response_carries_the_policy(open_web: Any, path: str) -> None:
     answer = httpx.get(open_web.base + path)
@@ -56,10 +56,11 @@ def test_every_ui_response_carries_the_policy(open_web: Any, path: str) -> None:
     assert "unsafe-inline" not in CSP and "frame-ancestors 'none'" in CSP
 
 
-def test_root_redirects_to_the_view(open_web: Any) -> None:
-    answer = httpx.get(open_web.base + "/")
+def test_root_sends_browsers_to_the_view_and_scripts_to_the_api(open_web: Any) -> None:
+    answer = httpx.get(open_web.base + "/", headers={"Accept": "text/html,*/*;q=0.8"})
     assert (answer.status_code, answer.headers["location"]) == (307, "/ui")
     assert httpx.get(open_web.base + "/ui").headers["location"] == "/ui/traces"
+    assert httpx.get(open_web.base + "/").json()["api"] == "/openapi.json"
 
 
 def test_pages_hold_no_inline_script_or_style(open_web: Any) -> None:
@@ -192,43 +193,25 @@ def test_live_tail_sends_new_matching_records_only(open_web: Any) -> None:
     assert tail.text.count("the wanted record") == 1  # sent once, though still in the window
 
 
-def test_live_tails_are_capped_and_give_their_slot_back(open_web: Any) -> None:
-    from telemetryflow.collector.web._tail import LogTail
+def test_live_tails_are_capped_and_give_their_slots_back(open_web: Any) -> None:
+    def open_tail() -> _Tail | None:
+        tail = _Tail(open_web.base, {"service": "web-cap"})
+        if tail.status == 200:
+            return tail
+        tail.close()  # the slots of earlier tests' streams may not be back yet
+        return None
 
-    tails = _tail_endpoints(open_web)
-    assert tails, "the live tail endpoint is mounted"
-    limit: LogTail = tails[0]
-    wait_for(lambda: limit.active == 0, "the tails of earlier tests closed")
-    original = limit.max_streams
-    limit.max_streams = 1
-    first = _Tail(open_web.base, {"service": "web-cap"})
+    tails = [wait_for(open_tail, f"live tail {n + 1}") for n in range(MAX_STREAMS)]
     try:
-        assert first.status == 200
-        second = _Tail(open_web.base, {"service": "web-cap"})
-        assert second.status == 503
-        assert "retry-after: 5" in second.text.lower()
-        second.close()
+        refused = _Tail(open_web.base, {"service": "web-cap"})
+        assert refused.status == 503
+        assert "retry-after: 5" in refused.text.lower()
+        refused.close()
     finally:
-        first.close()
-        # the closed stream's slot comes back once the server notices the disconnect
-        wait_for(lambda: limit.active == 0, "the slot released")
-        limit.max_streams = original
-    third = _Tail(open_web.base, {"service": "web-cap"})
-    assert third.status == 200
-    third.close()
-    wait_for(lambda: limit.active == 0, "the slot released again")
-
-
-def _tail_endpoints(web: Any) -> list[Any]:
-    from telemetryflow.collector.web._tail import LogTail
-
-    found = []
-    for route in web.routes():
-        endpoint = getattr(route, "endpoint", None)
-        owner = getattr(getattr(endpoint, "__wrapped__", None), "__self__", None)
-        if isinstance(owner, LogTail):
-            found.append(owner)
-    return found
+        for tail in tails:
+            tail.close()
+    # a closed stream's slot comes back once the server notices the disconnect
+    wait_for(open_tail, "a slot given back").close()
 
 
 def test_a_trace_sends_each_resource_and_scope_once(open_web: Any, many: list[str]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -69,42 +67,6 @@ class WebServer:
     def __init__(self, collector: Collector) -> None:
         self.collector = collector
         self.base = collector.http_endpoint
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._routes: list[Any] = []
-        if httpx.get(self.base + "/ui/static/app.css").status_code != 200:
-            self._serve_separately()
-
-    def _serve_separately(self) -> None:
-        # until the collector's own HTTP app mounts the view, serve its routes beside it
-        import uvicorn
-        from starlette.applications import Starlette
-
-        from telemetryflow.collector.web import routes
-
-        pipeline = self.collector._http.pipeline  # type: ignore[union-attr]
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        self._routes = routes(pipeline)
-        config = uvicorn.Config(Starlette(routes=self._routes), log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        daemon=True)  # fmt: skip
-        self._thread.start()
-        self.base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            if self._server.started:
-                break
-            threading.Event().wait(0.02)
-
-    def routes(self) -> list[Any]:
-        """The routes answering on :attr:`base`."""
-        return list(self._routes)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-            assert self._thread is not None
-            self._thread.join(10)
         self.collector.stop()

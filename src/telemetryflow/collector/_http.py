@@ -1,4 +1,5 @@
-"""The HTTP side as a Starlette app: OTLP/HTTP, the 001 metric API, queries, status, OpenAPI.
+"""The HTTP side as a Starlette app: OTLP/HTTP, the 001 metric API, queries, status, OpenAPI,
+and the web view (``collector/web``, under ``/ui``).
 
 Order of checks on every request: route and method (404/405), authentication from
 headers (401), rate limit (429), content type (415), declared length (411/413), the
@@ -27,8 +28,8 @@ from google.rpc import status_pb2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from telemetryflow.collector._auth import Principal
 from telemetryflow.collector._decode import BadRequestError, decode_json, inflate, parse_otlp
@@ -43,6 +44,7 @@ from telemetryflow.collector._limits import return_free_memory_to_the_os
 from telemetryflow.collector._openapi import openapi_document
 from telemetryflow.collector._pipeline import SIGNALS, Pipeline
 from telemetryflow.collector._store import OverloadedError, StoreClosedError
+from telemetryflow.collector.web import routes as web_routes
 
 __all__ = ["ROUTES", "HTTPLimits", "create_app"]
 
@@ -140,6 +142,9 @@ class _Endpoints:
 
     # -- handlers --------------------------------------------------------------------
     async def _root(self, request: Request, *_: Any) -> Response:
+        """A browser is sent to the web view; any other client gets the API's signposts."""
+        if "text/html" in (request.headers.get("accept") or ""):
+            return RedirectResponse("/ui", 307)
         return json_response(200, _ROOT)
 
     async def _health(self, request: Request, *_: Any) -> Response:
@@ -262,10 +267,11 @@ async def _not_routed(request: Request, exc: Exception) -> Response:
 def create_app(pipeline: Pipeline, limits: HTTPLimits, executor: Executor) -> Any:
     """The collector's ASGI app: every route of :data:`ROUTES` on one :class:`Pipeline`."""
     endpoints = _Endpoints(pipeline, limits, executor)
-    routes = [
+    routes: list[BaseRoute] = [
         Route(path, endpoints.endpoint(kind, arg), methods=list(methods))
         for path, (methods, kind, arg) in ROUTES.items()
     ]
+    routes += web_routes(pipeline)  # the web view, under /ui
     app = Starlette(routes=routes, exception_handlers={HTTPException: _not_routed})
     app.router.redirect_slashes = False
     return _IgnoreTrailingSlash(app)

@@ -18,13 +18,16 @@ from telemetryflow.collector.web._security import CSP, secured
 from telemetryflow.collector.web._session import COOKIE, SessionStore
 from telemetryflow.collector.web._tail import LogTail
 
-__all__ = ["COOKIE", "CSP", "SessionStore", "routes"]
+__all__ = ["COOKIE", "CSP", "MAX_STREAMS", "SessionStore", "routes"]
+
+MAX_STREAMS = 16
+"""Live tails open at once, per collector, by default."""
 
 
 def routes(
-    pipeline: Pipeline, sessions: SessionStore | None = None, *, max_streams: int = 16
+    pipeline: Pipeline, sessions: SessionStore | None = None, *, max_streams: int = MAX_STREAMS
 ) -> list[BaseRoute]:
-    """The web view's routes: ``/`` (a redirect), pages, JSON and static files under ``/ui``.
+    """The web view's routes: pages, JSON and static files, all under ``/ui``.
 
     ``sessions`` defaults to a new in-memory store on ``pipeline.auth``;
     ``max_streams`` caps live tails open at once.
@@ -35,7 +38,6 @@ def routes(
     tail = LogTail(pipeline, sessions, max_streams)
     metrics = MetricsApi(pipeline, sessions)
     table = [
-        ("/", pages.root, ("GET", "HEAD"), "root"),
         ("/ui", pages.home, ("GET", "HEAD"), "home"),
         ("/ui/traces", pages.view("traces"), ("GET", "HEAD"), "traces"),
         ("/ui/traces/{trace_id}", pages.view("trace"), ("GET", "HEAD"), "trace"),

@@ -74,9 +74,6 @@ class Pages:
     def __init__(self, sessions: SessionStore) -> None:
         self.sessions = sessions
 
-    async def root(self, request: Request) -> Response:
-        return RedirectResponse("/ui", 307)
-
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/ui/traces", 307)
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from telemetryflow.collector._auth import DuplicateCredentialsError
 from telemetryflow.collector._decode import BadRequestError
 from telemetryflow.collector._store import OverloadedError, StoreClosedError
 
@@ -61,6 +62,8 @@ def secured(endpoint: Endpoint) -> Endpoint:
             response = await endpoint(request)
         except RefusedError as exc:
             response = error(exc.status, exc.message, exc.headers)
+        except DuplicateCredentialsError as exc:
+            response = error(400, exc.message)
         except BadRequestError as exc:
             response = error(exc.status, exc.message)
         except OverloadedError as exc:

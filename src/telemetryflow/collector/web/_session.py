@@ -56,10 +56,8 @@ class SessionStore:
 
     def sign_in(self, key: str) -> str | None:
         """Check ``KEY_ID:KEY_SECRET``; a new session token, or ``None`` if refused."""
-        bearer = "Bearer " + key.strip()
-        principal = self._auth.authenticate(
-            lambda name: bearer if name == "authorization" else None
-        )
+        bearer = ["Bearer " + key.strip()]
+        principal = self._auth.authenticate(lambda name: bearer if name == "authorization" else [])
         if principal is None:
             return None
         token = secrets.token_urlsafe(32)
@@ -75,16 +73,20 @@ class SessionStore:
                 self._sessions.pop(_digest(token), None)
 
     def principal(self, conn: HTTPConnection) -> Principal | None:
-        """The caller's principal: open mode, a live session cookie, or API key headers."""
+        """The caller's principal: open mode, a live session cookie, or API key headers.
+
+        Raises:
+            DuplicateCredentialsError: a credential header is given more than once.
+        """
         if not self._auth.enabled:
-            return self._auth.authenticate(lambda name: None)
+            return self._auth.authenticate(lambda name: [])
         token = conn.cookies.get(COOKIE)
         if token:
             found = self._touch(_digest(token))
             if found is not None:
                 return found
         # scripts may use the JSON endpoints with the same headers as the query API
-        return self._auth.authenticate(conn.headers.get)
+        return self._auth.authenticate(conn.headers.getlist)
 
     def _touch(self, digest: str) -> Principal | None:
         now = self._clock()

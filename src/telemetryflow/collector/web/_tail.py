@@ -5,7 +5,8 @@ last :data:`LOOKBACK_S` seconds (clients' clocks and batching make records arriv
 late and out of order), and sends the ones it has not sent yet, oldest first. A
 stream is bounded: it ends after :data:`MAX_STREAM_S` seconds or :data:`MAX_EVENTS`
 records (the browser's ``EventSource`` reconnects by itself), it stops as soon as
-the client goes away, and at most ``max_streams`` run at once (more get 503).
+the client goes away (a comment line every second finds that out), and at most
+``max_streams`` run at once (more get 503).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ LOOKBACK_S = 60.0
 MAX_STREAM_S = 300.0
 MAX_EVENTS = 20_000
 _BATCH = 1000
-_KEEPALIVE_S = 15.0
+# A client that closes its socket is only noticed when a write fails (a half-closed
+# connection keeps waiting for its answer), so a quiet stream writes a comment often.
+_KEEPALIVE_S = 1.0
 _NS = 1_000_000_000
 
 
