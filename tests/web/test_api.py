@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -139,12 +140,14 @@ def test_sign_in_only_returns_to_pages_of_the_view(target: str, expected: str) -
 class _Tail:
     """A live-tail connection over a plain socket, read on demand, closed at will."""
 
-    def __init__(self, base: str, params: dict[str, str]) -> None:
+    def __init__(self, base: str, params: dict[str, str], last_id: str | None = None) -> None:
         host, port = base.split("://")[1].rsplit(":", 1)
         self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
         target = "/ui/api/logs/tail?" + urlencode(params)
+        resume = f"Last-Event-ID: {last_id}\r\n" if last_id else ""
         request = (
-            f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n"
+            f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Accept: text/event-stream\r\n{resume}\r\n"
         )
         self.sock.sendall(request.encode())
         self.data = b""
@@ -166,6 +169,8 @@ class _Tail:
             except TimeoutError:
                 continue
             if not chunk:
+                if done(self.data + b"<closed>"):
+                    return
                 raise AssertionError(f"connection closed before {what}")
             self.data += chunk
 
@@ -240,3 +245,37 @@ def test_the_query_rate_limit_covers_the_view(tmp_path: Path) -> None:
         assert httpx.get(server.base + "/ui/traces").status_code == 200  # pages are files
     finally:
         server.stop()
+
+
+def test_a_reconnecting_tail_resumes_after_the_last_record_it_was_sent(open_web: Any) -> None:
+    def send(body: str) -> None:
+        client = sdk_client(open_web.collector, "web-resume")
+        client.log_info(body)
+        client.shutdown(timeout=10)
+
+    tail = _Tail(open_web.base, {"service": "web-resume"})
+    tail.read_until(lambda data: b"event: ready" in data, "ready")
+    send("before the break")
+    tail.read_until(lambda data: b"before the break" in data, "the first record")
+    tail.close()
+    last_id = re.findall(r"^id: (\d+)$", tail.text, re.M)[-1]
+    send("during the break")
+    again = _Tail(open_web.base, {"service": "web-resume"}, last_id=last_id)
+    try:
+        again.read_until(lambda data: b"during the break" in data, "the missed record")
+    finally:
+        again.close()
+    assert "before the break" not in again.text
+
+
+def test_stopping_the_collector_ends_open_tails_cleanly(tmp_path: Path) -> None:
+    server = WebServer(start_web_collector(tmp_path, auth=False, keys=()))
+    tail = _Tail(server.base, {})
+    try:
+        tail.read_until(lambda data: b"event: ready" in data, "ready")
+        server.stop()
+        # the stream is finished (its last chunk sent), not cut off when the grace ran out
+        tail.read_until(lambda data: data.endswith(b"<closed>"), "the end of the stream")
+        assert tail.data.endswith(b"\r\n0\r\n\r\n")
+    finally:
+        tail.close()

@@ -22,6 +22,7 @@ from telemetryflow.collector._limits import (
 )
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector._store import Store
+from telemetryflow.collector.web import close_live_tails
 
 __all__ = ["Collector"]
 
@@ -125,6 +126,8 @@ class Collector:
             self._grpc.stop(grace).wait(grace + 1)
             self._grpc = None
         if self._http is not None:
+            if self._pipeline is not None:
+                close_live_tails(self._pipeline)  # open streams would hold the grace period
             self._http.stop(grace)
             self._http = None
         if self._http_work is not None:

@@ -8,6 +8,8 @@ elsewhere); their data comes from ``/ui/api/*``, which reads through
 
 from __future__ import annotations
 
+import weakref
+
 from starlette.routing import BaseRoute, Route
 
 from telemetryflow.collector._pipeline import Pipeline
@@ -18,10 +20,22 @@ from telemetryflow.collector.web._security import CSP, secured
 from telemetryflow.collector.web._session import COOKIE, SessionStore
 from telemetryflow.collector.web._tail import LogTail
 
-__all__ = ["COOKIE", "CSP", "MAX_STREAMS", "SessionStore", "routes"]
+__all__ = ["COOKIE", "CSP", "MAX_STREAMS", "SessionStore", "close_live_tails", "routes"]
 
 MAX_STREAMS = 16
 """Live tails open at once, per collector, by default."""
+
+_TAILS: weakref.WeakKeyDictionary[Pipeline, list[LogTail]] = weakref.WeakKeyDictionary()
+
+
+def close_live_tails(pipeline: Pipeline) -> None:
+    """End the live tails served for ``pipeline``: call before stopping the HTTP server.
+
+    A stream never ends by itself within a server's grace period, so without this a
+    browser left on a live tail would hold the shutdown until the grace runs out.
+    """
+    for tail in _TAILS.get(pipeline, ()):
+        tail.close()
 
 
 def routes(
@@ -36,6 +50,7 @@ def routes(
     pages = Pages(sessions)
     api = WebApi(pipeline, sessions)
     tail = LogTail(pipeline, sessions, max_streams)
+    _TAILS.setdefault(pipeline, []).append(tail)
     metrics = MetricsApi(pipeline, sessions)
     table = [
         ("/ui", pages.home, ("GET", "HEAD"), "home"),

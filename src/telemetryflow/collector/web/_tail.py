@@ -53,9 +53,16 @@ def _identity(record: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
-def _event(kind: str, data: Any) -> bytes:
+def _event(kind: str, data: Any, event_id: int | None = None) -> bytes:
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False)
-    return f"event: {kind}\ndata: {payload}\n\n".encode()
+    head = "" if event_id is None else f"id: {event_id}\n"
+    return f"{head}event: {kind}\ndata: {payload}\n\n".encode()
+
+
+def _last_event_id(request: Request) -> int | None:
+    """The time of the last record a reconnecting browser was sent, if it says so."""
+    value = request.headers.get("last-event-id", "")
+    return int(value) if value.isdigit() and len(value) <= 19 else None
 
 
 class LogTail:
@@ -66,7 +73,12 @@ class LogTail:
         self.sessions = sessions
         self.max_streams = max_streams
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         self.active = 0
+
+    def close(self) -> None:
+        """End every open stream within a poll, and refuse new ones (the server is stopping)."""
+        self._closing.set()
 
     def _claim(self) -> bool:
         with self._lock:
@@ -88,12 +100,14 @@ class LogTail:
         params["limit"] = str(_BATCH)
         # a bad filter is refused now, as a 400, not inside the stream
         await run_in_threadpool(self._poll, principal, params, set())
+        if self._closing.is_set():
+            return error(503, "the collector is stopping", {"Retry-After": "5"})
         if not self._claim():
             return error(503, "too many live tails open; close one and retry",
                          {"Retry-After": "5"})  # fmt: skip
         return _TailResponse(
             self._release,
-            self._stream(request, principal, params),
+            self._stream(request, principal, params, _last_event_id(request)),
             media_type="text/event-stream",
             headers={"X-Accel-Buffering": "no"},
         )
@@ -120,23 +134,28 @@ class LogTail:
         return fresh, len(logs) >= _BATCH
 
     async def _stream(
-        self, request: Request, principal: Principal, params: dict[str, Any]
+        self, request: Request, principal: Principal, params: dict[str, Any], after: int | None
     ) -> AsyncIterator[bytes]:
         seen: set[str] = set()
         sent = 0
         deadline = time.monotonic() + MAX_STREAM_S
-        # records already there are the page's job; the tail starts from now
-        await run_in_threadpool(self._poll, principal, params, seen)
+        # Records already there are the page's job: the tail starts from now, or, when
+        # the browser reconnects, from the last record it was sent (Last-Event-ID).
+        fresh, _ = await run_in_threadpool(self._poll, principal, params, seen)
+        missed = [] if after is None else [r for r in fresh if r["time_unix_nano"] > after]
         yield b"retry: 1000\n\n" + _event("ready", {"lookback_seconds": LOOKBACK_S})
         quiet_since = time.monotonic()
-        while time.monotonic() < deadline and sent < MAX_EVENTS:
+        while time.monotonic() < deadline and sent < MAX_EVENTS and not self._closing.is_set():
             if await request.is_disconnected():
                 return
-            fresh, full = await run_in_threadpool(self._poll, principal, params, seen)
+            if missed:
+                fresh, full, missed = missed, False, []
+            else:
+                fresh, full = await run_in_threadpool(self._poll, principal, params, seen)
             if full:
                 yield _event("notice", {"message": "more records than the tail keeps up with"})
             for record in fresh[: MAX_EVENTS - sent]:
-                yield _event("log", log_row(record))
+                yield _event("log", log_row(record), record["time_unix_nano"])
             sent += len(fresh)
             if fresh or full:
                 quiet_since = time.monotonic()
