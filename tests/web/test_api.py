@@ -85,6 +85,9 @@ def test_bad_parameters_answer_400_naming_them(open_web: Any) -> None:
     assert answer.status_code == 400 and "severity" in answer.json()["error"]["message"]
     assert httpx.get(open_web.base + "/ui/api/traces/not-an-id").status_code == 400
     assert httpx.get(open_web.base + "/ui/api/traces/" + "0" * 32).status_code == 404
+    missing = httpx.get(open_web.base + "/ui/api/nothing")
+    assert missing.status_code == 404 and "/ui/api/nothing" in missing.json()["error"]["message"]
+    assert httpx.get(open_web.base + "/ui/nothing").headers["content-type"].startswith("text/html")
 
 
 def test_pages_of_the_trace_list_are_disjoint_and_complete(open_web: Any, many: list[str]) -> None:

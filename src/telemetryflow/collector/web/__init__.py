@@ -70,6 +70,7 @@ def routes(
         ("/ui/api/logs/tail", tail.endpoint, ("GET",), "api_tail"),
         ("/ui/api/metrics", metrics.names, ("GET",), "api_metrics"),
         ("/ui/api/metrics/{name:path}", metrics.series, ("GET",), "api_metric"),
+        ("/ui/api/{rest:path}", pages.no_endpoint, ("GET", "HEAD"), "api_not_found"),
         ("/ui/{rest:path}", pages.not_found, ("GET", "HEAD"), "not_found"),
     ]
     return [

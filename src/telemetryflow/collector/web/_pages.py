@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from telemetryflow.collector.web._security import Endpoint, same_origin
+from telemetryflow.collector.web._security import Endpoint, error, same_origin
 from telemetryflow.collector.web._session import COOKIE, SessionStore
 
 __all__ = ["ASSETS", "Pages"]
@@ -125,6 +125,9 @@ class Pages:
         if request.headers.get("if-none-match") == asset.etag:
             return Response(status_code=304, headers=headers)
         return Response(asset.body, media_type=asset.content_type, headers=headers)
+
+    async def no_endpoint(self, request: Request) -> Response:
+        return error(404, f"no such endpoint: {request.url.path}")
 
     async def not_found(self, request: Request) -> Response:
         return _html("notfound.html", 404)
