@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from telemetryflow._flags import FlagSet
 from telemetryflow.collector import ApiKey, Collector
 from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
 from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector._store import Store
 
 ALPHA = Principal(KEY_A.project, KEY_A.key_id)
 BETA = Principal(KEY_B.project, KEY_B.key_id)
@@ -39,17 +41,23 @@ def pipeline_of(collector: Collector) -> Pipeline:
 
 
 def sdk_client(
-    collector: Collector, key: ApiKey = KEY_A, service: str = "shop", **signals: bool
+    collector: Collector,
+    key: ApiKey = KEY_A,
+    service: str = "shop",
+    protocol: str = "http",
+    **signals: bool,
 ) -> TelemetryFlowClient:
     builder = (
         TelemetryFlowBuilder()
         .with_api_key(key.key_id, key.key_secret)
         .with_service(service, "1.0.0")
-        .with_endpoint(collector.http_endpoint.split("://")[1])
-        .with_http()
         .with_insecure()
         .with_global_providers(False)
     )
+    if protocol == "grpc":
+        builder = builder.with_endpoint(collector.grpc_endpoint or "").with_grpc()
+    else:
+        builder = builder.with_endpoint(collector.http_endpoint.split("://")[1]).with_http()
     if signals:
         builder = builder.with_signals(**signals)
     client = builder.build()
@@ -104,8 +112,11 @@ def test_a_posted_stack_gets_the_fingerprint_the_sdk_gives_it(collector: Collect
     assert group["sample"]["stack"] == STACK
 
 
-def test_sdk_captures_and_posted_errors_share_groups_and_count_once(collector: Collector) -> None:
-    client = sdk_client(collector)
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_sdk_captures_and_posted_errors_share_groups_and_count_once(
+    collector: Collector, protocol: str
+) -> None:
+    client = sdk_client(collector, protocol=protocol)
     with client.span("POST /webhook"):  # a log record and a span event for each capture
         sdk_error_id = client.capture_error("timed out", code="E_TIMEOUT", stack=STACK,
                                             tags={"tenant": "acme"})  # fmt: skip
@@ -298,3 +309,31 @@ def test_size_limit_trims_errors_of_the_largest_project_only(
     assert collector.store.live_bytes() <= mib
     assert pipeline.error_groups(BETA, {})["total_occurrences"] == 30
     assert pipeline.error_groups(ALPHA, {})["total_occurrences"] < sent
+
+
+# -- schema ------------------------------------------------------------------------------------
+def test_a_version_2_file_gains_the_tables_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = str(tmp_path / "v2.db")
+    store = Store(path)
+    store.close()
+    with sqlite3.connect(path) as conn:  # make it what version 2 wrote
+        conn.execute("DROP TABLE error_occurrences")
+        conn.execute("DROP TABLE product_events")
+        conn.execute(
+            "INSERT INTO logs (project, service, time_ns, observed_ns, "
+            "severity_number, severity_text, body, trace_id, span_id, attributes, "
+            "resource, scope, received_ns) "
+            "VALUES ('alpha', 's', 1, 1, 9, 'INFO', 'kept', '', '', '{}', '', '', 1)"
+        )
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    store = Store(path)
+    try:
+        pipeline = Pipeline(store, Authenticator((KEY_A,)), RateLimiter(0))
+        pipeline.capture_error(ALPHA, {"message": "after the upgrade"})
+        assert pipeline.error_groups(ALPHA, {})["total_occurrences"] == 1
+        with store.reader() as conn:
+            assert conn.execute("SELECT body FROM logs").fetchall() == [("kept",)]
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+            assert version.fetchone() == ("3",)
+    finally:
+        store.close()
