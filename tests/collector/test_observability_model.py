@@ -22,6 +22,7 @@ from telemetryflow._capture import fingerprint_stack_text
 from telemetryflow._flags import FlagSet
 from telemetryflow.collector import ApiKey, Collector
 from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
+from telemetryflow.collector._decode import BadRequestError
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector._store import Store
 
@@ -166,6 +167,20 @@ def test_an_error_sent_only_as_a_span_event_is_captured(collector: Collector) ->
         assert conn.execute("SELECT count(*) FROM logs").fetchone() == (0,)
     group = groups_by_type(pipeline_of(collector))["ValueError"]
     assert (group["count"], group["sample"]["error_id"]) == (1, error_id)
+
+
+def test_an_error_is_found_by_the_id_its_capture_answered(collector: Collector) -> None:
+    pipeline = pipeline_of(collector)
+    first = pipeline.capture_error(ALPHA, {"message": "quota 10 exceeded", "code": "QUOTA"})
+    second = pipeline.capture_error(ALPHA, {"message": "quota 11 exceeded", "code": "QUOTA"})
+    found = pipeline.error_by_id(ALPHA, first["error_id"])
+    assert (found["error_id"], found["message"], found["group"]["count"]) == (
+        first["error_id"], "quota 10 exceeded", 2,
+    )  # fmt: skip
+    assert pipeline.error_by_id(ALPHA, second["error_id"])["fingerprint"] == found["fingerprint"]
+    with pytest.raises(BadRequestError) as caught:
+        pipeline.error_by_id(BETA, first["error_id"])  # another project's error
+    assert caught.value.status == 404
 
 
 def test_error_listing_filters(collector: Collector) -> None:

@@ -34,6 +34,7 @@ from telemetryflow.collector._params import Params, iso
 __all__ = [
     "ERROR_EVENT",
     "Captured",
+    "find_error",
     "list_error_groups",
     "list_events",
     "otlp_captures",
@@ -259,6 +260,24 @@ def _samples(conn: sqlite3.Connection, ids: list[int]) -> dict[int, dict[str, An
         ids,
     ).fetchall()
     return {row[0]: _sample(row[1:]) for row in rows}
+
+
+def find_error(conn: sqlite3.Connection, project: str, error_id: str) -> dict[str, Any] | None:
+    """One occurrence by the ``error_id`` its capture answered, with its group's figures."""
+    row = conn.execute(
+        "SELECT id, fingerprint FROM error_occurrences WHERE project = ? AND error_id = ?",
+        (project, error_id[:_MAX_ID]),
+    ).fetchone()
+    if row is None:
+        return None
+    count, first, last = conn.execute(
+        "SELECT count(*), min(time_ns), max(time_ns) FROM error_occurrences "
+        "WHERE project = ? AND fingerprint = ?",
+        (project, row[1]),
+    ).fetchone()
+    occurrence = _samples(conn, [row[0]])[row[0]]
+    group = {"count": count, "first_seen": iso(first), "last_seen": iso(last)}
+    return {**occurrence, "fingerprint": row[1], "group": group}
 
 
 def list_events(

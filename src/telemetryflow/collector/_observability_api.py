@@ -21,7 +21,7 @@ from telemetryflow._capture import fingerprint_reported
 from telemetryflow._flags import EMPTY_FLAGS, ERROR, FlagSet, targeting_key_of
 from telemetryflow.collector._auth import Principal
 from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._errors_events import list_error_groups, list_events
+from telemetryflow.collector._errors_events import find_error, list_error_groups, list_events
 from telemetryflow.collector._ingest import compact_json
 from telemetryflow.collector._params import Params
 from telemetryflow.collector._store import Store, WriteBatch
@@ -234,6 +234,18 @@ class ObservabilityAPI:
         """``GET /v1/observability/errors``: this project's error groups."""
         with self.store.reader() as conn:
             return list_error_groups(conn, principal.project, params)
+
+    def error_by_id(self, principal: Principal, error_id: str) -> dict[str, Any]:
+        """``GET /v1/observability/errors/{error_id}``: the occurrence a capture answered.
+
+        Raises:
+            BadRequestError: 404 when this project has no such error.
+        """
+        with self.store.reader() as conn:
+            found = find_error(conn, principal.project, error_id)
+        if found is None:
+            raise BadRequestError(404, "no error with this error_id in this project")
+        return found
 
     def event_counts(self, principal: Principal, params: Mapping[str, Any]) -> dict[str, Any]:
         """``GET /v1/observability/events``: this project's events by name."""

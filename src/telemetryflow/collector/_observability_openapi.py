@@ -185,6 +185,22 @@ OBSERVABILITY_PATHS: dict[str, Any] = {
             _GROUPS,
         ),
     },
+    "/v1/observability/errors/{error_id}": {
+        "get": {
+            **_get(
+                "One error occurrence by the error_id its capture answered, with its group",
+                [{"name": "error_id", "in": "path", "required": True, "schema": _STR}],
+                {"$ref": "#/components/schemas/ErrorOccurrence"},
+            ),
+            "responses": {
+                **_responses({"$ref": "#/components/schemas/ErrorOccurrence"}, body=False),
+                "404": {
+                    "description": "No such error in this key's project",
+                    "content": {_JSON: {"schema": _REF_ERROR}},
+                },
+            },
+        },
+    },
     "/v1/observability/events": {
         "post": _post(
             "Track a product event",
