@@ -142,6 +142,19 @@ def start_collector(db: str) -> tuple[subprocess.Popen[str], str, str]:
     return proc, grpc_addr, http_url
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux; 0.0 elsewhere).
+
+    On a busy machine throughput swings with the neighbours; the collector's own CPU
+    per request does not, so it is the figure to compare between versions.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drive(send: object, body: bytes, requests: int, threads: int) -> float:
     """Send ``requests`` copies of ``body`` from ``threads`` threads; return seconds."""
     per_thread = requests // threads
@@ -188,11 +201,15 @@ def bench_ingest(args: argparse.Namespace, tmp: str) -> None:
             }
             for transport, send in senders.items():
                 drive(send, body, args.threads, args.threads)  # warm up
+                cpu_before = cpu_seconds(proc.pid)
                 seconds = drive(send, body, args.requests, args.threads)
-                rate = args.requests // args.threads * args.threads * args.batch / seconds
+                sent = args.requests // args.threads * args.threads
+                cpu = (cpu_seconds(proc.pid) - cpu_before) / sent * 1e6
+                rate = sent * args.batch / seconds
                 print(
                     f"ingest {kind:<6} over {transport:<4}: {rate:>10,.0f} {kind}/s "
-                    f"({args.batch}/request, {args.threads} threads)"
+                    f"({args.batch}/request, {args.threads} threads); "
+                    f"collector CPU {cpu:,.0f} us/request"
                 )
         channel.close()
         http.close()

@@ -21,7 +21,6 @@ through the middleware.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,12 +73,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 # Recent FastAPI versions trace and measure requests themselves once a global
-# OpenTelemetry provider is set (this client installs one); the middleware does that
-# job here, so FastAPI's own spans and request metrics are turned off.
-options: dict[str, Any] = {}
-if "telemetry" in inspect.signature(FastAPI).parameters:
-    options["telemetry"] = {"tracing": False, "metrics": False}
-app = FastAPI(lifespan=lifespan, **options)
+# OpenTelemetry provider is set (this client installs one). Adding the middleware
+# turns FastAPI's own request spans and metrics off for this app, so each request
+# is recorded once.
+app = FastAPI(lifespan=lifespan)
 app.add_middleware(
     FastAPITelemetryMiddleware,
     client=client,

@@ -39,7 +39,16 @@ def main() -> None:
                 time.sleep(0.01)
             client.record_histogram("request.duration", time.perf_counter() - started, unit="s")
         client.record_gauge("queue.depth", 3)
-        print(client.get_status())
+        # Send it now, so the status below counts what reached the collector.
+        client.flush(timeout=10)
+        status = client.get_status()
+        print(
+            f"sent {status['spans_sent']} spans, {status['logs_sent']} logs and "
+            f"{status['metrics_sent']} metric points to {status['endpoint']}"
+        )
+        if status["export_requests_failed"]:
+            print(f"{status['export_requests_failed']} export request(s) failed: "
+                  "is the collector running (telemetryflow collector --no-auth)?")  # fmt: skip
 
 
 if __name__ == "__main__":

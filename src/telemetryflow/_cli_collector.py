@@ -44,6 +44,7 @@ def register(subparsers: Any) -> None:
         description="Receive OTLP over gRPC and HTTP, store it in SQLite, answer queries.",
     )
     _network_arguments(p)
+    _limit_arguments(p)
     _auth_arguments(p)
     _storage_arguments(p)
     p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
@@ -80,6 +81,34 @@ def _network_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=1000.0,
         help="requests per second per key, 0 for none (default %(default)s)",
+    )
+
+
+def _limit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-inflight-size",
+        type=parse_size,
+        default=64 * 1024**2,
+        help="request bodies held in memory at once over HTTP; past it, 503 (default 64MiB)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        help="open connections per receiver, lowered to fit the open-file limit "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=_duration,
+        default=10.0,
+        help="time a client has to send a request's headers, in total (default 10s)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=_duration,
+        default=60.0,
+        help="time a client has to send a request's body, in total (default 60s)",
     )
 
 
@@ -136,7 +165,9 @@ def _run(args: argparse.Namespace) -> int:
             keys=keys, auth=not args.no_auth, allow_remote=args.allow_remote,
             max_body_bytes=args.max_body_size, rate_limit=args.rate_limit,
             retention_seconds=args.retention, max_db_bytes=args.max_db_size,
-            sync_full=args.sync_full,
+            sync_full=args.sync_full, max_inflight_bytes=args.max_inflight_size,
+            max_connections=args.max_connections, header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
         )  # fmt: skip
     except ConfigError as exc:
         for problem in exc.problems:

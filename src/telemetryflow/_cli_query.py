@@ -4,47 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TextIO
+
+from telemetryflow._cli_render import (
+    format_metric_names,
+    format_series,
+    format_table,
+    format_trace_tree,
+)
+from telemetryflow.query._client import AGGREGATIONS
 
 __all__ = ["format_table", "format_trace_tree", "register"]
 
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 60) -> str:
-    """Plain left-aligned columns; cells longer than ``width`` are cut with an ellipsis."""
-    cells = [[_cell(v, width) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-              for row in cells]  # fmt: skip
-    return "\n".join(lines)
+_PERCENTILE = re.compile(r"p\d{1,2}(\.\d+)?|median")
 
 
-def _cell(value: Any, width: int) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        text = f"{value:.4g}" if abs(value) < 1e6 else f"{value:.6g}"
-    elif isinstance(value, (dict, list)):
-        text = json.dumps(value, separators=(",", ":"))
-    else:
-        text = str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def format_trace_tree(spans: Sequence[dict[str, Any]], depth: int = 0) -> list[str]:
-    """One line per span, indented under its parent: name, service, duration, status."""
-    lines: list[str] = []
-    for span in spans:
-        flag = "  ERROR" if span.get("status") == "ERROR" else ""
-        service = f" [{span['service']}]" if span.get("service") else ""
-        lines.append(f"{'  ' * depth}{span['name']}{service} {span['duration_ms']:.2f} ms{flag}")
-        lines.extend(format_trace_tree(span.get("children", []), depth + 1))
-    return lines
+def _agg(text: str) -> str:
+    value = text.strip().lower()
+    if value in AGGREGATIONS or _PERCENTILE.fullmatch(value):
+        return value
+    raise argparse.ArgumentTypeError(f"choose from {', '.join(AGGREGATIONS)} (or any pNN)")
 
 
 def _common(p: argparse.ArgumentParser, default_window: str) -> None:
@@ -65,11 +47,19 @@ def register(subparsers: Any) -> None:
     logs.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     logs.set_defaults(func=_run_logs)
 
-    metrics = subparsers.add_parser("metrics", help="aggregate a metric, one row per tag set")
-    metrics.add_argument("name", help="metric name")
+    metrics = subparsers.add_parser(
+        "metrics",
+        help="list metric names, or aggregate one metric, one row per tag set",
+        description="Without NAME: every metric name with its type, unit, series and when "
+        "it was last seen. With NAME: the metric aggregated over the window.",
+    )
+    metrics.add_argument("name", nargs="?", help="metric name (omit to list the names)")
     _common(metrics, "1h")
     metrics.add_argument(
-        "--agg", default="avg", help="p50, p90, p95, p99, sum, avg, count, min, max (default avg)"
+        "--agg",
+        type=_agg,
+        help="p50, p90, p95, p99 (any pNN), sum, avg, count, min, max, last (gauges), "
+        "rate (counters, per second); default avg",
     )
     metrics.add_argument(
         "--tag",
@@ -94,28 +84,39 @@ def register(subparsers: Any) -> None:
     traces.set_defaults(func=_run_traces)
 
 
-def _call(args: argparse.Namespace, signal: str, params: dict[str, Any],
+def _call(args: argparse.Namespace, signal: str, ask: Callable[[Any], Any],
           render: Callable[[Any, TextIO], None]) -> int:  # fmt: skip
+    """Run ``ask(client)`` and print its answer; every failure is one line on stderr."""
     import httpx
 
     from telemetryflow._errors import TelemetryFlowError
     from telemetryflow.query import QueryClient
 
-    params.update(window=args.window, since=args.since, until=args.until)
-    if signal != "metrics" and params.get("window") is not None:
-        params["time_window"] = params.pop("window")
     try:
-        with QueryClient(args.endpoint) as client:
-            answer = getattr(client, signal).query(**params)
+        client = QueryClient(args.endpoint)
     except TelemetryFlowError as exc:
         print(f"telemetryflow {signal}: {exc}", file=sys.stderr)
         return 2
+    endpoint = client.settings.endpoint
+    try:
+        with client:
+            answer = ask(client)
+    except _CommandError as exc:
+        print(f"telemetryflow {signal}: {exc}", file=sys.stderr)
+        return 1
     except httpx.HTTPStatusError as exc:
         message = _error_message(exc.response)
         print(f"telemetryflow {signal}: {exc.response.status_code} {message}", file=sys.stderr)
         return 1
     except httpx.HTTPError as exc:
-        print(f"telemetryflow {signal}: cannot reach the collector: {exc}", file=sys.stderr)
+        print(f"telemetryflow {signal}: cannot reach the collector at {endpoint} "
+              f"({_reason(exc)}); start one with 'telemetryflow collector' or point "
+              "--endpoint / TELEMETRYFLOW_QUERY_ENDPOINT at its HTTP port",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    except ValueError:  # a 2xx answer that is not the JSON we expect: not a query API
+        print(f"telemetryflow {signal}: {endpoint} did not answer like a TelemetryFlow "
+              "collector's query API", file=sys.stderr)  # fmt: skip
         return 1
     if args.json:
         json.dump(answer, sys.stdout, indent=2)
@@ -125,6 +126,12 @@ def _call(args: argparse.Namespace, signal: str, params: dict[str, Any],
     return 0
 
 
+def _reason(exc: Exception) -> str:
+    """The last line of the cause, without httpx's class names or a traceback."""
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
 def _error_message(response: Any) -> str:
     try:
         return str(response.json()["error"]["message"])[:200]
@@ -132,9 +139,15 @@ def _error_message(response: Any) -> str:
         return response.reason_phrase or "error"
 
 
+def _window(args: argparse.Namespace, params: dict[str, Any], key: str) -> dict[str, Any]:
+    params.update({key: args.window, "since": args.since, "until": args.until})
+    return params
+
+
 def _run_logs(args: argparse.Namespace) -> int:
-    params = {"service": args.service, "severity": args.severity, "trace_id": args.trace_id,
-              "contains": args.contains, "limit": args.limit}  # fmt: skip
+    params = _window(args, {"service": args.service, "severity": args.severity,
+                            "trace_id": args.trace_id, "contains": args.contains,
+                            "limit": args.limit}, "time_window")  # fmt: skip
 
     def render(answer: Any, out: TextIO) -> None:
         rows = [(r["time"], r["severity"], r["service"], r["body"], r["trace_id"] or None)
@@ -142,10 +155,12 @@ def _run_logs(args: argparse.Namespace) -> int:
         out.write(format_table(("TIME", "SEVERITY", "SERVICE", "BODY", "TRACE_ID"), rows) + "\n")
         out.write(f"{answer['count']} record(s)\n")
 
-    return _call(args, "logs", params, render)
+    return _call(args, "logs", lambda client: client.logs.query(**params), render)
 
 
 def _run_metrics(args: argparse.Namespace) -> int:
+    if not args.name:
+        return _call(args, "metrics", _ask_names, _render_names)
     tags: dict[str, str] = {}
     for item in args.tag:
         key, sep, value = item.partition("=")
@@ -153,31 +168,63 @@ def _run_metrics(args: argparse.Namespace) -> int:
             print(f"telemetryflow metrics: --tag wants KEY=VALUE, got {item!r}", file=sys.stderr)
             return 2
         tags[key] = value
-    params = {"name": args.name, "agg": args.agg, "tags": tags or None,
-              "service": args.service, "step": args.step, "group_by": args.group_by}  # fmt: skip
+    params = _window(args, {"name": args.name, "agg": args.agg or "avg", "tags": tags or None,
+                            "service": args.service, "step": args.step,
+                            "group_by": args.group_by}, "window")  # fmt: skip
+
+    def ask(client: Any) -> Any:
+        answer = client.metrics.query(**params)
+        if isinstance(answer, dict) and "unit" not in answer:
+            answer["unit"] = _unit_of(client, args.name)
+        return answer
 
     def render(answer: Any, out: TextIO) -> None:
-        label = answer["agg"]
-        if answer.get("step"):
-            rows = [(_tags(s["tags"]), p["time"], p["value"])
-                    for s in answer["series"] for p in s["points"]]  # fmt: skip
-            out.write(format_table(("TAGS", "TIME", label.upper()), rows) + "\n")
-        else:
-            flat = [(_tags(s["tags"]), s["value"]) for s in answer["series"]]
-            out.write(format_table(("TAGS", label.upper()), flat) + "\n")
-        out.write(f"{len(answer['series'])} series of {answer['name']}\n")
+        out.write(format_series(answer, answer.get("unit")) + "\n")
 
-    return _call(args, "metrics", params, render)
+    return _call(args, "metrics", ask, render)
 
 
-def _tags(tags: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(tags.items())) or "(none)"
+def _ask_names(client: Any) -> Any:
+    import httpx
+
+    try:
+        return {"metrics": client.list_metrics()}
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code != 404:
+            raise
+        raise _CommandError(
+            "this collector cannot list metric names (an older version); "
+            "name the metric: telemetryflow metrics NAME"
+        ) from None
+
+
+class _CommandError(Exception):
+    """A failure whose message is the whole story (printed as is, exit status 1)."""
+
+
+def _render_names(answer: Any, out: TextIO) -> None:
+    out.write(format_metric_names(answer["metrics"]) + "\n")
+
+
+def _unit_of(client: Any, name: str) -> str | None:
+    """The metric's unit from the name listing; None when the collector has no listing."""
+    import httpx
+
+    try:
+        listing = client.list_metrics()
+    except (httpx.HTTPError, ValueError):
+        return None
+    for metric in listing:
+        if metric.get("name") == name:
+            return metric.get("unit") or None
+    return None
 
 
 def _run_traces(args: argparse.Namespace) -> int:
-    params = {"trace_id": args.trace_id, "service": args.service, "name": args.name,
-              "min_duration": args.min_duration, "error": True if args.errors else None,
-              "limit": args.limit, "detail": bool(args.trace_id)}  # fmt: skip
+    params = _window(args, {"trace_id": args.trace_id, "service": args.service,
+                            "name": args.name, "min_duration": args.min_duration,
+                            "error": True if args.errors else None, "limit": args.limit,
+                            "detail": bool(args.trace_id)}, "time_window")  # fmt: skip
 
     def render(answer: Any, out: TextIO) -> None:
         if args.trace_id:
@@ -195,4 +242,4 @@ def _run_traces(args: argparse.Namespace) -> int:
         out.write(format_table(headers, rows) + "\n")
         out.write(f"{answer['count']} trace(s)\n")
 
-    return _call(args, "traces", params, render)
+    return _call(args, "traces", lambda client: client.traces.query(**params), render)

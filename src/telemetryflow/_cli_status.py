@@ -107,6 +107,9 @@ def _print(result: dict[str, Any]) -> None:
         line("OTLP", f"{otlp['endpoint']}: {'reachable' if otlp['reachable'] else 'UNREACHABLE'}")
     if result.get("error"):
         line("error", result["error"])
+    if result.get("reachable") is False:
+        line("next", "start one with 'telemetryflow collector', or point --endpoint / "
+             "TELEMETRYFLOW_QUERY_ENDPOINT at its HTTP port")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:

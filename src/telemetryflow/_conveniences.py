@@ -24,6 +24,7 @@ from telemetryflow._diagnostics import warn_throttled
 from telemetryflow._flags import (
     EMPTY_FLAGS,
     ERROR,
+    EVALUATION_SEVERITY,
     PROVIDER_NAME,
     FlagEvaluation,
     FlagSet,
@@ -292,6 +293,8 @@ class ConveniencesMixin:
         try:
             otel_logger.emit(
                 timestamp=time.time_ns(),
+                severity_number=EVALUATION_SEVERITY,
+                severity_text=EVALUATION_SEVERITY.name,
                 body=_FLAG_EVENT,
                 attributes=attributes,
                 event_name=_FLAG_EVENT,

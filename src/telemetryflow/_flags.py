@@ -34,16 +34,24 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from opentelemetry._logs import SeverityNumber
+
 from telemetryflow._errors import ConfigError
 
 __all__ = [
     "EMPTY_FLAGS",
+    "EVALUATION_SEVERITY",
     "Flag",
     "FlagEvaluation",
     "FlagSet",
     "parse_flags_setting",
     "targeting_key_of",
 ]
+
+EVALUATION_SEVERITY = SeverityNumber.INFO
+"""The severity of a ``feature_flag.evaluation`` event, whatever its outcome: an
+evaluation is routine information (a missing flag is told by the event's
+``error.type``, and the caller got its default), never a warning or an error."""
 
 BUCKETS = 10_000
 """Rollout resolution: percentages are honoured to 0.01%."""

@@ -13,10 +13,13 @@ import httpx
 import pytest
 from collector_helpers import (
     KEY_A,
+    gauge,
     headers_for,
+    kv,
     log_request,
     make_log,
     make_span,
+    metrics_request,
     trace_request,
 )
 
@@ -79,14 +82,15 @@ def test_logs_table_and_json(env_for: Collector, capsys: pytest.CaptureFixture[s
 def test_metrics_table(env_for: Collector, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "metrics", "order.value", "--agg", "sum")
     assert code == 0
+    assert out.splitlines()[0].split() == ["currency", "SUM"]
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:3]}
-    assert rows == {"currency=EUR": "40", "currency=USD": "7"}
+    assert rows == {"EUR": "40", "USD": "7"}
     code, out, _ = run(
         capsys, "metrics", "order.value", "--agg", "p50", "--tag", "currency=EUR", "--json"
     )
     assert [s["value"] for s in json.loads(out)["series"]] == [20.0]
     code, out, _ = run(capsys, "metrics", "order.value", "--step", "1h", "--window", "2h")
-    assert code == 0 and out.splitlines()[0].split() == ["TAGS", "TIME", "AVG"]
+    assert code == 0 and out.splitlines()[0].split() == ["currency", "TIME", "AVG"]
 
 
 def test_traces_list_and_tree(env_for: Collector, capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,13 +117,16 @@ def test_status_reports_reachability_and_credentials(
     code, out, _ = run(capsys, "status")
     assert code == 1 and "REJECTED" in out
     code, out, _ = run(capsys, "status", "--endpoint", "http://127.0.0.1:9", "--timeout", "1")
-    assert code == 1 and "reachable    NO" in out
+    assert code == 1 and "reachable    NO" in out and "telemetryflow collector" in out
 
 
 def test_query_command_errors(
     env_for: Collector, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, _, err = run(capsys, "metrics", "x", "--agg", "p200")
+    with pytest.raises(SystemExit) as refused:
+        run(capsys, "metrics", "x", "--agg", "avgg")
+    assert refused.value.code == 2 and "last" in capsys.readouterr().err
+    code, _, err = run(capsys, "metrics", "x", "--since", "yesterday-ish")
     assert code == 1 and "400" in err
     monkeypatch.setenv("TELEMETRYFLOW_API_KEY_SECRET", "tfs_wrong")
     code, _, err = run(capsys, "logs")
@@ -212,3 +219,121 @@ def test_collector_command_serves_until_sigterm(tmp_path: Path, subprocess_env: 
     proc.terminate()
     assert proc.wait(15) == 0
     proc.stderr.close()
+
+
+def _post(collector: Collector, path: str, body: bytes) -> None:
+    response = httpx.post(
+        f"{collector.http_endpoint}{path}", content=body, headers={**PB, **headers_for(KEY_A)}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_series_that_differ_only_at_the_end_never_look_alike(
+    env_for: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each tag gets its own column, values whole: no two rows read the same."""
+    prefix = "/api/v2/organisations/{organisation_id}/projects/{project_id}/environments/"
+    points = [
+        {"name": "route.hits", "value": v, "tags": {"route": prefix + end, "region": "eu"}}
+        for v, end in ((1, "{env_id}/deploys"), (2, "{env_id}/rollbacks"))
+    ]
+    httpx.post(
+        f"{env_for.http_endpoint}/v1/metrics/batch", json={"points": points},
+        headers=headers_for(KEY_A),
+    ).raise_for_status()  # fmt: skip
+    code, out, _ = run(capsys, "metrics", "route.hits", "--agg", "sum")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "tags of every series: region=eu"
+    assert lines[1].split() == ["route", "SUM"]
+    rows = [line.split() for line in lines[2:4]]
+    assert rows == [[prefix + "{env_id}/deploys", "1"], [prefix + "{env_id}/rollbacks", "2"]]
+
+
+def test_trace_tree_shows_span_events(
+    env_for: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace_id = "7a8efff798038103d269b633813fc60c"
+    span = make_span(trace_id, "2000000000000001", "GET /cart", duration_ms=50)
+    start = span.start_time_unix_nano
+    span.events.add(name="cache miss", time_unix_nano=start + 2_000_000,
+                    attributes=kv({"cache.key": "cart:42"}))  # fmt: skip
+    span.events.add(
+        name="exception",
+        time_unix_nano=start + 30_000_000,
+        attributes=kv({"exception.type": "KeyError", "exception.message": "'sku'",
+                       "exception.stacktrace": "Traceback (most recent call last): ..."}),
+    )  # fmt: skip
+    _post(env_for, "/v1/traces", trace_request("shop", [span]).SerializeToString())
+    code, out, _ = run(capsys, "traces", trace_id)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1] == "GET /cart [shop] 50.00 ms"
+    assert lines[2] == "    * cache miss +2 ms  cache.key=cart:42"
+    assert lines[3] == "    * exception +30 ms  KeyError: 'sku'"
+    assert "Traceback" not in out
+
+
+def test_metric_values_use_their_unit(
+    env_for: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Needs the collector's ``GET /v1/metrics/names`` (the unit comes from there)."""
+    heap = gauge("process.heap", [536870912.0])
+    heap.unit = "By"
+    latency = gauge("db.latency", [0.123])
+    latency.unit = "s"
+    _post(env_for, "/v1/metrics", metrics_request("shop", [heap, latency]).SerializeToString())
+    code, out, _ = run(capsys, "metrics", "process.heap", "--agg", "max")
+    assert code == 0 and "512 MiB" in out and "5.36871e+08" not in out
+    code, out, _ = run(capsys, "metrics", "db.latency", "--agg", "max")
+    assert code == 0 and "123 ms" in out
+
+
+def test_metrics_without_a_name_lists_the_names(
+    env_for: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Needs the collector's ``GET /v1/metrics/names``."""
+    code, out, _ = run(capsys, "metrics")
+    assert code == 0, out
+    header, row = out.splitlines()[:2]
+    assert header.split() == ["NAME", "TYPE", "UNIT", "SERIES", "POINTS", "LAST_SEEN"]
+    assert row.split()[0] == "order.value" and row.split()[3] == "2"
+    code, out, _ = run(capsys, "metrics", "--json")
+    assert [m["name"] for m in json.loads(out)["metrics"]] == ["order.value"]
+
+
+def test_gauge_last_and_counter_rate(
+    env_for: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Needs the collector's ``last`` and ``rate`` aggregations."""
+    code, out, err = run(capsys, "metrics", "order.value", "--agg", "last", "--json")
+    assert code == 0, err
+    assert json.loads(out)["agg"] == "last"
+    code, out, err = run(capsys, "metrics", "order.value", "--agg", "rate")
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["currency", "RATE"]
+
+
+def test_format_value_reads_like_a_person_would_write_it() -> None:
+    from telemetryflow._cli_render import format_value
+
+    assert format_value(536870912, "By") == "512 MiB"
+    assert format_value(1.234, "s") == "1.23 s"
+    assert format_value(0.123, "s") == "123 ms"
+    assert format_value(250, "ms") == "250 ms"
+    assert format_value(1234, "{request}") == "1.23k"
+    assert format_value(1200, None) == "1.2k"
+    assert format_value(7.0, None) == "7"
+    assert format_value(3, "s", "count") == "3"
+    assert format_value(1536, "By", "rate") == "1.5 KiB/s"
+    assert format_value(None, "s") == "-"
+
+
+def test_a_malformed_endpoint_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["logs"], ["metrics", "x"], ["traces"], ["status"]):
+        code, out, err = run(capsys, *argv, "--endpoint", "http://user:pw@[bad")
+        assert code in (1, 2), argv
+        assert "must be an http(s) URL" in out + err, argv
+        assert "pw@" not in out + err  # the URL may hold user-info: never repeated

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
+import pytest
 from collector_helpers import (
     gauge,
     gz,
@@ -122,3 +124,30 @@ def test_chunked_body_is_accepted(http: httpx.Client) -> None:
     assert response.status_code == 200
     logs = http.get("/v1/logs/query", params={"service": "chunky"}).json()["logs"]
     assert [e["body"] for e in logs] == ["chunked body"]
+
+
+def test_root_points_to_the_api_description(http: httpx.Client) -> None:
+    response = http.get("/", headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert response.json()["api"] == "/openapi.json"
+    assert http.get(response.json()["api"]).status_code == 200
+
+
+def test_metric_names_route_needs_a_key_and_never_fails_with_500(http: httpx.Client) -> None:
+    assert http.get("/v1/metrics/names", headers={"Authorization": ""}).status_code == 401
+    assert http.post("/v1/metrics/names").status_code == 405
+    assert http.get("/v1/metrics/names").status_code in (200, 400, 404)
+
+
+def test_ipv6_loopback_and_ephemeral_ports(make_collector: Any) -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    collector = make_collector(http_host="::1", grpc_host="::1")
+    assert collector.http_port != 0
+    assert collector.http_endpoint == f"http://[::1]:{collector.http_port}"
+    assert httpx.get(f"{collector.http_endpoint}/health").json() == {"status": "ok"}

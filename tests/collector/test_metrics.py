@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import time
+from statistics import quantiles
 
 import httpx
 import pytest
@@ -153,14 +155,15 @@ def test_step_buckets(http: httpx.Client) -> None:
 
 
 def test_report_and_batch_idempotency(http: httpx.Client, collector: Collector) -> None:
-    assert http.post("/v1/metrics/report", json={"name": "r", "value": 2}).json() == {"ok": True}
+    first_report = http.post("/v1/metrics/report", json={"name": "r", "value": 2}).json()
+    assert first_report == {"ok": True, "duplicate": False}
     first = batch(http, [{"name": "r", "value": 5}], key="batch-1")
     again = batch(http, [{"name": "r", "value": 5}], key="batch-1")
     assert (first["duplicate"], again["duplicate"]) == (False, True)
     assert again["accepted"] == 1  # the first answer is repeated
     report = {"name": "r", "value": 7, "idempotency_key": "rep-1"}
-    for _ in range(2):
-        assert http.post("/v1/metrics/report", json=report).json() == {"ok": True}
+    answers = [http.post("/v1/metrics/report", json=report).json() for _ in range(2)]
+    assert answers == [{"ok": True, "duplicate": False}, {"ok": True, "duplicate": True}]
     assert series_value(http, name="r", agg="sum")[0][1] == 2 + 5 + 7
     other = httpx.post(
         f"{collector.http_endpoint}/v1/metrics/batch",
@@ -168,6 +171,23 @@ def test_report_and_batch_idempotency(http: httpx.Client, collector: Collector) 
         json={"points": [{"name": "r", "value": 1}], "idempotency_key": "batch-1"},
     )
     assert other.json()["duplicate"] is False  # keys are per project
+
+
+def test_idempotency_key_reused_for_different_points_is_a_conflict(http: httpx.Client) -> None:
+    batch(http, [{"name": "k", "value": 1, "timestamp": 1_700_000_000}], key="import-7")
+    changed = http.post(
+        "/v1/metrics/batch",
+        json={"idempotency_key": "import-7", "points": [{"name": "k", "value": 99}]},
+    )
+    assert changed.status_code == 409
+    assert "import-7" in changed.json()["error"]["message"]
+    report = {"name": "k", "value": 1, "idempotency_key": "rep-7"}
+    assert http.post("/v1/metrics/report", json=report).status_code == 200
+    reused = http.post("/v1/metrics/report", json={**report, "value": 2})
+    assert reused.status_code == 409
+    assert "rep-7" in reused.json()["error"]["message"]
+    count = series_value(http, name="k", agg="count", since=1_699_999_000)
+    assert count[0][1] == 2  # neither conflicting request stored anything
 
 
 def test_batch_rejects_bad_points_individually(http: httpx.Client) -> None:
@@ -182,7 +202,13 @@ def test_batch_rejects_bad_points_individually(http: httpx.Client) -> None:
         ],
     )
     assert (result["ok"], result["accepted"], result["rejected"]) == (False, 1, 4)
-    assert [e["index"] for e in result["errors"]] == [1, 2, 3, 4]
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [
+        (1, "name"),
+        (2, "value"),
+        (3, "type"),
+        (4, "value"),
+    ]
+    assert series_value(http, name="ok", agg="count") == [({}, 1)]  # the valid one is stored
 
 
 @pytest.mark.parametrize(
@@ -243,3 +269,84 @@ def test_histogram_quantile_is_monotonic_and_within_bounds(
     assert all(v is not None for v in values)
     assert values == sorted(values)  # type: ignore[type-var]
     assert all(0.0 <= v <= bounds[-1] for v in values)  # type: ignore[operator]
+
+
+def test_last_is_the_latest_value_per_series_and_step(http: httpx.Client) -> None:
+    t0 = int(time.time()) - 7200
+    points = [
+        {"name": "queue.depth", "value": v, "timestamp": t0 + offset, "tags": {"q": q}}
+        for offset, v, q in ((100, 7, "a"), (900, 3, "a"), (2000, 11, "a"), (1500, 4, "b"))
+    ]
+    batch(http, points)
+    params = {"name": "queue.depth", "agg": "last", "since": t0, "until": t0 + 3600}
+    answer = http.get("/v1/metrics/query", params={**params, "step": "30m"}).json()
+    by_queue = {s["tags"]["q"]: s for s in answer["series"]}
+    assert [p["value"] for p in by_queue["a"]["points"]] == [3.0, 11.0]
+    assert (by_queue["a"]["value"], by_queue["b"]["value"]) == (11.0, 4.0)
+
+
+def test_rate_is_increase_per_second_across_resets(http: httpx.Client) -> None:
+    now = time.time_ns()
+    times = [now - s * 10**9 for s in (2400, 1800, 1200, 600)]
+    # cumulative 10 -> 70 -> 130, then a restart (new start time) reporting 30
+    before = counter("req", [10, 70, 130], cumulative=True, start_ns=now - 3000 * 10**9,
+                     times=times[:3])  # fmt: skip
+    after = counter("req", [30], cumulative=True, start_ns=now - 700 * 10**9, times=times[3:])
+    body = metrics_request("api", [before, after]).SerializeToString()
+    assert http.post("/v1/metrics", content=body, headers=PB).status_code == 200
+    since, until = now // 10**9 - 3600, now // 10**9
+    window = {"name": "req", "since": since, "until": until}
+    rate = http.get("/v1/metrics/query", params={**window, "agg": "rate"}).json()
+    increase = http.get("/v1/metrics/query", params={**window, "agg": "sum"}).json()
+    assert increase["series"][0]["value"] == 10 + 60 + 60 + 30
+    assert rate["series"][0]["value"] == pytest.approx(160 / 3600)
+    delta = metrics_request("api", [counter("dreq", [5, 15], cumulative=False)])
+    assert http.post("/v1/metrics", content=delta.SerializeToString(), headers=PB).is_success
+    params = {"name": "dreq", "agg": "rate", "window": "1h", "step": "1h"}
+    stepped = http.get("/v1/metrics/query", params=params).json()
+    assert [p["value"] for p in stepped["series"][0]["points"]] == [pytest.approx(20 / 3600)]
+
+
+def test_exact_percentiles_per_series_step_and_window(http: httpx.Client) -> None:
+    t0 = int(time.time()) - 7200
+    rng = random.Random(3)
+    values: dict[tuple[str, str, int], list[float]] = {}
+    points = []
+    for k, zone, step, n in (("a", "x", 0, 7), ("a", "x", 1, 12), ("b", "x", 0, 1),
+                             ("b", "y", 1, 30), ("c", "y", 0, 4), ("c", "y", 1, 2)):  # fmt: skip
+        for _ in range(n):
+            v = round(rng.uniform(0, 100), 3)
+            values.setdefault((k, zone, step), []).append(v)
+            when = t0 + step * 1800 + rng.randrange(1800)
+            points.append({"name": "lat", "value": v, "timestamp": when,
+                           "tags": {"k": k, "zone": zone}})  # fmt: skip
+    assert batch(http, points)["accepted"] == len(points)
+
+    def p90(data: list[float]) -> float:  # linear between closest ranks, like numpy
+        return data[0] if len(data) == 1 else quantiles(data, n=10, method="inclusive")[8]
+
+    window = {"name": "lat", "agg": "p90", "since": t0, "until": t0 + 3599, "step": "30m"}
+    answer = http.get("/v1/metrics/query", params=window).json()
+    for series in answer["series"]:
+        key = (series["tags"]["k"], series["tags"]["zone"])
+        steps = [values[(*key, s)] for s in (0, 1) if (*key, s) in values]
+        assert [p["value"] for p in series["points"]] == pytest.approx([p90(v) for v in steps])
+        assert series["value"] == pytest.approx(p90([v for s in steps for v in s]))
+    by_zone = http.get("/v1/metrics/query", params={**window, "group_by": "zone"}).json()
+    for series in by_zone["series"]:
+        zone = series["tags"]["zone"]
+        mine = [v for (_, z, _), vs in values.items() if z == zone for v in vs]
+        assert series["value"] == pytest.approx(p90(mine))
+
+
+def test_one_name_with_every_kind_of_point(http: httpx.Client) -> None:
+    metrics = [
+        counter("mixed", [5, 8], cumulative=True, start_ns=1),  # increases 5 + 3
+        histogram("mixed", BOUNDS, [1, 1, 0, 0, 0], total_sum=2.5),
+    ]
+    body = metrics_request("api", metrics).SerializeToString()
+    assert http.post("/v1/metrics", content=body, headers=PB).status_code == 200
+    batch(http, [{"name": "mixed", "value": 4, "type": "counter",
+                  "tags": {"service.name": "api"}}])  # fmt: skip
+    assert series_value(http, name="mixed", agg="sum") == [({"service.name": "api"}, 8 + 2.5 + 4)]
+    assert series_value(http, name="mixed", agg="count") == [({"service.name": "api"}, 5)]

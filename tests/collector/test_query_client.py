@@ -10,7 +10,7 @@ from collector_helpers import KEY_A, headers_for, log_request, make_log
 
 import telemetryflow.query as query_module
 from telemetryflow._credentials import Credentials
-from telemetryflow._errors import ConfigError
+from telemetryflow._errors import ConfigError, CredentialsError
 from telemetryflow.collector import Collector
 from telemetryflow.query import AsyncQueryClient, QueryClient
 
@@ -33,6 +33,7 @@ def seeded(collector: Collector) -> Collector:
 
 def test_public_names() -> None:
     assert query_module.__all__ == [
+        "AGGREGATIONS",
         "DEFAULT_QUERY_ENDPOINT",
         "ENV_QUERY_ENDPOINT",
         "AsyncQueryClient",
@@ -119,3 +120,44 @@ def test_credentials_never_sent_in_plain_text_to_remote_hosts() -> None:
     with pytest.raises(ConfigError, match="http"):
         QueryClient("ftp://127.0.0.1", key_id="tfk_a", key_secret="tfs_b")
     assert "tfs_b" not in repr(client.settings)
+
+
+def test_the_reference_form_api_key_works_sync_and_async(seeded: Collector) -> None:
+    """``QueryClient(api_key=...)`` as the query API reference constructs its clients."""
+    api_key = f"{KEY_A.key_id}:{KEY_A.key_secret}"
+    with QueryClient(seeded.http_endpoint, api_key=api_key) as client:
+        response = client.logs.query(severity="error", time_window="30m", limit=100)
+        assert KEY_A.key_secret not in repr(client) and KEY_A.key_id[-4:] in repr(client)
+    assert [e["body"] for e in response["logs"]] == ["disk full"]
+
+    async def run() -> dict:
+        async with AsyncQueryClient(seeded.http_endpoint, api_key=api_key) as client:
+            assert KEY_A.key_secret not in repr(client)
+            return await client.metrics.query(metric="cpu", time_window="1h")  # type: ignore[no-any-return]
+
+    assert asyncio.run(run())["series"][0]["value"] == 0.5
+
+
+def test_a_malformed_api_key_is_refused_without_showing_it() -> None:
+    secret = "tfs_do_not_show_me"
+    for bad in (secret, f"nokey:{secret}", f"tfk_abc:{secret} "):
+        with pytest.raises(CredentialsError) as info:
+            QueryClient("http://127.0.0.1:4318", api_key=bad)
+        assert secret not in str(info.value)
+    with pytest.raises(ConfigError, match="not several"):
+        QueryClient("http://127.0.0.1:4318", api_key=f"tfk_a:{secret}", key_id="tfk_b")
+
+
+def test_list_metrics_returns_the_collector_listing(seeded: Collector) -> None:
+    """Needs the collector's ``GET /v1/metrics/names``."""
+    with QueryClient(seeded.http_endpoint, key_id=KEY_A.key_id, key_secret=KEY_A.key_secret) as c:
+        [cpu] = [m for m in c.list_metrics() if m["name"] == "cpu"]
+    assert cpu["series"] == 1 and cpu["points"] == 1 and cpu["last_seen"]
+
+    async def run() -> list[dict]:
+        async with AsyncQueryClient(
+            seeded.http_endpoint, api_key=f"{KEY_A.key_id}:{KEY_A.key_secret}"
+        ) as c:
+            return await c.list_metrics()
+
+    assert "cpu" in [m["name"] for m in asyncio.run(run())]

@@ -2,7 +2,9 @@
 
 Authentication reads only headers (HTTP) or metadata (gRPC), so it runs before any
 body is read or inflated. Secrets are compared with :func:`hmac.compare_digest`, and
-an unknown key id costs the same comparison as a known one.
+an unknown key id costs the same comparison as a known one. A request carrying one
+credential header twice is refused whatever the values: taking the first or the last
+would let a proxy and the collector disagree about who is calling.
 """
 
 from __future__ import annotations
@@ -10,14 +12,30 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from telemetryflow.collector._config import DEFAULT_PROJECT, ApiKey
 
-__all__ = ["Authenticator", "Principal", "RateLimiter"]
+__all__ = ["CREDENTIAL_HEADERS", "Authenticator", "DuplicateCredentialsError", "Principal",
+           "RateLimiter"]  # fmt: skip
 
 _DUMMY_SECRET = b"tfs_" + b"\0" * 32
+CREDENTIAL_HEADERS = {
+    "authorization": "Authorization",
+    "x-telemetryflow-key-id": "X-TelemetryFlow-Key-ID",
+    "x-telemetryflow-key-secret": "X-TelemetryFlow-Key-Secret",
+}
+"""Lower-case header (or metadata) name -> the name used in messages."""
+
+
+class DuplicateCredentialsError(Exception):
+    """A credential header appears more than once; :attr:`header` names it."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__(f"more than one {header} header")
+        self.header = header
+        self.message = str(self)
 
 
 @dataclass(frozen=True)
@@ -40,14 +58,23 @@ class Authenticator:
     def enabled(self) -> bool:
         return self._enabled
 
-    def authenticate(self, header: Callable[[str], str | None]) -> Principal | None:
+    def authenticate(self, values: Callable[[str], Sequence[str]]) -> Principal | None:
         """Check ``Authorization: Bearer id:secret`` or the two X-TelemetryFlow headers.
 
-        ``header`` looks a header up by lower-case name.
+        ``values`` returns every value of a header, looked up by lower-case name.
+
+        Raises:
+            DuplicateCredentialsError: a credential header is given more than once.
         """
         if not self._enabled:
             return self._anonymous
-        key_id, secret = _credentials_from(header)
+        single: dict[str, str | None] = {}
+        for name, shown in CREDENTIAL_HEADERS.items():
+            found = values(name)
+            if len(found) > 1:
+                raise DuplicateCredentialsError(shown)
+            single[name] = found[0] if found else None
+        key_id, secret = _credentials_from(single.get)
         if key_id is None or secret is None:
             return None
         key = self._keys.get(key_id)
@@ -58,7 +85,9 @@ class Authenticator:
         return Principal(key.project, key.key_id)
 
 
-def _credentials_from(header: Callable[[str], str | None]) -> tuple[str | None, str | None]:
+def _credentials_from(
+    header: Callable[[str], str | None],
+) -> tuple[str | None, str | None]:
     auth = header("authorization")
     if auth:
         scheme, _, token = auth.strip().partition(" ")

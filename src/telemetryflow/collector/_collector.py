@@ -5,13 +5,21 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
 from telemetryflow.collector._auth import Authenticator, RateLimiter
 from telemetryflow.collector._config import CollectorConfig
-from telemetryflow.collector._grpc import start_grpc_server
-from telemetryflow.collector._http import CollectorHTTPServer
+from telemetryflow.collector._grpc import GrpcLimits, start_grpc_server
+from telemetryflow.collector._http import HTTPLimits, create_app
+from telemetryflow.collector._http_protocol import ConnectionLimits
+from telemetryflow.collector._http_server import HTTPServer
+from telemetryflow.collector._limits import (
+    connection_caps,
+    raise_fd_limit,
+    return_large_buffers_to_the_os,
+)
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector._store import Store
 
@@ -36,9 +44,10 @@ class Collector:
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
         self._store: Store | None = None
-        self._http: CollectorHTTPServer | None = None
-        self._http_thread: threading.Thread | None = None
+        self._http: HTTPServer | None = None
+        self._http_work: ThreadPoolExecutor | None = None
         self._grpc: Any = None
+        self._pipeline: Pipeline | None = None
         self.grpc_port: int | None = None
         self.http_port: int = 0
         self._stopped = threading.Event()
@@ -64,6 +73,9 @@ class Collector:
 
     def start(self) -> Collector:
         cfg = self.config
+        receivers = 1 if cfg.grpc_port is None else 2
+        max_connections = connection_caps(cfg.max_connections, raise_fd_limit(), receivers)
+        return_large_buffers_to_the_os()
         self._store = Store(
             cfg.db_path,
             sync_full=cfg.sync_full,
@@ -75,25 +87,37 @@ class Collector:
         pipeline = Pipeline(
             self._store, Authenticator(cfg.keys, cfg.auth), RateLimiter(cfg.rate_limit)
         )
+        self._pipeline = pipeline
         try:
-            self._http = CollectorHTTPServer((cfg.http_host, cfg.http_port), pipeline,
-                                             cfg.max_body_bytes)  # fmt: skip
-            self.http_port = int(self._http.server_address[1])
+            self._start_http(pipeline, max_connections)
             if cfg.grpc_port is not None:
+                limits = GrpcLimits(cfg.max_body_bytes, cfg.grpc_workers, max_connections,
+                                    cfg.header_timeout)  # fmt: skip
                 self._grpc, self.grpc_port = start_grpc_server(
-                    pipeline, cfg.grpc_host, cfg.grpc_port, cfg.max_body_bytes, cfg.grpc_workers
+                    pipeline, cfg.grpc_host, cfg.grpc_port, limits
                 )
         except BaseException:
             self.stop()
             raise
-        self._http_thread = threading.Thread(
-            target=self._http.serve_forever, kwargs={"poll_interval": 0.2},
-            name="tf-collector-http", daemon=True,
-        )  # fmt: skip
-        self._http_thread.start()
         _log.info("collector listening: OTLP/gRPC %s, HTTP %s, database %s",
                   self.grpc_endpoint, self.http_endpoint, cfg.db_path)  # fmt: skip
         return self
+
+    def _start_http(self, pipeline: Pipeline, max_connections: int) -> None:
+        cfg = self.config
+        self._http_work = ThreadPoolExecutor(cfg.http_workers, "tf-collector-http-work")
+        limits = HTTPLimits(cfg.max_body_bytes, cfg.max_inflight_bytes)
+        app = create_app(pipeline, limits, self._http_work)
+        connection_limits = ConnectionLimits(
+            max_connections=max_connections,
+            header_timeout=cfg.header_timeout,
+            body_timeout=cfg.body_timeout,
+            drain_bytes=cfg.max_body_bytes + 64 * 1024,
+        )
+        backlog = min(1024, max_connections)
+        self._http = HTTPServer(app, cfg.http_host, cfg.http_port, connection_limits, backlog)
+        self.http_port = self._http.port
+        self._http.start()
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop both receivers, then flush and close the database. Idempotent."""
@@ -101,12 +125,11 @@ class Collector:
             self._grpc.stop(grace).wait(grace + 1)
             self._grpc = None
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.stop(grace)
             self._http = None
-        if self._http_thread is not None:
-            self._http_thread.join(grace)
-            self._http_thread = None
+        if self._http_work is not None:
+            self._http_work.shutdown(wait=True, cancel_futures=True)
+            self._http_work = None
         if self._store is not None:
             self._store.close()
             self._store = None

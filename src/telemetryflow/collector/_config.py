@@ -168,6 +168,18 @@ class CollectorConfig:
     sync_full: bool = False
     """fsync every commit (survives power loss, not only a killed process)."""
     grpc_workers: int = 8
+    """Threads handling gRPC calls (each holds at most one message of ``max_body_bytes``)."""
+    http_workers: int = 16
+    """Threads inflating, parsing and storing HTTP requests and answering queries."""
+    max_inflight_bytes: int = 64 * _MIB
+    """Request bodies (as received plus inflated) held at once over HTTP; a request
+    that does not fit is answered 503 with ``Retry-After`` before its body is read."""
+    max_connections: int = 1000
+    """Open connections per receiver, lowered at start to fit the open-file limit."""
+    header_timeout: float = 10.0
+    """Seconds a connection has to send a request's headers, in total."""
+    body_timeout: float = 60.0
+    """Seconds a request has to send its whole body, from when its headers arrived."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -175,9 +187,15 @@ class CollectorConfig:
             port = getattr(self, name)
             if port is not None and not 0 <= port <= 65535:
                 problems.append(f"{name} must be between 0 and 65535")
-        for name in ("max_body_bytes", "max_pending_writes", "grpc_workers"):
+        for name in ("max_body_bytes", "max_pending_writes", "grpc_workers", "http_workers",
+                     "max_inflight_bytes", "max_connections"):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
+        for name in ("header_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive")
+        if self.max_inflight_bytes < self.max_body_bytes:
+            problems.append("max_inflight_bytes must be at least max_body_bytes")
         for name in ("rate_limit", "retention_seconds", "max_db_bytes"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")

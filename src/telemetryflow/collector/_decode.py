@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import zlib
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.protobuf import json_format  # type: ignore[import-untyped]
@@ -32,10 +33,17 @@ class BadRequestError(Exception):
         self.message = message
 
 
-def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+def inflate(
+    body: bytes | bytearray,
+    encoding: str,
+    limit: int,
+    reserve: Callable[[int], None] | None = None,
+) -> bytes | bytearray:
     """Decode ``Content-Encoding`` (``gzip``/``deflate``/identity), never past ``limit``.
 
     Memory stays within ``limit`` plus one chunk whatever the compression ratio.
+    ``reserve`` is told of every chunk before it is kept, so a caller holding a
+    memory budget can refuse (by raising) before the output grows past it.
     """
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
@@ -50,23 +58,29 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     data = body
     try:
         while data:
-            out += inflater.decompress(data, _CHUNK)
+            chunk = inflater.decompress(data, _CHUNK)
+            if reserve is not None:
+                reserve(len(chunk))
+            out += chunk
             if len(out) > limit:
                 raise BadRequestError(413, f"decompressed body exceeds {limit} bytes")
             data = inflater.unconsumed_tail
             if inflater.eof:
                 break
-        out += inflater.flush(_CHUNK)
+        tail = inflater.flush(_CHUNK)
+        if reserve is not None:
+            reserve(len(tail))
+        out += tail
     except zlib.error:
         raise BadRequestError(400, f"corrupt {encoding} body") from None
     if len(out) > limit:
         raise BadRequestError(413, f"decompressed body exceeds {limit} bytes")
     if not inflater.eof:
         raise BadRequestError(400, f"truncated {encoding} body")
-    return bytes(out)
+    return out
 
 
-def decode_json(body: bytes) -> Any:
+def decode_json(body: bytes | bytearray) -> Any:
     """Parse JSON, turning every failure (bad UTF-8, syntax, nesting) into a 400."""
     try:
         data = json.loads(body)
@@ -95,7 +109,7 @@ def _hex_ids_to_base64(node: Any) -> None:
             stack.extend(v for v in item if isinstance(v, (dict, list)))
 
 
-def parse_otlp(body: bytes, is_json: bool, message: M) -> M:
+def parse_otlp(body: bytes | bytearray, is_json: bool, message: M) -> M:
     """Fill ``message`` from an OTLP protobuf or OTLP/JSON body."""
     if not is_json:
         try:

@@ -1,29 +1,37 @@
 """The OTLP/gRPC receiver.
 
-Handlers take the raw message bytes: the caller is authenticated from metadata and
-rate limited before the message is parsed. Over the rate limit, or when the write queue
-is full, the call ends with ``UNAVAILABLE`` and a ``google.rpc.RetryInfo`` in
-``grpc-status-details-bin``, which OTLP exporters honour as the retry delay.
+Each Export method is registered as a client-streaming handler (the wire format of a
+unary call is the same), so the handler runs *before* the message is received: the
+caller is authenticated from metadata and rate limited first, and only an admitted
+call pulls its message off the wire, where ``grpc.max_receive_message_length`` caps
+it after decompression. Over the rate limit, when the write queue is full or the
+store is closing, the call ends with ``UNAVAILABLE`` and a ``google.rpc.RetryInfo``
+in ``grpc-status-details-bin``, which OTLP exporters honour as the retry delay.
+
+Connections are bounded like the HTTP side's: a handshake deadline, a cap on open
+connections and on streams per connection, idle and maximum connection ages, and
+keepalive pings limited, so idle sockets cannot hold the receiver's resources.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration  # type: ignore[import-untyped]
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from telemetryflow.collector._auth import Principal
+from telemetryflow.collector._auth import DuplicateCredentialsError, Principal
 from telemetryflow.collector._decode import BadRequestError, parse_otlp
 from telemetryflow.collector._pipeline import SIGNALS, Pipeline, Signal
 from telemetryflow.collector._store import OverloadedError, StoreClosedError
 
-__all__ = ["start_grpc_server"]
+__all__ = ["GrpcLimits", "start_grpc_server"]
 
 _log = logging.getLogger("telemetryflow.collector")
 _DETAILS_KEY = "grpc-status-details-bin"
@@ -45,14 +53,23 @@ def _retry_status(message: str, seconds: float) -> _Status:
                    ((_DETAILS_KEY, detail.SerializeToString()),))  # fmt: skip
 
 
-def _metadata_getter(context: Any) -> Callable[[str], str | None]:
-    metadata = {key.lower(): value for key, value in (context.invocation_metadata() or ())}
+@dataclass(frozen=True)
+class GrpcLimits:
+    """What the gRPC server allows: message size, threads, connections, handshake time."""
 
-    def get(name: str) -> str | None:
-        value = metadata.get(name)
-        return value if isinstance(value, str) else None
+    max_body: int
+    workers: int
+    max_connections: int
+    handshake_timeout: float
 
-    return get
+
+def _metadata_values(context: Any) -> Callable[[str], Sequence[str]]:
+    metadata = tuple(context.invocation_metadata() or ())
+
+    def values(name: str) -> list[str]:
+        return [v for k, v in metadata if k.lower() == name and isinstance(v, str)]
+
+    return values
 
 
 _SERVICES = {
@@ -63,43 +80,58 @@ _SERVICES = {
 
 
 class _Export:
-    """The Export method of one OTLP service.
+    """The Export method of one OTLP service, as a client-streaming handler.
 
-    It receives the raw request bytes (no deserializer is registered), so the caller
-    is authenticated and admitted before the message is parsed, and a malformed
-    message is answered with ``INVALID_ARGUMENT`` rather than gRPC's ``INTERNAL``.
+    It receives the raw request bytes (no deserializer is registered), so a
+    malformed message is answered with ``INVALID_ARGUMENT`` rather than gRPC's
+    ``INTERNAL``, and it pulls the message only once the caller is admitted.
     """
 
     def __init__(self, pipeline: Pipeline, signal: Signal) -> None:
         self._pipeline = pipeline
         self._signal = signal
 
-    def __call__(self, body: bytes, context: Any) -> Any:
-        pipeline = self._pipeline
-        principal: Principal | None = pipeline.auth.authenticate(_metadata_getter(context))
-        if principal is None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid API key")
-        assert principal is not None
-        wait = pipeline.limiter.acquire(principal.key_id)
-        if wait > 0:
-            context.abort_with_status(_retry_status("rate limit exceeded", wait))
+    def __call__(self, messages: Iterator[bytes], context: Any) -> Any:
+        principal = self._admit(context)
+        try:
+            body = next(messages, None)
+        except grpc.RpcError:  # too large, or the call ended: gRPC has answered it
+            return None
+        if body is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+        assert body is not None
         try:
             request = parse_otlp(body, False, self._signal.request())
         except BadRequestError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+        del body
         try:
-            return pipeline.export(self._signal, principal, request)
+            return self._pipeline.export(self._signal, principal, request)
         except OverloadedError as exc:
             context.abort_with_status(_retry_status("the collector is overloaded", exc.retry_after))
         except (StoreClosedError, TimeoutError) as exc:
             context.abort_with_status(_retry_status(str(exc), 1.0))
         raise AssertionError("unreachable")
 
+    def _admit(self, context: Any) -> Principal:
+        pipeline = self._pipeline
+        try:
+            principal = pipeline.auth.authenticate(_metadata_values(context))
+        except DuplicateCredentialsError as exc:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        if principal is None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid API key")
+        assert principal is not None
+        wait = pipeline.limiter.acquire(principal.key_id)
+        if wait > 0:
+            context.abort_with_status(_retry_status("rate limit exceeded", wait))
+        return principal
+
 
 def _handlers(pipeline: Pipeline) -> list[Any]:
     handlers = []
     for name, service in _SERVICES.items():
-        method = grpc.unary_unary_rpc_method_handler(
+        method = grpc.stream_unary_rpc_method_handler(
             _Export(pipeline, SIGNALS[name]),
             request_deserializer=None,
             response_serializer=lambda message: message.SerializeToString(),
@@ -108,20 +140,32 @@ def _handlers(pipeline: Pipeline) -> list[Any]:
     return handlers
 
 
-def start_grpc_server(
-    pipeline: Pipeline, host: str, port: int, max_body: int, workers: int
-) -> tuple[grpc.Server, int]:
-    """Start the OTLP/gRPC server; returns it and the port actually bound.
+def _options(limits: GrpcLimits) -> tuple[tuple[str, int], ...]:
+    return (
+        ("grpc.max_receive_message_length", limits.max_body),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_allowed_incoming_connections", limits.max_connections),
+        ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
+        ("grpc.max_concurrent_streams", 16),
+        ("grpc.max_connection_idle_ms", 5 * 60_000),
+        ("grpc.max_connection_age_ms", 30 * 60_000),
+        ("grpc.max_connection_age_grace_ms", 30_000),
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
+        ("grpc.http2.max_ping_strikes", 2),
+    )
 
-    ``max_body`` caps a received message (``grpc.max_receive_message_length``).
-    """
+
+def start_grpc_server(
+    pipeline: Pipeline, host: str, port: int, limits: GrpcLimits
+) -> tuple[grpc.Server, int]:
+    """Start the OTLP/gRPC server; returns it and the port actually bound."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tf-collector-grpc"),
-        handlers=_handlers(pipeline),
-        options=(
-            ("grpc.max_receive_message_length", max_body),
-            ("grpc.so_reuseport", 0),
+        futures.ThreadPoolExecutor(
+            max_workers=limits.workers, thread_name_prefix="tf-collector-grpc"
         ),
+        handlers=_handlers(pipeline),
+        options=_options(limits),
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

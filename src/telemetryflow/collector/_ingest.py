@@ -25,6 +25,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from telemetryflow.collector._exponential import ExpBuckets
+
 __all__ = [
     "Ingested",
     "Parsed",
@@ -239,23 +241,21 @@ def _opt(point: Any, name: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _exponential_buckets(point: Any) -> tuple[list[float], list[int]] | None:
-    """Map an exponential histogram onto explicit upper bounds (negatives fold into <=0).
+def _exponential_point(point: Any) -> tuple[ExpBuckets, str] | None:
+    """An exponential histogram kept at its own scale (negatives fold into the zero count).
 
-    ``None`` when the scale and offset give bounds a double cannot hold in order.
+    ``None`` when it has too many buckets or its scale and offset give bounds a double
+    cannot hold.
     """
-    if len(point.positive.bucket_counts) > _MAX_EXP_BUCKETS:
+    counts = tuple(point.positive.bucket_counts)
+    if len(counts) > _MAX_EXP_BUCKETS or not -10 <= point.scale <= 20:
         return None
-    offset = point.positive.offset
-    try:
-        base = 2.0 ** (2.0**-point.scale)
-        bounds = [0.0, base**offset]
-        bounds.extend(base ** (offset + i + 1) for i in range(len(point.positive.bucket_counts)))
-    except (OverflowError, ZeroDivisionError):
+    zero = point.zero_count + sum(point.negative.bucket_counts)
+    buckets = ExpBuckets(point.scale, zero, point.positive.offset, counts)
+    explicit = buckets.explicit()
+    if explicit is None or not _valid_buckets(*explicit) or max(zero, *counts, 0) > _INT64:
         return None
-    low = sum(point.negative.bucket_counts) + point.zero_count
-    counts = [low, 0, *point.positive.bucket_counts, 0]
-    return bounds, counts
+    return buckets, compact_json(list(counts))
 
 
 def _valid_buckets(bounds: list[float], counts: list[int]) -> bool:
@@ -267,13 +267,15 @@ def _valid_buckets(bounds: list[float], counts: list[int]) -> bool:
 
 
 def point_rows(request: ExportMetricsServiceRequest, project: str, received_ns: int) -> Parsed:
+    """Metric data points as rows; the resource's attributes are kept beside the tags."""
     rows: list[Row] = []
     rejected = 0
     for rm in request.resource_metrics:
         service = _service(attributes(rm.resource.attributes))
+        resource = _tags(kv for kv in rm.resource.attributes if kv.key != "service.name")
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                made, bad = _metric_rows(metric, project, service, received_ns)
+                made, bad = _metric_rows(metric, project, service, (received_ns, resource))
                 rows.extend(made)
                 rejected += bad
     message = f"{rejected} data point(s) without a finite value or valid buckets"
@@ -282,7 +284,7 @@ def point_rows(request: ExportMetricsServiceRequest, project: str, received_ns: 
 
 
 def _metric_rows(
-    metric: Any, project: str, service: str, received_ns: int
+    metric: Any, project: str, service: str, received: tuple[int, str]
 ) -> tuple[list[Row], int]:
     kind = metric.WhichOneof("data")
     if kind is None:
@@ -291,7 +293,7 @@ def _metric_rows(
     rows: list[Row] = []
     rejected = 0
     for p in data.data_points:
-        row = _point_row(kind, data, p, (project, service, metric.name), metric.unit, received_ns)
+        row = _point_row(kind, data, p, (project, service, metric.name), metric.unit, received)
         if row is None:
             rejected += 1
         else:
@@ -300,9 +302,10 @@ def _metric_rows(
 
 
 def _point_row(
-    kind: str, data: Any, p: Any, head: tuple[str, str, str], unit: str, received_ns: int
+    kind: str, data: Any, p: Any, head: tuple[str, str, str], unit: str, received: tuple[int, str]
 ) -> Row | None:
     """One data point as a row, or ``None`` if it cannot be stored faithfully."""
+    received_ns, resource = received
     when = p.time_unix_nano or received_ns
     count = getattr(p, "count", 0)
     if max(when, p.start_time_unix_nano, count) > _INT64:
@@ -316,23 +319,26 @@ def _point_row(
         monotonic = int(kind == "sum" and data.is_monotonic)
         temporality = data.aggregation_temporality if kind == "sum" else 0
         return (*head, kind, monotonic, temporality, *tail, value,
-                None, None, None, None, None, None, received_ns)  # fmt: skip
+                None, None, None, None, None, None, received_ns, resource,
+                None, None, None)  # fmt: skip
     if kind == "summary":  # keep count and sum
         return (*head, "summary", 0, CUMULATIVE, *tail, None, count, _finite(p.sum),
-                None, None, None, None, received_ns)  # fmt: skip
-    if kind == "histogram":
-        buckets: tuple[list[float], list[int]] | None = (
-            list(p.explicit_bounds),
-            list(p.bucket_counts),
-        )
-    else:
-        buckets = _exponential_buckets(p)
-    if buckets is None or not _valid_buckets(*buckets):
+                None, None, None, None, received_ns, resource, None, None, None)  # fmt: skip
+    stats = (count, _opt(p, "sum"), _opt(p, "min"), _opt(p, "max"))
+    if kind == "exponential_histogram":
+        exponential = _exponential_point(p)
+        if exponential is None:
+            return None
+        buckets, counts_json = exponential
+        return (*head, "histogram", 0, data.aggregation_temporality, *tail, None, *stats,
+                None, counts_json, received_ns, resource, buckets.scale, buckets.zero,
+                buckets.offset)  # fmt: skip
+    bounds, counts = list(p.explicit_bounds), list(p.bucket_counts)
+    if not _valid_buckets(bounds, counts):
         return None
-    bounds, counts = buckets
-    return (*head, "histogram", 0, data.aggregation_temporality, *tail, None, count,
-            _opt(p, "sum"), _opt(p, "min"), _opt(p, "max"), compact_json(bounds),
-            compact_json(counts), received_ns)  # fmt: skip
+    return (*head, "histogram", 0, data.aggregation_temporality, *tail, None, *stats,
+            compact_json(bounds), compact_json(counts), received_ns, resource,
+            None, None, None)  # fmt: skip
 
 
 def _finite(value: float) -> float | None:

@@ -18,11 +18,15 @@ def _param(name: str, schema: dict[str, Any], doc: str, required: bool = False) 
             "description": doc}  # fmt: skip
 
 
-_STR = {"type": "string"}
+_STR = {"type": "string", "maxLength": 4096}
 _INT = {"type": "integer", "minimum": 1}
 _BOOL = {"type": "boolean"}
 _WINDOW = "Length of the window ending at `until`: `30s`, `5m`, `1h`, `24h`, `7d`."
 _TIME = "RFC 3339 time, Unix seconds, `now`, or a duration meaning that long ago (`2h`)."
+_TAG_LIMITS = (
+    " At most 32 tag filters; keys are 1-255 letters, digits or `_.:/@-`; no value may "
+    "hold NUL or control characters."
+)
 
 _COMMON_TIME = [
     _param("since", _STR, "Start of the range. " + _TIME),
@@ -35,26 +39,52 @@ _LOG_PARAMS = [
            "Minimum severity."),
     _param("time_window", _STR, _WINDOW + " Default `24h`. Alias: `window`."),
     *_COMMON_TIME,
-    _param("trace_id", _STR, "Only records of this trace (32 hex digits)."),
-    _param("contains", _STR, "Only records whose body contains this text."),
+    _param("trace_id", {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+           "Only records of this trace (32 hex digits)."),
+    _param("contains", {"type": "string", "maxLength": 1000},
+           "Only records whose body contains this text (case-insensitive for ASCII; "
+           "`%` and `_` match themselves)."),
     _param("limit", {**_INT, "maximum": 10000, "default": 500}, "At most this many, newest first."),
 ]  # fmt: skip
 _METRIC_PARAMS = [
     _param("name", _STR, "Metric name (alias: `metric`).", required=True),
     _param("agg", {"type": "string", "default": "avg",
-                   "examples": ["p50", "p90", "p95", "p99", "sum", "avg", "count", "min", "max"]},
+                   "examples": ["p50", "p90", "p95", "p99", "sum", "avg", "count", "min", "max",
+                                "last", "rate"]},
            "Aggregation. Percentiles of histograms interpolate within buckets as Prometheus' "
-           "histogram_quantile; percentiles of raw points are exact."),
+           "histogram_quantile; percentiles of raw points are exact. `last`: the latest "
+           "value; `rate`: increase per second (counters, cumulative and reset aware)."),
     _param("percentile", _STR, "Alternative to `agg`: a quantile such as `0.95`."),
-    _param("tags", _STR, 'Tag filter: `k:v,k2:v2` or a JSON object. Also `tag.KEY=value`.'),
+    _param("tags", _STR, "Tag filter: `k:v,k2:v2` or a JSON object. Also `tag.KEY=value`. "
+           "A key absent from a point's tags matches its resource attribute." + _TAG_LIMITS),
     _param("service", _STR, "Only points of this `service.name`."),
-    _param("group_by", _STR, "Merge series by these tags only (`http.route,service.name`)."),
+    _param("group_by", _STR, "Merge series by these tags or resource attributes only "
+           "(`http.route,service.name`); at most 32."),
     _param("window", _STR, _WINDOW + " Default `1h`. Alias: `time_window`."),
     *_COMMON_TIME,
     _param("step", _STR, "Bucket width of the returned series (`1m`, `15m`, `1h`)."),
 ]  # fmt: skip
+_NAMES_PARAMS = [
+    _param("service", _STR, "Only metrics with points of this `service.name`."),
+    _param("prefix", _STR, "Only names starting with this text (`http.`)."),
+    _param("limit", {**_INT, "maximum": 10000, "default": 1000}, "At most this many names."),
+    _param("project_name", _STR, "Must be the caller's project (keys are scoped to one)."),
+]  # fmt: skip
+_NAMES = {
+    "type": "object",
+    "properties": {
+        "count": {"type": "integer"},
+        "metrics": {"type": "array", "items": {"type": "object", "properties": {
+            "name": _STR, "unit": _STR,
+            "type": {"enum": ["counter", "updowncounter", "gauge", "histogram", "summary"]},
+            "series": {"type": "integer"}, "points": {"type": "integer"},
+            "last_seen": {"type": "string", "format": "date-time"},
+            "last_seen_unix_nano": {"type": "integer"}}}},
+    },
+}  # fmt: skip
 _TRACE_PARAMS = [
-    _param("trace_id", _STR, "Return this trace (all spans, as a tree)."),
+    _param("trace_id", {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+           "Return this trace (all spans, as a tree)."),
     _param("service", _STR, "Traces with a span of this `service.name`."),
     _param("name", _STR, "Traces with a span of this name (alias: `trace`)."),
     _param("min_duration", _STR, "Traces with a span at least this long (`250ms`)."),
@@ -87,8 +117,10 @@ _POINT: dict[str, Any] = {
 def _responses(ok: dict[str, Any], content: str = _JSON) -> dict[str, Any]:
     out: dict[str, Any] = {"200": {"description": "OK", "content": {content: {"schema": ok}}}}
     for code, text in (("400", "Malformed input"), ("401", "Missing or invalid API key"),
+                       ("409", "idempotency_key reused for different points"),
                        ("413", "Body too large (after decompression)"),
                        ("415", "Unsupported Content-Type or Content-Encoding"),
+                       ("422", "Metric query too large: narrow since/until or add tags"),
                        ("429", "Rate limited; see Retry-After"),
                        ("503", "OverloadedError; see Retry-After")):  # fmt: skip
         out[code] = {"description": text, "content": {_JSON: {"schema": _ERROR}}}
@@ -155,14 +187,17 @@ _DOCUMENT: dict[str, Any] = {
                         }
                     },
                 },
-                "responses": _responses({"type": "object", "properties": {"ok": _BOOL}}),
+                "responses": _responses(
+                    {"type": "object", "properties": {"ok": _BOOL, "duplicate": _BOOL}}
+                ),
             }
         },
         "/v1/metrics/batch": {
             "post": {
                 "tags": ["metrics"],
-                "summary": "Report a batch of points; a repeated "
-                "idempotency_key stores nothing and returns the first answer",
+                "summary": "Report a batch of points; `ok` is true when every point was "
+                "accepted. A repeated idempotency_key stores nothing and returns the first "
+                "answer; reused for different points it gets 409",
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -190,7 +225,17 @@ _DOCUMENT: dict[str, Any] = {
                             "accepted": {"type": "integer"},
                             "rejected": {"type": "integer"},
                             "duplicate": _BOOL,
-                            "errors": {"type": "array"},
+                            "errors": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "index": {"type": "integer"},
+                                        "field": _STR,
+                                        "error": _STR,
+                                    },
+                                },
+                            },
                         },
                     }
                 ),
@@ -199,6 +244,14 @@ _DOCUMENT: dict[str, Any] = {
         "/v1/metrics/query": _query_op(
             "Aggregate a metric, one series per tag set", _METRIC_PARAMS, "metrics"
         ),
+        "/v1/metrics/names": {
+            "get": {
+                "tags": ["metrics"],
+                "summary": "The metric catalogue: name, type, unit, series, points, last seen",
+                "parameters": _NAMES_PARAMS,
+                "responses": _responses(_NAMES),
+            }
+        },
         "/v1/logs/query": _query_op("Query logs, newest first", _LOG_PARAMS, "logs"),
         "/v1/traces/query": _query_op("Query traces or one trace by id", _TRACE_PARAMS, "traces"),
         "/v1/status": {

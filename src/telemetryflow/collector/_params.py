@@ -1,7 +1,10 @@
 """Query parameters: durations (``5m``), instants (RFC 3339, epoch, ``1h`` ago), typed reads.
 
 Parameters arrive as query-string text or as JSON values; :class:`Params` reads both
-and reports unknown or malformed ones as a 400 naming the parameter.
+and reports unknown or malformed ones as a 400 naming the parameter. The limits here
+apply to every query endpoint before any SQL is built, so no parameter can reach the
+database in a shape it refuses (a NUL ends SQLite's LIKE pattern early, patterns past
+50,000 bytes are an error, thousands of filters overflow its expression depth).
 """
 
 from __future__ import annotations
@@ -15,7 +18,18 @@ from typing import Any
 
 from telemetryflow.collector._decode import BadRequestError
 
-__all__ = ["MAX_NS", "Params", "iso", "parse_duration", "parse_instant"]
+__all__ = [
+    "MAX_FILTERS",
+    "MAX_NS",
+    "MAX_VALUE_CHARS",
+    "TAG_KEY_PATTERN",
+    "Params",
+    "check_tag_key",
+    "check_text",
+    "iso",
+    "parse_duration",
+    "parse_instant",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {
@@ -26,6 +40,38 @@ _NS = 1_000_000_000
 MAX_NS = 2**63 - 1
 """The latest instant SQLite's 64-bit integers hold in nanoseconds (year 2262)."""
 _MAX_DURATION_S = 100 * 365.25 * 86400
+
+MAX_VALUE_CHARS = 4096
+"""Longest value of any query parameter."""
+_MAX_CHARS = {"contains": 1000}
+"""Tighter limits for some parameters (``contains`` is a text pattern)."""
+MAX_FILTERS = 32
+"""Most tag filters one query may carry."""
+TAG_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:/@-]{1,255}$")
+"""What a tag key in a filter or ``group_by`` may be: letters, digits and ``_.:/@-``."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HEX_IDS = {"trace_id": 32, "span_id": 16}
+
+
+def check_text(name: str, value: str, limit: int | None = None) -> str:
+    """``value`` if it is acceptable text for parameter ``name``, else a 400 naming it."""
+    limit = _MAX_CHARS.get(name, MAX_VALUE_CHARS) if limit is None else limit
+    if len(value) > limit:
+        raise BadRequestError(400, f"{name} is too long (at most {limit} characters)")
+    if _CONTROL.search(value):
+        raise BadRequestError(400, f"{name} must not contain NUL or control characters")
+    return value
+
+
+def check_tag_key(param: str, key: str) -> str:
+    """A tag key used in a filter or ``group_by``, checked against :data:`TAG_KEY_PATTERN`."""
+    if not TAG_KEY_PATTERN.match(key):
+        shown = _CONTROL.sub("?", key[:40])
+        raise BadRequestError(
+            400,
+            f"{param}: tag key {shown!r} must be 1 to 255 letters, digits or _.:/@- characters",
+        )
+    return key
 
 
 def parse_duration(text: str, name: str = "duration") -> float:
@@ -94,6 +140,12 @@ def _epoch_to_ns(raw: float, name: str) -> int:
     return int(value)
 
 
+def _check_hex(name: str, value: str, length: int) -> None:
+    text = value.strip()
+    if len(text) != length or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise BadRequestError(400, f"{name} must be {length} hexadecimal digits")
+
+
 def iso(ns: int) -> str:
     """Unix nanoseconds as RFC 3339 UTC with microseconds."""
     dt = datetime.fromtimestamp(ns / _NS, tz=timezone.utc)
@@ -104,11 +156,17 @@ class Params:
     """Typed access to request parameters, each read at most once, unknown ones refused."""
 
     def __init__(self, raw: Mapping[str, Any], known: Iterable[str]) -> None:
+        known = tuple(known)
         unknown = sorted(set(raw) - set(known))
         if unknown:
-            raise BadRequestError(
-                400, f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(known)}"
-            )
+            shown = ", ".join(_CONTROL.sub("?", name[:64]) for name in unknown[:10])
+            raise BadRequestError(400, f"unknown parameter(s): {shown}; known: {', '.join(known)}")
+        for name, value in raw.items():
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                check_text(name, str(value))
+            length = _HEX_IDS.get(name)
+            if length is not None and value not in (None, ""):
+                _check_hex(name, str(value), length)
         self._raw = raw
         self.now_ns = time.time_ns()
 

@@ -29,8 +29,15 @@ from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
 from telemetryflow.collector._errors_events import otlp_captures
 from telemetryflow.collector._ingest import Ingested, log_rows, point_rows, span_rows
 from telemetryflow.collector._logs_query import query_logs
-from telemetryflow.collector._metrics_api import batch_rows, report_row
-from telemetryflow.collector._metrics_query import query_metrics
+from telemetryflow.collector._metric_names import query_metric_names
+from telemetryflow.collector._metrics_api import (
+    FINGERPRINT,
+    batch_rows,
+    check_replay,
+    fingerprint,
+    report_row,
+)
+from telemetryflow.collector._metrics_query import QueryLimits, query_metrics
 from telemetryflow.collector._observability_api import ObservabilityAPI
 from telemetryflow.collector._params import iso
 from telemetryflow.collector._store import Store, WriteBatch
@@ -65,7 +72,7 @@ SIGNALS: dict[str, Signal] = {
                    log_rows, "logs", "rejected_log_records"),
 }  # fmt: skip
 
-_QUERIES = {"logs": query_logs, "metrics": query_metrics, "traces": query_traces}
+_QUERIES = {"logs": query_logs, "metric_names": query_metric_names, "traces": query_traces}
 
 
 class Pipeline(ObservabilityAPI):
@@ -75,10 +82,17 @@ class Pipeline(ObservabilityAPI):
     :class:`ObservabilityAPI`.
     """
 
-    def __init__(self, store: Store, auth: Authenticator, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        store: Store,
+        auth: Authenticator,
+        limiter: RateLimiter,
+        query_limits: QueryLimits | None = None,
+    ) -> None:
         self.store = store
         self.auth = auth
         self.limiter = limiter
+        self.query_limits = QueryLimits.from_env() if query_limits is None else query_limits
 
     def export(self, signal: Signal, principal: Principal, request: Any) -> Message:
         """Store an OTLP export request; answer with partial success when needed.
@@ -104,13 +118,23 @@ class Pipeline(ObservabilityAPI):
         return response
 
     def report(self, principal: Principal, body: Any) -> dict[str, Any]:
+        """Store one 001 point; a repeated ``idempotency_key`` stores nothing.
+
+        Raises:
+            BadRequestError: 400 for a bad point, 409 for a key reused with another point.
+        """
         row, key = report_row(body, principal.project)
-        answer: dict[str, Any] = {"ok": True}
-        idem = (principal.project, "report:" + key, answer) if key else None
-        result = self.store.submit(WriteBatch(points=[row], idempotency=idem))
-        return result.previous if result.previous is not None else answer
+        content = {k: v for k, v in body.items() if k != "idempotency_key"}
+        return self._store_once(principal, "report", key, [row], content, {"ok": True})
 
     def batch(self, principal: Principal, body: Any) -> dict[str, Any]:
+        """Store a 001 batch: valid points are stored, invalid ones listed with a reason.
+
+        ``ok`` is true only when every point was accepted.
+
+        Raises:
+            BadRequestError: 400/413 for a malformed batch, 409 for a reused key.
+        """
         rows, errors, key = batch_rows(body, principal.project)
         answer: dict[str, Any] = {
             "ok": not errors,
@@ -118,14 +142,39 @@ class Pipeline(ObservabilityAPI):
             "rejected": len(errors),
             "errors": errors,
         }
-        idem = (principal.project, "batch:" + key, answer) if key else None
-        result = self.store.submit(WriteBatch(points=rows, idempotency=idem))
+        return self._store_once(principal, "batch", key, rows, body["points"], answer)
+
+    def _store_once(
+        self,
+        principal: Principal,
+        kind: str,
+        key: str | None,
+        rows: list[Any],
+        content: Any,
+        answer: dict[str, Any],
+    ) -> dict[str, Any]:
+        if key is None:
+            self.store.submit(WriteBatch(points=rows))
+            return {**answer, "duplicate": False}
+        digest = fingerprint(content)
+        stored = {**answer, FINGERPRINT: digest}
+        result = self.store.submit(
+            WriteBatch(points=rows, idempotency=(principal.project, f"{kind}:{key}", stored))
+        )
         if result.previous is not None:
-            return {**result.previous, "duplicate": True}
+            return {**check_replay(result.previous, digest, key), "duplicate": True}
         return {**answer, "duplicate": False}
 
     def query(self, signal: str, principal: Principal, params: Mapping[str, Any]) -> Any:
+        """Answer a query: ``logs``, ``metrics``, ``metric_names`` or ``traces``.
+
+        Raises:
+            BadRequestError: a parameter is malformed (400) or the metric query covers
+                more than :attr:`query_limits` allow (422); the message names it.
+        """
         with self.store.reader() as conn:
+            if signal == "metrics":
+                return query_metrics(conn, principal.project, params, self.query_limits)
             return _QUERIES[signal](conn, principal.project, params)
 
     def status(self, principal: Principal, window_s: float = 900.0) -> dict[str, Any]:

@@ -11,6 +11,10 @@ Version history (``meta.schema_version``):
    ``storage_usage`` table serve retention by receive time, fairly per project. (An
    index led by ``project`` would be chosen by the planner for every query's
    ``project = ?`` term, over the time and trace indexes that actually narrow it.)
+3. ``error_occurrences`` and ``product_events``: captured errors and product events,
+   from the observability API and from OTLP records carrying the SDK's capture
+   attributes (see ``_errors_events.py``). Their indexes do lead with ``project``:
+   every query on them names one project and one group or event name.
 
 Migrations only add: :data:`ADDED_COLUMNS` are added with ``ALTER TABLE`` when a file
 lacks them, and :data:`SCHEMA` creates missing tables and indexes, so a file written
@@ -63,13 +67,19 @@ ADDED_COLUMNS = (
     ("logs", "body_kind", "TEXT NOT NULL DEFAULT ''"),
     ("logs", "resource_id", "INTEGER"),
     ("logs", "scope_id", "INTEGER"),
+    # an exponential histogram kept as such (``counts`` holds its positive buckets,
+    # ``bounds`` is NULL), so points taken at different scales can be compared
+    ("metric_points", "resource", "TEXT NOT NULL DEFAULT '{}'"),
+    ("metric_points", "scale", "INTEGER"),
+    ("metric_points", "zero_count", "INTEGER"),
+    ("metric_points", "exp_offset", "INTEGER"),
 )
 """Columns version 2 added: ``(table, column, declaration)``, added where missing."""
 
 POINT_COLUMNS = (
     "project", "service", "name", "kind", "monotonic", "temporality", "unit", "tags",
     "time_ns", "start_ns", "value", "count", "sum", "min", "max", "bounds", "counts",
-    "received_ns",
+    "received_ns", "resource", "scale", "zero_count", "exp_offset",
 )  # fmt: skip
 
 SCHEMA = """
@@ -107,7 +117,8 @@ CREATE TABLE IF NOT EXISTS metric_points (
     unit TEXT NOT NULL, tags TEXT NOT NULL,
     time_ns INTEGER NOT NULL, start_ns INTEGER NOT NULL,
     value REAL, count INTEGER, sum REAL, min REAL, max REAL,
-    bounds TEXT, counts TEXT, received_ns INTEGER NOT NULL
+    bounds TEXT, counts TEXT, received_ns INTEGER NOT NULL,
+    resource TEXT NOT NULL DEFAULT '{}', scale INTEGER, zero_count INTEGER, exp_offset INTEGER
 );
 CREATE INDEX IF NOT EXISTS points_by_name ON metric_points (name, time_ns);
 CREATE INDEX IF NOT EXISTS points_by_time ON metric_points (time_ns);

@@ -20,6 +20,13 @@ from opentelemetry.propagators.textmap import Getter
 
 from telemetryflow._client import TelemetryFlowClient
 from telemetryflow._diagnostics import logger
+from telemetryflow.middleware._fastapi_builtin import (
+    has_settings,
+    native_request_span,
+    owning_app,
+    switch_off,
+    traces_requests,
+)
 from telemetryflow.middleware._http_common import (
     DURATION_METRIC,
     MiddlewareOptions,
@@ -44,7 +51,6 @@ _INSTALL_HINT = (
     "FastAPITelemetryMiddleware needs Starlette (or FastAPI): pip install 'telemetryflow[fastapi]'"
 )
 _MAX_MOUNT_DEPTH = 16
-_FASTAPI_TELEMETRY = "fastapi.telemetry"  # set in the scope by FastAPI's own instrumentation
 
 
 def _require_starlette() -> None:
@@ -77,6 +83,10 @@ class FastAPITelemetryMiddleware:
         redact_query_params: query parameters whose values are redacted in
             ``url.query``, on top of the built-in list.
 
+    On a FastAPI release with built-in telemetry, adding the middleware turns off
+    FastAPI's own request spans and metrics for that app (those bound for the global
+    providers), so each request is recorded once and continues the caller's trace.
+
     Raises:
         ImportError: Starlette is not installed.
         TypeError, ValueError: an argument is invalid (e.g. a bad path pattern).
@@ -108,9 +118,23 @@ class FastAPITelemetryMiddleware:
         )
         self._telemetry = ServerTelemetry(client, options)
         self._native_reported = False
+        self._builtin_off(app, owning_app(FastAPITelemetryMiddleware))
+
+    @staticmethod
+    def _builtin_off(*apps: object) -> None:
+        """Switch FastAPI's own request telemetry off on these apps (see
+        ``_fastapi_builtin``): the app we wrap, and the app whose stack we are in."""
+        for target in apps:
+            if target is not None:
+                try:
+                    switch_off(target)
+                except Exception as exc:  # an unexpected FastAPI: leave it as it is
+                    warn_failure(exc)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":  # before any request, when the server has one
+                self._builtin_off(scope.get("app"))
             await self.app(scope, receive, send)
             return
         record = self._start(scope)
@@ -135,13 +159,13 @@ class FastAPITelemetryMiddleware:
     def _start(self, scope: Scope) -> RequestRecord | None:
         telemetry = self._telemetry
         try:
+            if not self._native_reported and "fastapi.telemetry" in scope:
+                self._check_native_telemetry(scope)  # excluded paths included
             if telemetry.excluded(_app_path(scope)):
                 return None
             inst = telemetry.instruments()
             if inst is None:
                 return None
-            if not self._native_reported and scope.get(_FASTAPI_TELEMETRY) is not None:
-                self._report_native_telemetry()
             headers = _headers(scope)
             return telemetry.start(
                 inst,
@@ -155,15 +179,36 @@ class FastAPITelemetryMiddleware:
             warn_failure(exc)
             return None
 
-    def _report_native_telemetry(self) -> None:
+    def _check_native_telemetry(self, scope: Scope) -> None:
+        """Warn, once, when FastAPI recorded a server span of its own for this request
+        (only logs, or nothing, is not worth a word)."""
+        if native_request_span(scope) is None:
+            return
         self._native_reported = True
-        logger.warning(
-            "FastAPI's built-in telemetry is recording requests too (it turns on when a "
-            "global OpenTelemetry provider is set): each request gets two server spans "
-            "and two %s series. Create the app with FastAPI(telemetry={'tracing': False, "
-            "'metrics': False}) to keep FastAPITelemetryMiddleware's only.",
-            DURATION_METRIC,
-        )
+        app = scope.get("app")
+        if not has_settings(app):  # FastAPI's telemetry is an outer app's (we are mounted)
+            logger.warning(
+                "FastAPI's built-in telemetry of an app this one is mounted in records a "
+                "server span of its own, and FastAPITelemetryMiddleware's span nests under "
+                "it. Add the middleware to the outer app instead (or pass it "
+                "telemetry={'tracing': False}) to record each request once."
+            )
+            return
+        switch_off(app)
+        if not traces_requests(app):
+            logger.warning(
+                "FastAPI's built-in telemetry was recording this app's requests too (a "
+                "second server span and %s series each, excluded paths included); it is "
+                "now off for this app, so later requests are recorded once.",
+                DURATION_METRIC,
+            )
+        else:
+            logger.warning(
+                "FastAPI's built-in telemetry records a server span of its own into the "
+                "tracer_provider given to FastAPI(telemetry=...), and "
+                "FastAPITelemetryMiddleware's span nests under it. Leave that provider out "
+                "(or pass 'tracing': False) to record each request once."
+            )
 
 
 def _app_path(scope: Scope) -> str:

@@ -247,7 +247,7 @@ class _InstrumentedWsgiApp:
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             return _keep_file_wrapper(body, record)
-        return _ResponseBody(body, record)
+        return _ResponseBody(body, record, responder)
 
 
 def _keep_file_wrapper(body: Any, record: RequestRecord) -> Iterable[bytes]:
@@ -270,9 +270,10 @@ def _keep_file_wrapper(body: Any, record: RequestRecord) -> Iterable[bytes]:
 
 
 class _StartResponse:
-    """Notes the status (and captured headers) on their way to the server."""
+    """Notes the status, the body length and captured headers on their way to the
+    server."""
 
-    __slots__ = ("_options", "_record", "_start_response")
+    __slots__ = ("_options", "_record", "_start_response", "content_length")
 
     def __init__(
         self, start_response: StartResponse, record: RequestRecord, options: MiddlewareOptions
@@ -280,6 +281,7 @@ class _StartResponse:
         self._start_response = start_response
         self._record = record
         self._options = options
+        self.content_length: int | None = None
 
     def __call__(
         self,
@@ -292,12 +294,21 @@ class _StartResponse:
         try:
             code = status[:3]
             self._record.status = int(code) if code.isdigit() else None
+            self.content_length = _content_length(headers)
             wanted = self._options.response_headers
             if wanted:
                 self._record.response_headers(_captured(headers, wanted, self._options))
         except Exception as exc:
             warn_failure(exc)
         return self._start_response(status, headers, exc_info)
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == "content-length":
+            text = value.strip()
+            return int(text) if text.isdigit() else None
+    return None
 
 
 def _captured(
@@ -316,14 +327,22 @@ def _captured(
 
 class _ResponseBody:
     """The response iterable, with the request's span current while it produces
-    chunks; the span ends when the server has the last chunk or closes the body."""
+    chunks. The span ends once the body's ``Content-Length`` bytes have been handed
+    out, or at its end, or when the server closes it, whichever comes first: a
+    client that never reads a body it knows the size of (Werkzeug's test client
+    takes only the first chunk until the test reads ``.data``) still gets its
+    telemetry."""
 
-    __slots__ = ("_body", "_iterator", "_record")
+    __slots__ = ("_body", "_iterator", "_record", "_responder", "_sent")
 
-    def __init__(self, body: Iterable[bytes], record: RequestRecord) -> None:
+    def __init__(
+        self, body: Iterable[bytes], record: RequestRecord, responder: _StartResponse
+    ) -> None:
         self._body = body
         self._iterator: Iterator[bytes] | None = None
         self._record = record
+        self._responder = responder
+        self._sent = 0
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -334,7 +353,7 @@ class _ResponseBody:
         try:
             if self._iterator is None:
                 self._iterator = iter(self._body)
-            return next(self._iterator)
+            chunk = next(self._iterator)
         except StopIteration:
             record.finish()
             raise
@@ -345,6 +364,12 @@ class _ResponseBody:
         finally:
             if token is not None:
                 otel_context.detach(token)
+        if not record.done:
+            self._sent += len(chunk)
+            length = self._responder.content_length
+            if length is not None and self._sent >= length:
+                record.finish()  # the last byte the response announced is out
+        return chunk
 
     def close(self) -> None:
         try:

@@ -460,8 +460,16 @@ class RequestRecord:
             err = error_type(exc)
         elif status is not None and status >= 500:
             err = str(status)
-        if self.span is not None:
-            self._end_span(self.span, status, err, exc)
+        # The span ends last (and even when a metric fails): once it is visible anywhere,
+        # the request's metrics are already recorded, so a flush after seeing the span
+        # carries them too.
+        try:
+            self._record_metrics(duration, status, err)
+        finally:
+            if self.span is not None:
+                self._end_span(self.span, status, err, exc)
+
+    def _record_metrics(self, duration: float, status: int | None, err: str | None) -> None:
         inst = self._instruments
         options = self._options
         attributes = inst.metric_attributes((self.method, self.scheme, self.route, status, err))

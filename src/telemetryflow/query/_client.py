@@ -21,6 +21,7 @@ from telemetryflow._credentials import Credentials
 from telemetryflow._errors import ConfigError, CredentialsError
 
 __all__ = [
+    "AGGREGATIONS",
     "DEFAULT_QUERY_ENDPOINT",
     "ENV_QUERY_ENDPOINT",
     "AsyncQueryClient",
@@ -35,6 +36,11 @@ DEFAULT_QUERY_ENDPOINT = "http://127.0.0.1:4318"
 ENV_KEY_ID = "TELEMETRYFLOW_API_KEY_ID"
 ENV_KEY_SECRET = "TELEMETRYFLOW_API_KEY_SECRET"  # noqa: S105 - a variable name
 _PATHS = {"logs": "/v1/logs/query", "metrics": "/v1/metrics/query", "traces": "/v1/traces/query"}
+_NAMES_PATH = "/v1/metrics/names"
+AGGREGATIONS = ("p50", "p90", "p95", "p99", "sum", "avg", "count", "min", "max", "last", "rate")
+"""``agg`` values of ``metrics.query``: percentiles (any ``pNN``), ``sum``, ``avg``,
+``count``, ``min``, ``max``, ``last`` (a gauge's latest value) and ``rate`` (a
+counter's increase per second)."""
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -68,9 +74,23 @@ def _is_loopback(host: str) -> bool:
     return host in _LOOPBACK_NAMES or host.startswith("127.")
 
 
+def _parse_api_key(api_key: object) -> Credentials:
+    """``KEY_ID:KEY_SECRET`` (the form the collector's ``--key`` takes); errors name
+    the argument, never its value."""
+    if not isinstance(api_key, str):
+        raise CredentialsError("api_key must be a string 'KEY_ID:KEY_SECRET'", field="api_key")
+    key_id, sep, secret = api_key.partition(":")
+    if not sep:
+        raise CredentialsError(
+            "api_key must be 'KEY_ID:KEY_SECRET' (tfk_...:tfs_...)", field="api_key"
+        )
+    return Credentials(key_id, secret)
+
+
 def resolve_settings(
     endpoint: str | None = None,
     *,
+    api_key: str | None = None,
     credentials: Credentials | None = None,
     key_id: str | None = None,
     key_secret: str | None = None,
@@ -81,23 +101,39 @@ def resolve_settings(
     """Explicit arguments win, then the environment, then the defaults.
 
     Raises:
-        CredentialsError: explicit ``key_id``/``key_secret`` are malformed.
-        ConfigError: the endpoint is not an http(s) URL, or credentials would travel
-            in plain text to a host that is not loopback (pass ``allow_insecure``).
+        CredentialsError: explicit ``api_key`` or ``key_id``/``key_secret`` are malformed.
+        ConfigError: more than one way of giving the key was used; the endpoint is not
+            an http(s) URL; or credentials would travel in plain text to a host that
+            is not loopback (pass ``allow_insecure``).
     """
     env = os.environ if environ is None else environ
+    if api_key is not None:
+        if credentials is not None or key_id is not None or key_secret is not None:
+            raise ConfigError(
+                "pass api_key, credentials or key_id/key_secret, not several", field="api_key"
+            )
+        credentials = _parse_api_key(api_key)
     if credentials is None and (key_id is not None or key_secret is not None):
         credentials = Credentials(key_id or "", key_secret or "")
     if credentials is None:
         credentials = _env_credentials(env)
     url = (endpoint or env.get(ENV_QUERY_ENDPOINT) or DEFAULT_QUERY_ENDPOINT).rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"query endpoint must be an http(s) URL, got {url!r}", field="endpoint")
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        valid = valid and (parts.port is None or parts.port > 0)  # .port checks the range
+    except ValueError:
+        valid = False
+    if not valid:
+        # The URL itself is not repeated: it may hold user-info.
+        raise ConfigError(
+            "query endpoint must be an http(s) URL such as http://127.0.0.1:4318",
+            field="endpoint",
+        )
     if (
         credentials is not None
         and parts.scheme == "http"
-        and not _is_loopback(parts.hostname)
+        and not _is_loopback(parts.hostname or "")
         and not allow_insecure
     ):
         raise ConfigError(
@@ -110,6 +146,19 @@ def resolve_settings(
 
 def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None}
+
+
+def _metric_list(answer: Any) -> list[dict[str, Any]]:
+    metrics = answer.get("metrics") if isinstance(answer, dict) else None
+    if not isinstance(metrics, list):
+        raise ValueError("the collector's metric listing has no 'metrics' list")
+    return [m for m in metrics if isinstance(m, dict)]
+
+
+def _repr(client: QueryClient | AsyncQueryClient) -> str:
+    credentials = client.settings.credentials
+    key = credentials.masked_key_id if credentials is not None else None
+    return f"{type(client).__name__}(endpoint={client.settings.endpoint!r}, key_id={key!r})"
 
 
 class _Signal:
@@ -154,7 +203,9 @@ class QueryClient:
     Args:
         endpoint: base URL (default ``TELEMETRYFLOW_QUERY_ENDPOINT`` or
             ``http://127.0.0.1:4318``).
-        credentials: the API key; else ``key_id``/``key_secret``; else the environment.
+        api_key: the API key as one string, ``"KEY_ID:KEY_SECRET"``.
+        credentials: the API key as :class:`Credentials`; else ``key_id``/``key_secret``;
+            else the environment.
         timeout: seconds per request.
         allow_insecure: permit plain HTTP with credentials to a non-loopback host.
         transport: an httpx transport (tests, proxies).
@@ -164,6 +215,7 @@ class QueryClient:
         self,
         endpoint: str | None = None,
         *,
+        api_key: str | None = None,
         credentials: Credentials | None = None,
         key_id: str | None = None,
         key_secret: str | None = None,
@@ -172,7 +224,8 @@ class QueryClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.settings = resolve_settings(
-            endpoint, credentials=credentials, key_id=key_id, key_secret=key_secret,
+            endpoint, api_key=api_key, credentials=credentials, key_id=key_id,
+            key_secret=key_secret,
             timeout=timeout, allow_insecure=allow_insecure,
         )  # fmt: skip
         self._http = httpx.Client(
@@ -188,6 +241,20 @@ class QueryClient:
         response = self._http.get("/v1/status")
         response.raise_for_status()
         return response.json()
+
+    def list_metrics(self, **params: Any) -> list[dict[str, Any]]:
+        """Every metric name of this key's project: ``name``, ``type``, ``unit``,
+        ``series``, ``points`` and ``last_seen``.
+
+        Raises:
+            httpx.HTTPStatusError: the collector answered with a non-2xx status.
+        """
+        response = self._http.get(_NAMES_PATH, params=_clean(params))
+        response.raise_for_status()
+        return _metric_list(response.json())
+
+    def __repr__(self) -> str:
+        return _repr(self)
 
     def close(self) -> None:
         self._http.close()
@@ -212,6 +279,7 @@ class AsyncQueryClient:
         self,
         endpoint: str | None = None,
         *,
+        api_key: str | None = None,
         credentials: Credentials | None = None,
         key_id: str | None = None,
         key_secret: str | None = None,
@@ -220,7 +288,8 @@ class AsyncQueryClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = resolve_settings(
-            endpoint, credentials=credentials, key_id=key_id, key_secret=key_secret,
+            endpoint, api_key=api_key, credentials=credentials, key_id=key_id,
+            key_secret=key_secret,
             timeout=timeout, allow_insecure=allow_insecure,
         )  # fmt: skip
         self._http = httpx.AsyncClient(
@@ -236,6 +305,15 @@ class AsyncQueryClient:
         response = await self._http.get("/v1/status")
         response.raise_for_status()
         return response.json()
+
+    async def list_metrics(self, **params: Any) -> list[dict[str, Any]]:
+        """Every metric name of this key's project (see :meth:`QueryClient.list_metrics`)."""
+        response = await self._http.get(_NAMES_PATH, params=_clean(params))
+        response.raise_for_status()
+        return _metric_list(response.json())
+
+    def __repr__(self) -> str:
+        return _repr(self)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -1,0 +1,59 @@
+"""The metric catalogue: which metrics a project has, of what type, how many series."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from telemetryflow.collector._params import Params, iso
+
+__all__ = ["query_metric_names"]
+
+_KNOWN = ("service", "prefix", "limit", "project_name")
+
+
+def _type(kind: str, monotonic: int) -> str:
+    if kind == "sum":
+        return "counter" if monotonic else "updowncounter"
+    return kind
+
+
+def query_metric_names(
+    conn: sqlite3.Connection, project: str, raw: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Answer ``GET /v1/metrics/names``: every metric name of ``project``, by name.
+
+    A series is a tag set (``service.name`` included), as in a metric query; ``type``
+    and ``unit`` are those of the newest point.
+    """
+    params = Params(raw, _KNOWN)
+    limit = params.integer("limit", 1000)
+    if params.text("project_name") not in (None, project):
+        return {"metrics": [], "count": 0}
+    sql = ["SELECT name, kind, monotonic, unit, count(DISTINCT service || x'1f' || tags), "
+           "count(*), max(time_ns) FROM metric_points WHERE project = ?"]  # fmt: skip
+    args: list[Any] = [project]
+    service = params.text("service")
+    if service is not None:
+        sql.append("AND service = ?")
+        args.append(service)
+    prefix = params.text("prefix")
+    if prefix:
+        sql.append("AND substr(name, 1, ?) = ?")
+        args.extend((len(prefix), prefix))
+    sql.append("GROUP BY name ORDER BY name LIMIT ?")
+    args.append(limit)
+    metrics = [
+        {
+            "name": name,
+            "type": _type(kind, monotonic),
+            "unit": unit,
+            "series": series,
+            "points": points,
+            "last_seen": iso(last),
+            "last_seen_unix_nano": last,
+        }
+        for name, kind, monotonic, unit, series, points, last in conn.execute(" ".join(sql), args)
+    ]
+    return {"metrics": metrics, "count": len(metrics)}
