@@ -333,6 +333,20 @@ def test_listings_and_flags_need_a_key(server: Running) -> None:
     assert status == 400 and "user" in answer["error"]["message"]
 
 
+def test_wrong_methods_get_405_with_allow(server: Running) -> None:
+    for method, path, allow in (("POST", "/v1/observability/flags/dark_mode", "GET"),
+                                ("DELETE", "/v1/observability/errors/abc", "GET"),
+                                ("GET", "/v1/observability/metrics", "POST"),
+                                ("PUT", "/v1/observability/events/", "GET, POST")):  # fmt: skip
+        request = urllib.request.Request(server.url + path, method=method)
+        request.add_header(*AUTH_A.split(": "))
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=30)
+        with caught.value as answer:
+            assert (answer.code, answer.headers["Allow"]) == (405, allow), path
+            assert json.loads(answer.read())["error"]["code"] == 405
+
+
 def test_the_openapi_document_describes_the_observability_api(server: Running) -> None:
     status, document = call(server, "GET", "/openapi.json", auth=None)
     assert status == 200
