@@ -86,7 +86,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             proc.stderr.close()
 
 
-# -- helpers ---------------------------------------------------------------------------------
+# -- requests ---------------------------------------------------------------------------------
 def curl(*args: str) -> tuple[int, Any]:
     """Run curl; the HTTP status and the parsed JSON answer."""
     assert CURL is not None
@@ -215,7 +215,7 @@ def test_reference_examples_work_with_urllib(server: Running) -> None:
 
 
 @pytest.mark.skipif(CURL is None, reason="curl is not installed")
-def test_the_documented_curl_session_runs_as_written(server: Running) -> None:
+def test_the_documented_curl_examples_run_as_written(server: Running) -> None:
     section = DOC.read_text(encoding="utf-8").split("## Errors, events and flags over HTTP")[1]
     script = re.search(r"```bash\n(.*?)```", section, re.S)
     assert script is not None
