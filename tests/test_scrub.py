@@ -85,6 +85,9 @@ def test_innocent_keys(key: str) -> None:
         ("paid with 5555-5555-5555-4444", f"paid with {REDACTED}"),
         ("amex 378282246310005", f"amex {REDACTED}"),
         ("postgres://app:s3cret@db:5432/app", "postgres://db:5432/app"),
+        # URL-encoded, as a server may echo a request back
+        (f"rejected Bearer%20{KEY_ID}%3A{KEY_SECRET}", f"rejected Bearer {REDACTED}"),
+        (f"unknown key {KEY_ID.replace('_', '%5F')}", "unknown key tfk_…0001"),
         (
             "GET https://bob:pw@example.com/p?token=abc&page=2#access_token=q&x=1 failed",
             f"GET https://example.com/p?token={REDACTED}&page=2#access_token={REDACTED}&x=1 failed",
@@ -106,6 +109,7 @@ def test_value_rules_replace_secrets(text: str, expected: str) -> None:
         "card ending 4111111111111112",  # fails the Luhn check
         "1234567890123456",  # no known issuer
         "https://example.com/search?q=shoes&page=2",
+        "https://example.com/search?q=red%20shoes&page=2",
         "password reset requested",
     ],
 )

@@ -41,6 +41,7 @@ __all__ = [
     "capture_error",
     "capture_exception",
     "fingerprint_exception",
+    "fingerprint_reported",
     "fingerprint_stack_text",
     "track_event",
 ]
@@ -59,6 +60,10 @@ _LIBRARY_DIRS = tuple(
     }
 )
 _FRAME_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
+# Parts of a message that vary between repeats of one error: hex ids (6+ characters with
+# a digit, UUIDs included) and numbers.
+_VARIABLE = re.compile(r"\b(?=[0-9a-f-]*\d)[0-9a-f]{6,}(?:-[0-9a-f]+)*\b|\d+(?:\.\d+)?", re.I)
+_MAX_FINGERPRINT_TEXT = 1024
 _kind_cache: dict[str, int] = {}
 
 # A frame's kind, best first: application code, other code, this SDK.
@@ -146,9 +151,8 @@ def fingerprint_exception(exc: BaseException) -> str:
     return _digest(qualified_type(exc), _best(frames))
 
 
-def fingerprint_stack_text(error_type: str, stack: str | None) -> str:
-    """The grouping key of an error reported as text: the type (or code) and the
-    innermost application frame found in ``stack``, else the caller's frame."""
+def _stack_text_frames(stack: str | None) -> list[tuple[str, Location]]:
+    """The frames a Python stack trace's text names, innermost first."""
     frames: list[tuple[str, Location]] = []
     if stack:
         for line in stack.splitlines():
@@ -157,7 +161,29 @@ def fingerprint_stack_text(error_type: str, stack: str | None) -> str:
                 stem = os.path.splitext(os.path.basename(match["file"]))[0]
                 frames.append((match["file"], (stem, match["func"], int(match["line"]))))
         frames.reverse()
-    return _digest(error_type, _best(frames or _caller_frames()))
+    return frames
+
+
+def fingerprint_stack_text(error_type: str, stack: str | None) -> str:
+    """The grouping key of an error reported as text: the type (or code) and the
+    innermost application frame found in ``stack``, else the caller's frame."""
+    return _digest(error_type, _best(_stack_text_frames(stack) or _caller_frames()))
+
+
+def fingerprint_reported(error_type: str, stack: str | None, message: str) -> str:
+    """The grouping key of an error another process reported (the collector's REST API).
+
+    With a Python stack trace it is exactly :func:`fingerprint_stack_text`'s key, so
+    the same error sent by the SDK and over HTTP groups together. Without one there is
+    no caller frame worth using (it would be the collector's own), so the message
+    stands in for the location, with numbers and hex ids masked: ``order 1234 timed
+    out`` and ``order 5678 timed out`` are one error.
+    """
+    frames = _stack_text_frames(stack)
+    if frames:
+        return _digest(error_type, _best(frames))
+    text = _VARIABLE.sub("#", message.strip())[:_MAX_FINGERPRINT_TEXT]
+    return _digest(error_type, ("message", text, 0))
 
 
 def _safe_str(value: object) -> str:

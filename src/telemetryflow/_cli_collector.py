@@ -7,7 +7,10 @@ import logging
 import os
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from telemetryflow._flags import FlagSet
 
 __all__ = ["parse_size", "register"]
 
@@ -148,6 +151,20 @@ def _storage_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fsync every commit: survive power loss, not only a crash",
     )
+    p.add_argument(
+        "--flags",
+        metavar="FILE",
+        default=os.environ.get("TELEMETRYFLOW_COLLECTOR_FLAGS"),
+        help="feature flags (JSON or YAML, the SDK's format) served at "
+        "/v1/observability/flags/KEY (env TELEMETRYFLOW_COLLECTOR_FLAGS)",
+    )
+
+
+def _flags(path: str | None) -> FlagSet:
+    """The flag set of ``--flags`` (empty without one); ``ConfigError`` if unusable."""
+    from telemetryflow._flags import EMPTY_FLAGS, FlagSet
+
+    return FlagSet.from_file(path) if path else EMPTY_FLAGS
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -167,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
             retention_seconds=args.retention, max_db_bytes=args.max_db_size,
             sync_full=args.sync_full, max_inflight_bytes=args.max_inflight_size,
             max_connections=args.max_connections, header_timeout=args.header_timeout,
-            body_timeout=args.body_timeout,
+            body_timeout=args.body_timeout, feature_flags=_flags(args.flags),
         )  # fmt: skip
     except ConfigError as exc:
         for problem in exc.problems:
@@ -180,6 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"telemetryflow collector: cannot listen: {exc}", file=sys.stderr)
         return 1
     auth = f"{len(keys)} key(s)" if config.auth else "OFF (--no-auth)"
+    flags = f"  flags      {len(config.feature_flags)} from {args.flags}\n" if args.flags else ""
     print(
         "TelemetryFlow collector\n"
         f"  OTLP/gRPC  {collector.grpc_endpoint or 'disabled'}\n"
@@ -187,6 +205,7 @@ def _run(args: argparse.Namespace) -> int:
         f"  web view   {collector.http_endpoint}/ui\n"
         f"  database   {config.db_path}\n"
         f"  auth       {auth}\n"
+        f"{flags}"
         "Press Ctrl+C to stop.",
         file=sys.stderr,
         flush=True,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from urllib.parse import unquote
 
 __all__ = [
     "REDACTED",
@@ -308,4 +309,20 @@ def scrub_text(text: str) -> str:
         out = _KEY_ID.sub(_mask_key_id, out)
     if _LONG_DIGITS.search(out):
         out = _CARD.sub(_card, out)
+    if "%" in out:
+        out = _scrub_percent_encoded(out)
     return text if out == text else out
+
+
+def _scrub_percent_encoded(text: str) -> str:
+    """Catch secrets hidden by URL encoding (``Bearer%20tfk_…``, ``tfk%5F…``).
+
+    A server may echo a request line or header in URL-encoded form; the rules above
+    cannot see through it. The decoded text is scrubbed and kept only when that found
+    something, so innocent encoded text (most URLs) comes back untouched.
+    """
+    decoded = unquote(text)
+    if decoded == text:
+        return text
+    scrubbed = scrub_text(decoded)
+    return text if scrubbed is decoded else scrubbed

@@ -88,6 +88,7 @@ class Collector:
         pipeline = Pipeline(
             self._store, Authenticator(cfg.keys, cfg.auth), RateLimiter(cfg.rate_limit)
         )
+        pipeline.flags = cfg.feature_flags
         self._pipeline = pipeline
         try:
             self._start_http(pipeline, max_connections)

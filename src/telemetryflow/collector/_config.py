@@ -16,9 +16,11 @@ from pathlib import Path
 
 from telemetryflow._credentials import Credentials, mask_key_id
 from telemetryflow._errors import ConfigError, CredentialsError
+from telemetryflow._flags import EMPTY_FLAGS, FlagSet
 
 __all__ = [
     "DEFAULT_PROJECT",
+    "ENV_FLAGS",
     "ENV_KEYS",
     "ENV_KEYS_FILE",
     "ApiKey",
@@ -33,6 +35,9 @@ ENV_KEYS = "TELEMETRYFLOW_COLLECTOR_KEYS"
 """Comma- or whitespace-separated ``KEY_ID:KEY_SECRET[@PROJECT]`` entries."""
 ENV_KEYS_FILE = "TELEMETRYFLOW_COLLECTOR_KEYS_FILE"
 """Path of a file with one ``KEY_ID:KEY_SECRET[@PROJECT]`` per line (``#`` comments)."""
+
+ENV_FLAGS = "TELEMETRYFLOW_COLLECTOR_FLAGS"
+"""Path of a JSON or YAML file of feature flags (the SDK's format), as ``--flags``."""
 
 _MIB = 1024 * 1024
 
@@ -180,6 +185,9 @@ class CollectorConfig:
     """Seconds a connection has to send a request's headers, in total."""
     body_timeout: float = 60.0
     """Seconds a request has to send its whole body, from when its headers arrived."""
+    feature_flags: FlagSet = EMPTY_FLAGS
+    """Flags ``GET /v1/observability/flags/{key}`` evaluates (``--flags FILE``; build
+    with :meth:`FlagSet.from_file` or :meth:`FlagSet.from_mapping`). Unknown flags are off."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []

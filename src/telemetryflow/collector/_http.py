@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, compile_path
 
 from telemetryflow.collector._auth import Principal
 from telemetryflow.collector._decode import BadRequestError, decode_json, inflate, parse_otlp
@@ -68,6 +68,11 @@ ROUTES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "/observability/metrics": (("GET", "POST"), "query", "metrics"),
     "/observability/logs": (("GET", "POST"), "query", "logs"),
     "/observability/traces": (("GET", "POST"), "query", "traces"),
+    "/v1/observability/errors": (("GET", "POST"), "observability", "errors"),
+    "/v1/observability/errors/{error_id}": (("GET",), "error_by_id", ""),
+    "/v1/observability/events": (("GET", "POST"), "observability", "events"),
+    "/v1/observability/metrics": (("POST",), "observability", "metrics"),
+    "/v1/observability/flags/{key}": (("GET",), "flag", ""),
     "/v1/status": (("GET",), "status", ""),
     "/health": (("GET",), "health", ""),
     "/openapi.json": (("GET",), "openapi", ""),
@@ -208,6 +213,33 @@ class _Endpoints:
             return str(json_format.MessageToJson(response, indent=None)).encode()
         return bytes(response.SerializeToString())
 
+    # -- the observability API: errors, events, metrics, flags ----------------------
+    async def _observability(
+        self, request: Request, arg: str, reservation: Reservation
+    ) -> Response:
+        """``POST`` records an error, event or metric point; ``GET`` lists errors or events."""
+        principal = self.admission.authenticate(request)
+        pipeline = self.pipeline
+        if request.method == "GET":
+            listing = pipeline.error_groups if arg == "errors" else pipeline.event_counts
+            return json_response(200, await self._in_thread(listing, principal, _query(request)))
+        body = await self._json_body(request, reservation)
+        record = {"errors": pipeline.capture_error, "events": pipeline.track_event,
+                  "metrics": pipeline.report_metric}[arg]  # fmt: skip
+        return json_response(200, await self._in_thread(record, principal, body))
+
+    async def _error_by_id(self, request: Request, *_: Any) -> Response:
+        principal = self.admission.authenticate(request)
+        error_id = request.path_params["error_id"]
+        return json_response(200, await self._in_thread(self.pipeline.error_by_id, principal,
+                                                        error_id))  # fmt: skip
+
+    async def _flag(self, request: Request, *_: Any) -> Response:
+        """Pure and in memory: answered on the event loop."""
+        principal = self.admission.authenticate(request)
+        key = request.path_params["key"]
+        return json_response(200, self.pipeline.evaluate_flag(principal, key, _query(request)))
+
     async def _json_body(self, request: Request, reservation: Reservation) -> Any:
         Admission.content_type(request, (_JSON,))
         raw = await self.admission.read_body(request, reservation)
@@ -235,6 +267,10 @@ def error_response(
     return Response(detail.SerializeToString(), status, headers=headers, media_type=_PROTOBUF)
 
 
+def _query(request: Request) -> dict[str, str]:
+    return dict(parse_qsl(request.scope["query_string"].decode("latin-1")))
+
+
 def _normalise(path: str) -> str:
     return path.rstrip("/") or "/"
 
@@ -253,10 +289,21 @@ class _IgnoreTrailingSlash:
         await self.app(scope, receive, send)
 
 
+_TEMPLATES = [(compile_path(path)[0], route) for path, route in ROUTES.items() if "{" in path]
+
+
+def _route_of(path: str) -> tuple[tuple[str, ...], str, str] | None:
+    """The :data:`ROUTES` entry serving ``path``, path parameters included."""
+    route = ROUTES.get(path)
+    if route is None:
+        route = next((r for pattern, r in _TEMPLATES if pattern.match(path)), None)
+    return route
+
+
 async def _not_routed(request: Request, exc: Exception) -> Response:
     """404 and 405 from the router, in the route's own error format."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    route = ROUTES.get(_normalise(request.url.path))
+    route = _route_of(_normalise(request.url.path))
     kind = route[1] if route else ""
     if status == 405 and route is not None:
         message = f"{request.method} is not allowed here"

@@ -131,7 +131,13 @@ class GuardedH11Protocol(H11Protocol):
         return not self._in_flight() and not self.transport.is_closing()
 
     def _make_room(self) -> bool:
-        """Close the connection waiting longest without a request; False if none is."""
+        """Close the connection waiting longest without a request; False if none is.
+
+        Connections that have not sent a byte since their last request go first: a
+        client that is sending its request is worth more than one that only holds a
+        socket, and a flood of new connections would otherwise churn through the
+        real clients that just connected.
+        """
         victims = [
             c
             for c in self.connections
@@ -139,7 +145,7 @@ class GuardedH11Protocol(H11Protocol):
         ]
         if not victims:
             return False
-        oldest = min(victims, key=lambda c: c._waiting_since)
+        oldest = min(victims, key=lambda c: (c._idle_bytes > 0, c._waiting_since))
         oldest.transport.close()
         oldest.connections.discard(oldest)
         return True

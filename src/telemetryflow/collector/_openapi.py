@@ -6,6 +6,10 @@ import copy
 from typing import Any
 
 from telemetryflow._version import __version__
+from telemetryflow.collector._observability_openapi import (
+    OBSERVABILITY_PATHS,
+    OBSERVABILITY_SCHEMAS,
+)
 
 __all__ = ["openapi_document"]
 
@@ -162,7 +166,7 @@ _DOCUMENT: dict[str, Any] = {
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": {"MetricPoint": _POINT, "Error": _ERROR},
+        "schemas": {"MetricPoint": _POINT, "Error": _ERROR, **OBSERVABILITY_SCHEMAS},
     },
     "security": [{"bearer": []}],
     "paths": {
@@ -254,6 +258,7 @@ _DOCUMENT: dict[str, Any] = {
         },
         "/v1/logs/query": _query_op("Query logs, newest first", _LOG_PARAMS, "logs"),
         "/v1/traces/query": _query_op("Query traces or one trace by id", _TRACE_PARAMS, "traces"),
+        **OBSERVABILITY_PATHS,
         "/v1/status": {
             "get": {
                 "tags": ["status"],

@@ -26,6 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
+from telemetryflow.collector._errors_events import otlp_captures
 from telemetryflow.collector._ingest import Ingested, log_rows, point_rows, span_rows
 from telemetryflow.collector._logs_query import query_logs
 from telemetryflow.collector._metric_names import query_metric_names
@@ -37,6 +38,7 @@ from telemetryflow.collector._metrics_api import (
     report_row,
 )
 from telemetryflow.collector._metrics_query import QueryLimits, query_metrics
+from telemetryflow.collector._observability_api import ObservabilityAPI
 from telemetryflow.collector._params import iso
 from telemetryflow.collector._store import Store, WriteBatch
 from telemetryflow.collector._traces_query import query_traces
@@ -73,8 +75,12 @@ SIGNALS: dict[str, Signal] = {
 _QUERIES = {"logs": query_logs, "metric_names": query_metric_names, "traces": query_traces}
 
 
-class Pipeline:
-    """Authentication, admission and storage shared by both receivers."""
+class Pipeline(ObservabilityAPI):
+    """Authentication, admission and storage shared by both receivers.
+
+    The observability endpoints (errors, events, metrics, flags) come from
+    :class:`ObservabilityAPI`.
+    """
 
     def __init__(
         self,
@@ -95,9 +101,13 @@ class Pipeline:
             OverloadedError: the write queue is full, or the disk is
                 (``StorageFullError``); nothing stored.
         """
-        parsed = signal.rows(request, principal.project, time.time_ns())
-        if parsed.rows:
-            batch = WriteBatch(resources=parsed.resources, scopes=parsed.scopes)
+        received_ns = time.time_ns()
+        parsed = signal.rows(request, principal.project, received_ns)
+        # errors and product events the SDK captured, for the observability listings
+        errors, events = otlp_captures(signal.name, request, principal.project, received_ns)
+        if parsed.rows or errors or events:
+            batch = WriteBatch(resources=parsed.resources, scopes=parsed.scopes,
+                               errors=errors, events=events)  # fmt: skip
             getattr(batch, signal.table).extend(parsed.rows)
             self.store.submit(batch)
         response = signal.response()

@@ -11,6 +11,10 @@ Version history (``meta.schema_version``):
    ``storage_usage`` table serve retention by receive time, fairly per project. (An
    index led by ``project`` would be chosen by the planner for every query's
    ``project = ?`` term, over the time and trace indexes that actually narrow it.)
+3. ``error_occurrences`` and ``product_events``: captured errors and product events,
+   from the observability API and from OTLP records carrying the SDK's capture
+   attributes (see ``_errors_events.py``). Their indexes do lead with ``project``:
+   every query on them names one project and one group or event name.
 
 Migrations only add: :data:`ADDED_COLUMNS` are added with ``ALTER TABLE`` when a file
 lacks them, and :data:`SCHEMA` creates missing tables and indexes, so a file written
@@ -23,6 +27,9 @@ import sqlite3
 
 __all__ = [
     "ADDED_COLUMNS",
+    "CAPTURE_SCHEMA",
+    "ERROR_COLUMNS",
+    "EVENT_COLUMNS",
     "LOG_COLUMNS",
     "POINT_COLUMNS",
     "RESOURCE_COLUMNS",
@@ -34,7 +41,7 @@ __all__ = [
     "stored_version",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SPAN_COLUMNS = (
     "project", "service", "trace_id", "span_id", "parent_span_id", "name", "kind",
@@ -137,6 +144,44 @@ CREATE TABLE IF NOT EXISTS idempotency (
 );
 """
 
+# -- captured errors and product events (version 3) -------------------------------------
+ERROR_COLUMNS = (
+    "project", "service", "error_id", "fingerprint", "type", "code", "message", "stack",
+    "tags", "trace_id", "span_id", "source", "time_ns", "received_ns",
+)  # fmt: skip
+
+EVENT_COLUMNS = (
+    "project", "service", "event", "distinct_id", "properties", "trace_id", "span_id",
+    "source", "time_ns", "received_ns",
+)  # fmt: skip
+
+CAPTURE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS error_occurrences (
+    id INTEGER PRIMARY KEY,
+    project TEXT NOT NULL, service TEXT NOT NULL,
+    error_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    type TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL, stack TEXT NOT NULL,
+    tags TEXT NOT NULL, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+    source TEXT NOT NULL, time_ns INTEGER NOT NULL, received_ns INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS errors_by_id ON error_occurrences (project, error_id);
+CREATE INDEX IF NOT EXISTS errors_by_group
+    ON error_occurrences (project, fingerprint, time_ns);
+CREATE INDEX IF NOT EXISTS errors_by_received ON error_occurrences (received_ns);
+CREATE TABLE IF NOT EXISTS product_events (
+    id INTEGER PRIMARY KEY,
+    project TEXT NOT NULL, service TEXT NOT NULL,
+    event TEXT NOT NULL, distinct_id TEXT NOT NULL, properties TEXT NOT NULL,
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+    source TEXT NOT NULL, time_ns INTEGER NOT NULL, received_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_name ON product_events (project, event, time_ns);
+CREATE INDEX IF NOT EXISTS events_by_received ON product_events (received_ns);
+"""
+"""Tables of the error/event model: one row per error occurrence (``error_id`` unique
+per project, so the SDK's log record and span event of one capture count once) and
+one per product event. Groups and per-event counts are aggregated when read."""
+
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -164,5 +209,6 @@ def migrate(conn: sqlite3.Connection) -> int:
     ]
     version = max(before, SCHEMA_VERSION)
     stamp = f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{version}');"  # noqa: S608
-    conn.executescript("\n".join(["BEGIN IMMEDIATE;", *alters, SCHEMA, stamp, "COMMIT;"]))
+    script = ["BEGIN IMMEDIATE;", *alters, SCHEMA, CAPTURE_SCHEMA, stamp, "COMMIT;"]
+    conn.executescript("\n".join(script))
     return before

@@ -29,6 +29,8 @@ from typing import Any
 
 from telemetryflow.collector._retention import Retention
 from telemetryflow.collector._schema import (
+    ERROR_COLUMNS,
+    EVENT_COLUMNS,
     LOG_COLUMNS,
     POINT_COLUMNS,
     RESOURCE_COLUMNS,
@@ -72,6 +74,11 @@ _INSERT_LOGS = _insert_sql("logs", LOG_COLUMNS)
 _INSERT_POINTS = _insert_sql("metric_points", POINT_COLUMNS)
 _INSERT_RESOURCES = _insert_sql("resources", RESOURCE_COLUMNS).replace("INSERT", "INSERT OR IGNORE")
 _INSERT_SCOPES = _insert_sql("scopes", SCOPE_COLUMNS).replace("INSERT", "INSERT OR IGNORE")
+# one capture arrives twice from the SDK (log record and span event): its error_id is unique
+_INSERT_ERRORS = _insert_sql("error_occurrences", ERROR_COLUMNS).replace(
+    "INSERT", "INSERT OR IGNORE"
+)
+_INSERT_EVENTS = _insert_sql("product_events", EVENT_COLUMNS)
 
 
 class OverloadedError(Exception):
@@ -119,6 +126,10 @@ class WriteBatch:
     resources: dict[int, Row] = field(default_factory=dict)
     """Resource rows the spans and logs refer to, by key (stored once, see ``_ingest``)."""
     scopes: dict[int, Row] = field(default_factory=dict)
+    errors: list[Row] = field(default_factory=list)
+    """Error occurrences (``_errors_events``); a repeated ``error_id`` is stored once."""
+    events: list[Row] = field(default_factory=list)
+    """Product events (``_errors_events``)."""
     idempotency: tuple[str, str, dict[str, Any]] | None = None
     """``(project, key, result)``: stored once; a repeat stores nothing."""
 
@@ -334,7 +345,12 @@ class Store:
             conn.executemany(_INSERT_LOGS, batch.logs)
         if batch.points:
             conn.executemany(_INSERT_POINTS, batch.points)
-        return WriteResult(len(batch.spans) + len(batch.logs) + len(batch.points))
+        stored = len(batch.spans) + len(batch.logs) + len(batch.points)
+        if batch.errors:
+            stored += conn.executemany(_INSERT_ERRORS, batch.errors).rowcount
+        if batch.events:
+            stored += conn.executemany(_INSERT_EVENTS, batch.events).rowcount
+        return WriteResult(stored)
 
     # -- retention -------------------------------------------------------------------
     def _safe_retention(self) -> None:
