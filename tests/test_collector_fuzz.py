@@ -80,6 +80,9 @@ OTHER_PATHS = (
     "/v1/status", "/health", "/openapi.json", "/v1/metrics/report", "/v1/metrics/batch", "/",
     "/v1", "/v1/traces/", "/v1/../v1/logs", "/v1/logs%00", "//v1//traces", "/v1/Traces",
     "/" + "a" * 3000, "*", "http://evil.example/v1/logs", "/v1/logs?x=1#frag",
+    "/v1/metrics/names", "/v1/observability/errors", "/v1/observability/events",
+    "/v1/observability/metrics", "/v1/observability/flags/new-checkout",
+    "/v1/observability/errors/0123456789abcdef", "/v1/observability/flags/%00",
 )  # fmt: skip
 QUERY_PARAMS = (
     "project_name", "service", "severity", "time_window", "window", "since", "until",
