@@ -246,3 +246,34 @@ def test_track_event_is_an_opentelemetry_event_with_its_properties(cap: Telemetr
         "enduser.id": "u_123",
     }
     assert second.log.event_name == "page_viewed" and second.attributes == {}
+
+
+def test_reported_messages_group_with_numbers_and_hex_ids_masked() -> None:
+    from telemetryflow._capture import fingerprint_reported
+
+    def key(message: str) -> str:
+        return fingerprint_reported("TimeoutError", None, message)
+
+    assert key("order 1234 timed out") == key("order 5678 timed out")
+    assert key("job 3f2a9c1e-77b0-4c1d-9e2f-0a1b2c3d4e5f failed") == key(
+        "job 9b8a7c6d-1e2f-4a3b-8c9d-0e1f2a3b4c5d failed"
+    )
+    assert key("cache deadbeef missed") != key("cache cafebabe missed")  # words, not ids
+
+
+def test_a_pathological_message_is_fingerprinted_promptly() -> None:
+    """``a-a-a-…`` made the old masking pattern quadratic: 200k characters took minutes
+    of CPU, reachable by anyone who can post an error. The bound is a hang guard, far
+    above the milliseconds it takes."""
+    import threading
+
+    from telemetryflow._capture import fingerprint_reported
+
+    done: list[str] = []
+    worker = threading.Thread(
+        target=lambda: done.append(fingerprint_reported("E", None, "a-" * 100_000)),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(30)
+    assert done, "fingerprinting a 200,000-character message did not finish in 30 s"

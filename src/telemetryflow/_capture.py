@@ -62,7 +62,9 @@ _LIBRARY_DIRS = tuple(
 _FRAME_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
 # Parts of a message that vary between repeats of one error: hex ids (6+ characters with
 # a digit, UUIDs included) and numbers.
-_VARIABLE = re.compile(r"\b(?=[0-9a-f-]*\d)[0-9a-f]{6,}(?:-[0-9a-f]+)*\b|\d+(?:\.\d+)?", re.I)
+# The digit is checked in ``_mask``, not by a look-ahead: a look-ahead over the rest of
+# the run made text like ``a-a-a-…`` quadratic.
+_VARIABLE = re.compile(r"\b[0-9a-f]{6,}(?:-[0-9a-f]+)*\b|\d+(?:\.\d+)?", re.I)
 _MAX_FINGERPRINT_TEXT = 1024
 _kind_cache: dict[str, int] = {}
 
@@ -182,8 +184,14 @@ def fingerprint_reported(error_type: str, stack: str | None, message: str) -> st
     frames = _stack_text_frames(stack)
     if frames:
         return _digest(error_type, _best(frames))
-    text = _VARIABLE.sub("#", message.strip())[:_MAX_FINGERPRINT_TEXT]
+    text = _VARIABLE.sub(_mask, message.strip()[:_MAX_FINGERPRINT_TEXT])
     return _digest(error_type, ("message", text, 0))
+
+
+def _mask(match: re.Match[str]) -> str:
+    """``#`` for a number, or a hex id with a digit in it; a plain word stays."""
+    found = match.group()
+    return "#" if any(ch.isdigit() for ch in found) else found
 
 
 def _safe_str(value: object) -> str:
