@@ -65,6 +65,10 @@ _GRACE = 1.0
 """How much longer than its timeout we wait for an attempt gRPC should have ended."""
 _CLOSE_WAIT = 1.0
 """How long ``close()`` waits for gRPC to close a channel."""
+_MIN_WAIT = 0.05
+"""Waiting for a connection is not worth it with less time than this left."""
+_NO_CONNECTION = "failed to connect to all addresses"
+"""gRPC's own words when a call failed before any connection existed (nothing sent)."""
 
 _live: weakref.WeakSet[GrpcTransport] = weakref.WeakSet()
 _inherited: list[GrpcTransport] = []
@@ -117,12 +121,31 @@ class GrpcTransport:
 
     # -- one attempt ---------------------------------------------------------------
     def send(self, signal: str, body: bytes, timeout: float) -> SendResult:
+        """One delivery attempt within ``timeout``.
+
+        The call fails fast first, so a refused connection or a TLS mismatch is seen
+        with gRPC's own explanation. When no connection could be made (nothing was
+        sent), the same attempt then waits for the channel to connect, for what is
+        left of its timeout: a collector back from a restart gets the batch as soon
+        as the channel reconnects, instead of after our next backoff.
+        """
         if os.getpid() != self._pid:
             return SendResult(ok=False, retryable=True, message="gRPC channel of another process")
-        timeout = max(timeout, 0.001)
-        future = self._start(signal, body, timeout)
+        deadline = time.monotonic() + max(timeout, 0.001)
+        result, unreachable = self._call(signal, body, deadline, wait_for_ready=False)
+        if unreachable and deadline - time.monotonic() > _MIN_WAIT:
+            waited, _ = self._call(signal, body, deadline, wait_for_ready=True)
+            if waited.ok or waited.message != "gRPC DEADLINE_EXCEEDED":
+                result = waited
+        return result
+
+    def _call(
+        self, signal: str, body: bytes, deadline: float, *, wait_for_ready: bool
+    ) -> tuple[SendResult, bool]:
+        timeout = max(deadline - time.monotonic(), 0.001)
+        future = self._start(signal, body, timeout, wait_for_ready)
         if future is None:
-            return SendResult(ok=False, retryable=True, message="gRPC paused for fork")
+            return SendResult(ok=False, retryable=True, message="gRPC paused for fork"), False
         try:
             return self._result(signal, future, timeout)
         finally:
@@ -130,7 +153,7 @@ class GrpcTransport:
                 self._in_flight.discard(future)
                 self._cond.notify_all()
 
-    def _start(self, signal: str, body: bytes, timeout: float) -> Any:
+    def _start(self, signal: str, body: bytes, timeout: float, wait_for_ready: bool) -> Any:
         """Begin the call, unless a fork holds calls back for longer than ``timeout``."""
         with self._cond:
             if not self._cond.wait_for(lambda: not self._held, timeout):
@@ -140,50 +163,55 @@ class GrpcTransport:
                 timeout=timeout,
                 metadata=self._metadata,
                 compression=self._compression,
-                wait_for_ready=False,
+                wait_for_ready=wait_for_ready,
             )
             self._in_flight.add(future)
             return future
 
-    def _result(self, signal: str, future: Any, timeout: float) -> SendResult:
+    def _result(self, signal: str, future: Any, timeout: float) -> tuple[SendResult, bool]:
+        """The call's outcome, and whether it failed for want of any connection."""
         grpc = self._grpc
         try:
             response = future.result(timeout=timeout + _GRACE)
         except grpc.FutureTimeoutError:
             _cancel_in_background([future])
-            return SendResult(ok=False, retryable=True, message="gRPC DEADLINE_EXCEEDED")
+            return SendResult(ok=False, retryable=True, message="gRPC DEADLINE_EXCEEDED"), False
         except grpc.FutureCancelledError:
-            return SendResult(ok=False, retryable=True, message="gRPC CANCELLED")
+            return SendResult(ok=False, retryable=True, message="gRPC CANCELLED"), False
         except grpc.RpcError as error:
             return self._classify(error)
         rejected, message = rejected_count(signal, response)
         message = redact_server_text(message, self._config)
-        return SendResult(ok=True, rejected=rejected, message=message)
+        return SendResult(ok=True, rejected=rejected, message=message), False
 
-    def _classify(self, error: Any) -> SendResult:
+    def _classify(self, error: Any) -> tuple[SendResult, bool]:
         code = error.code()
         name = code.name if code is not None else "UNKNOWN"
+        unreachable = False
         if name == "UNAVAILABLE":
-            self._explain_unavailable(error)
+            details = _details(error)
+            mismatch = self._explain_unavailable(details)
+            unreachable = not mismatch and details.startswith(_NO_CONNECTION)
         delay = _retry_info_delay(error)
         retryable = name in _RETRYABLE or (name == "RESOURCE_EXHAUSTED" and delay is not None)
-        return SendResult(ok=False, retryable=retryable, retry_after=delay, message=f"gRPC {name}")
+        message = f"gRPC {name}"
+        return SendResult(ok=False, retryable=retryable, retry_after=delay, message=message), (
+            unreachable
+        )
 
-    def _explain_unavailable(self, error: Any) -> None:
-        """Once per transport: is the collector's TLS setting the opposite of ours?"""
-        if self._hinted:
-            return
-        try:
-            details = str(error.details() or "")
-        except Exception:
-            details = ""
+    def _explain_unavailable(self, details: str) -> bool:
+        """Is the collector's TLS setting the opposite of ours? Said once per transport."""
         if self._tls and plaintext_server_signs(details):
-            self._hinted = True
-            report_mismatch(TLS_TO_PLAINTEXT, self._target)
-        elif not self._tls and "Socket closed" in details:
+            if not self._hinted:
+                self._hinted = True
+                report_mismatch(TLS_TO_PLAINTEXT, self._target)
+            return True
+        if not self._tls and "Socket closed" in details and not self._hinted:
             self._hinted = True  # probe once, whatever it finds
             if speaks_tls(self._host, self._port):
                 report_mismatch(PLAINTEXT_TO_TLS, self._target)
+                return True
+        return False
 
     # -- ending --------------------------------------------------------------------
     def abort(self) -> None:
@@ -304,3 +332,10 @@ def _retry_info_delay(error: Any) -> float | None:
         except Exception:
             return None
     return None
+
+
+def _details(error: Any) -> str:
+    try:
+        return str(error.details() or "")
+    except Exception:
+        return ""

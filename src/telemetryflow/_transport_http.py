@@ -4,6 +4,10 @@ The export timeout is a deadline for the whole attempt. Socket timeouts alone on
 bound each read or write: a server that drips one byte a second would keep an
 attempt alive forever. So a timer shuts the socket down when the attempt's time is
 up, whatever stage it is in (connect, TLS handshake, send, or reading the answer).
+
+A refused connection is tried again within the same attempt until its deadline
+(nothing was sent, so nothing can arrive twice): a collector back from a restart
+gets the batch within a fraction of a second, as gRPC's wait-for-ready gives it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ from telemetryflow._transport_base import (
 )
 
 __all__ = ["HttpTransport"]
+
+
+_CONNECT_RETRY = (0.05, 0.25)
+"""First and longest pause between connection tries within one attempt."""
 
 
 class _Attempt:
@@ -97,6 +105,7 @@ class HttpTransport:
         self._connections: dict[str, http.client.HTTPConnection] = {}
         self._lock = threading.Lock()
         self._hinted = False
+        self._aborted = threading.Event()
 
     @staticmethod
     def _make_ssl_context(config: TelemetryConfig) -> ssl.SSLContext:
@@ -169,9 +178,8 @@ class HttpTransport:
         self, conn: http.client.HTTPConnection, attempt: _Attempt, path: str, payload: bytes
     ) -> tuple[int, bytes, float | None]:
         """One request and its answer, every socket operation bounded by what is left."""
-        conn.timeout = attempt.remaining()
         if conn.sock is None:
-            conn.connect()
+            self._connect(conn, attempt)
         sock = conn.sock
         if sock is not None:
             sock.settimeout(attempt.remaining())
@@ -184,6 +192,21 @@ class HttpTransport:
         if response.length or response.will_close:
             conn.close()  # unread remainder or server closing: next attempt reconnects
         return response.status, data, parse_retry_after(response.getheader("Retry-After"))
+
+    def _connect(self, conn: http.client.HTTPConnection, attempt: _Attempt) -> None:
+        """Connect, trying again while the collector refuses, until the deadline."""
+        pause = _CONNECT_RETRY[0]
+        while True:
+            conn.timeout = attempt.remaining()
+            try:
+                conn.connect()
+                return
+            except ConnectionRefusedError:
+                conn.close()
+                wait = min(pause, attempt.deadline - time.monotonic())
+                if wait <= 0 or self._aborted.wait(wait):
+                    raise
+                pause = min(pause * 2, _CONNECT_RETRY[1])
 
     def _explain(self, error: BaseException) -> None:
         """Once per transport: is the collector's TLS setting the opposite of ours?"""
@@ -211,6 +234,7 @@ class HttpTransport:
     def abort(self) -> None:
         if os.getpid() != self._pid:
             return  # shutting the parent's sockets down would cut the parent's exports
+        self._aborted.set()
         with self._lock:
             connections = list(self._connections.values())
         for conn in connections:
