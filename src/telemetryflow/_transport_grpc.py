@@ -69,6 +69,8 @@ _MIN_WAIT = 0.05
 """Waiting for a connection is not worth it with less time than this left."""
 _NO_CONNECTION = "failed to connect to all addresses"
 """gRPC's own words when a call failed before any connection existed (nothing sent)."""
+_TLS_FAILURE_SIGNS = ("andshake", "SSL", "TSI_", "ertificate")
+"""A failed TLS handshake: waiting for the channel would not change the answer."""
 
 _live: weakref.WeakSet[GrpcTransport] = weakref.WeakSet()
 _inherited: list[GrpcTransport] = []
@@ -87,7 +89,8 @@ class GrpcTransport:
         self._cond = threading.Condition(threading.Lock())
         self._in_flight: set[Any] = set()
         self._held = False  # a fork is under way: no new calls
-        self._hinted = False
+        self._mismatch = False  # the collector's TLS setting is the opposite of ours
+        self._probed = False
         endpoint = config.parsed_endpoint
         self._host, self._port = endpoint.host, endpoint.port or 4317
         self._target = endpoint.host_port if endpoint.port else f"{endpoint.host_port}:4317"
@@ -191,7 +194,11 @@ class GrpcTransport:
         if name == "UNAVAILABLE":
             details = _details(error)
             mismatch = self._explain_unavailable(details)
-            unreachable = not mismatch and details.startswith(_NO_CONNECTION)
+            unreachable = (
+                not mismatch
+                and details.startswith(_NO_CONNECTION)
+                and not any(sign in details for sign in _TLS_FAILURE_SIGNS)
+            )
         delay = _retry_info_delay(error)
         retryable = name in _RETRYABLE or (name == "RESOURCE_EXHAUSTED" and delay is not None)
         message = f"gRPC {name}"
@@ -201,17 +208,17 @@ class GrpcTransport:
 
     def _explain_unavailable(self, details: str) -> bool:
         """Is the collector's TLS setting the opposite of ours? Said once per transport."""
-        if self._tls and plaintext_server_signs(details):
-            if not self._hinted:
-                self._hinted = True
-                report_mismatch(TLS_TO_PLAINTEXT, self._target)
+        if self._mismatch:
             return True
-        if not self._tls and "Socket closed" in details and not self._hinted:
-            self._hinted = True  # probe once, whatever it finds
+        if self._tls and plaintext_server_signs(details):
+            self._mismatch = True
+            report_mismatch(TLS_TO_PLAINTEXT, self._target)
+        elif not self._tls and "Socket closed" in details and not self._probed:
+            self._probed = True  # probe once, whatever it finds
             if speaks_tls(self._host, self._port):
+                self._mismatch = True
                 report_mismatch(PLAINTEXT_TO_TLS, self._target)
-                return True
-        return False
+        return self._mismatch
 
     # -- ending --------------------------------------------------------------------
     def abort(self) -> None:
