@@ -11,6 +11,8 @@ The shared parts live in ``_transport_base``, each protocol in its own module
 
 from __future__ import annotations
 
+import importlib
+
 from telemetryflow._config import TelemetryConfig
 from telemetryflow._transport_base import (
     MAX_RESPONSE_BYTES,
@@ -20,6 +22,7 @@ from telemetryflow._transport_base import (
     check_tls_files,
     export_headers,
     redact_server_text,
+    response_type,
 )
 from telemetryflow._transport_grpc import GrpcTransport
 from telemetryflow._transport_http import HttpTransport
@@ -34,6 +37,7 @@ __all__ = [
     "check_tls_files",
     "export_headers",
     "make_transport",
+    "preload_export_modules",
     "redact_server_text",
 ]
 
@@ -44,3 +48,31 @@ def make_transport(config: TelemetryConfig) -> Transport:
     if config.protocol is Proto.HTTP:
         return HttpTransport(config)
     return GrpcTransport(config)
+
+
+_EXPORT_MODULES = ("telemetryflow._encode", "telemetryflow._scrub_rules")
+_GRPC_MODULES = (
+    "grpc",
+    "grpc._channel",  # imported by grpc.insecure_channel()/secure_channel() on first use
+    "grpc._utilities",
+    "grpc.experimental",
+    "google.rpc.status_pb2",
+    "google.rpc.error_details_pb2",
+)
+
+
+def preload_export_modules(config: TelemetryConfig) -> None:
+    """Import, on the caller's thread, every module the first export would import.
+
+    An import made lazily on an export thread races pre-fork servers: a child forked
+    while it runs inherits a half-initialised module (``grpc`` has no
+    ``insecure_channel`` yet) and its held import lock, and never exports. Called by
+    ``initialize()``, which runs before the server forks.
+    """
+    from telemetryflow._enums import Protocol as Proto
+
+    names = _EXPORT_MODULES + (_GRPC_MODULES if config.protocol is Proto.GRPC else ())
+    for name in names:
+        importlib.import_module(name)
+    for signal in SIGNAL_PATHS:
+        response_type(signal)

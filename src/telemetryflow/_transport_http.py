@@ -23,6 +23,7 @@ import time
 from urllib.parse import urlsplit
 
 from telemetryflow._config import TelemetryConfig
+from telemetryflow._forksafe import fork_safe_lock
 from telemetryflow._retry import RETRYABLE_HTTP_STATUSES, parse_retry_after
 from telemetryflow._tls_hint import (
     PLAINTEXT_TO_TLS,
@@ -103,7 +104,7 @@ class HttpTransport:
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
         self._connections: dict[str, http.client.HTTPConnection] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._hinted = False
         self._aborted = threading.Event()
 
