@@ -8,6 +8,7 @@ of its own requests, never re-export the master's queued span, and exit cleanly.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from _support import KEY_ID, KEY_SECRET
 from telemetryflow.testing import OTLPReceiver
 
 APPS = Path(__file__).parent / "apps"
+SRC = Path(__file__).parents[1] / "src"  # the code under test, not an installed copy
 WORKERS = 4
 REQUESTS = 4 * 1000
 SERVER_KIND = 2  # SPAN_KIND_SERVER
@@ -40,7 +42,7 @@ def _environment(receiver: OTLPReceiver) -> dict[str, str]:
         TELEMETRYFLOW_ENDPOINT=receiver.grpc_endpoint,
         TELEMETRYFLOW_INSECURE="true",
         TELEMETRYFLOW_SERVICE_NAME="prefork",
-        PYTHONPATH=str(APPS),
+        PYTHONPATH=os.pathsep.join([str(APPS), str(SRC)]),
     )
     return env
 

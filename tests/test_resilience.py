@@ -406,7 +406,8 @@ def test_32_threads_and_concurrent_flush_keep_exact_accounting(receiver: OTLPRec
     stop = threading.Event()
 
     def work(me: int) -> None:
-        # An index, not threading.get_ident(): a finished thread's ident is reused.
+        # An index, not threading.get_ident(): a finished thread's ident is reused by
+        # the next one, which under load made whole threads look lost.
         for i in range(300):
             with client.span("t", attributes={"i": i, "thread": me}):
                 client.log_info("in thread", {"i": i, "thread": me})

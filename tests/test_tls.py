@@ -13,6 +13,7 @@ import pytest
 
 from _support import KEY_ID, KEY_SECRET, builder_for
 from telemetryflow import ConfigError, TelemetryFlowBuilder, TelemetryFlowClient
+from telemetryflow._diagnostics import reset_throttle
 from telemetryflow.testing import OTLPReceiver, TLSFiles, make_test_certificates
 
 PROTOCOLS = ["grpc", "http"]
@@ -165,7 +166,7 @@ def test_https_url_with_insecure_does_not_skip_verification(tls_files: TLSFiles)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_tls_is_the_default_so_a_plaintext_collector_gets_nothing(
+def test_explicit_tls_to_a_plaintext_collector_gets_nothing(
     receiver: OTLPReceiver, protocol: str
 ) -> None:
     endpoint = receiver.grpc_endpoint if protocol == "grpc" else f"127.0.0.1:{receiver.http_port}"
@@ -219,7 +220,119 @@ def test_plaintext_to_loopback_is_allowed(endpoint: str) -> None:
 
 def test_remote_host_defaults_to_tls() -> None:
     assert _remote("collector.example:4317").build_config().uses_tls
+    assert _remote("10.0.0.5:4317").build_config().uses_tls
     assert _remote("https://collector.example").with_insecure().build_config().uses_tls
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:4317", "[::1]:4317", "localhost:4318"])
+def test_loopback_host_port_defaults_to_plaintext(endpoint: str) -> None:
+    assert not _remote(endpoint).build_config().uses_tls
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:4317", "localhost:4317"])
+def test_tls_on_loopback_when_asked(endpoint: str, tls_files: TLSFiles) -> None:
+    assert _remote(endpoint).with_insecure(False).build_config().uses_tls
+    assert _remote(endpoint).with_tls().build_config().uses_tls
+    assert _remote(endpoint).with_tls(ca_file=str(tls_files.ca_cert)).build_config().uses_tls
+    assert _remote(f"https://{endpoint}").build_config().uses_tls
+
+
+def test_insecure_environment_variable_still_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEMETRYFLOW_INSECURE", "false")
+    builder = _remote("127.0.0.1:4317").with_auto_configuration()
+    assert builder.build_config().uses_tls
+    monkeypatch.setenv("TELEMETRYFLOW_INSECURE", "true")
+    assert not _remote("127.0.0.1:4317").with_auto_configuration().build_config().uses_tls
+
+
+# -- the local collector without TLS flags; mismatches explained --------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_local_collector_reached_with_host_port_and_no_tls_flags(
+    tmp_path: Path, protocol: str
+) -> None:
+    from telemetryflow.collector import Collector, CollectorConfig
+
+    config = CollectorConfig(db_path=str(tmp_path / "c.db"), grpc_port=0, http_port=0, auth=False)
+    with Collector(config) as collector:
+        port = collector.grpc_port if protocol == "grpc" else collector.http_port
+        builder = (
+            TelemetryFlowBuilder()
+            .with_api_key(KEY_ID, KEY_SECRET)
+            .with_service("local-no-flags")
+            .with_endpoint(f"127.0.0.1:{port}")
+            .with_global_providers(False)
+        )
+        builder = builder.with_http() if protocol == "http" else builder.with_grpc()
+        client = builder.build()
+        assert not client.config.uses_tls
+        with client:
+            with client.span("reached-the-local-collector"):
+                pass
+            client.flush(10)
+            assert client.health()["last_error"] is None
+        with collector.store.reader() as db:
+            names = [row[0] for row in db.execute("SELECT name FROM spans")]
+    assert names == ["reached-the-local-collector"]
+
+
+def _fix_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "telemetryflow" and "TELEMETRYFLOW_INSECURE" in r.getMessage()
+    ]
+
+
+def _send_a_few(client: TelemetryFlowClient) -> None:
+    with client:
+        for _ in range(3):
+            with client.span("mismatch"):
+                pass
+            client.flush(2)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tls_client_to_a_plaintext_collector_says_how_to_fix_it_once(
+    receiver: OTLPReceiver, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    reset_throttle()
+    port = receiver.grpc_port if protocol == "grpc" else receiver.http_port
+    client = (
+        builder_for(receiver, protocol)
+        .with_insecure(False)
+        .with_endpoint(f"127.0.0.1:{port}")
+        .with_retry(True, max_retries=2)
+        .build()
+    )
+    _send_a_few(client)
+    messages = _fix_messages(caplog)
+    assert len(messages) == 1, messages
+    assert "plaintext" in messages[0] and "with_insecure()" in messages[0]
+    assert KEY_SECRET not in messages[0]
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_plaintext_client_to_a_tls_collector_says_how_to_fix_it_once(
+    tls_files: TLSFiles, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    reset_throttle()
+    with OTLPReceiver(tls=tls_files) as receiver:
+        port = receiver.grpc_port if protocol == "grpc" else receiver.http_port
+        client = (
+            builder_for(receiver, protocol)
+            .with_insecure(True)
+            .with_endpoint(f"127.0.0.1:{port}")
+            .with_retry(True, max_retries=2)
+            .build()
+        )
+        _send_a_few(client)
+        assert receiver.requests == []
+    messages = _fix_messages(caplog)
+    assert len(messages) == 1, messages
+    assert "expects TLS" in messages[0] and "with_insecure()" in messages[0]
 
 
 def test_client_certificate_needs_its_key(tls_files: TLSFiles) -> None:

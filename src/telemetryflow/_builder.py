@@ -185,7 +185,13 @@ class TelemetryFlowBuilder:
         return self.with_protocol(Protocol.HTTP)
 
     def with_insecure(self, insecure: bool = True) -> TelemetryFlowBuilder:
-        """Turn TLS off (plaintext). Only loopback hosts are allowed unless opted in."""
+        """Turn TLS off (plaintext), or on with ``False``.
+
+        Without this call (or ``TELEMETRYFLOW_INSECURE``), a loopback ``host:port``
+        such as ``127.0.0.1:4317`` is plaintext, like the local collector, and every
+        other host uses TLS. Plaintext to a non-loopback host also needs
+        ``with_plaintext_credentials_allowed()``.
+        """
         self._explicit["insecure"] = bool(insecure)
         return self
 
@@ -195,7 +201,12 @@ class TelemetryFlowBuilder:
         client_cert_file: str | None = None,
         client_key_file: str | None = None,
     ) -> TelemetryFlowBuilder:
-        """Verify the collector with ``ca_file`` and/or present a client certificate."""
+        """Use TLS; verify the collector with ``ca_file`` and/or present a client certificate.
+
+        TLS is already the default except for a loopback ``host:port`` (see
+        ``with_insecure``); calling this asks for TLS there too.
+        """
+        self._explicit.setdefault("insecure", False)
         self._explicit.update(
             ca_file=ca_file, client_cert_file=client_cert_file, client_key_file=client_key_file
         )

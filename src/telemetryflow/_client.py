@@ -36,7 +36,7 @@ from telemetryflow._pipeline import Pipeline
 from telemetryflow._resource import build_resource
 from telemetryflow._spans import SpanRegistry, SpanScope, light_tracer
 from telemetryflow._stats import DropReason
-from telemetryflow._transport import Transport, check_tls_files
+from telemetryflow._transport import Transport, check_tls_files, preload_export_modules
 from telemetryflow._version import __version__
 
 __all__ = ["NotInitializedError", "TelemetryFlowClient", "TelemetryFlowError"]
@@ -132,6 +132,7 @@ class TelemetryFlowClient(ConveniencesMixin):
         if pipeline.logger_provider is not None:
             self._logger = pipeline.logger_provider.get_logger(_INSTRUMENTATION_NAME, __version__)
         check_tls_files(config)
+        preload_export_modules(config)  # before a pre-fork server forks, not on export threads
         self._pipeline = pipeline
         if config.install_global_providers:
             self.owns_globals = _install_globals(pipeline)

@@ -113,8 +113,10 @@ class TelemetryConfig:
     """Extra resource attributes on every signal."""
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     """Extra export headers (``OTEL_EXPORTER_OTLP_HEADERS``)."""
-    insecure: bool = False
-    """Plaintext instead of TLS. An ``https://`` endpoint always uses TLS."""
+    insecure: bool | None = None
+    """Plaintext (``True``) or TLS (``False``). Unset (``None``): plaintext for a loopback
+    ``host:port`` (a local collector), TLS for any other host and whenever a CA or client
+    certificate is given. An ``https://`` endpoint always uses TLS, ``http://`` never."""
     ca_file: str | None = None
     """PEM bundle to verify the collector's certificate instead of the system roots."""
     client_cert_file: str | None = None
@@ -196,13 +198,19 @@ class TelemetryConfig:
 
     @property
     def uses_tls(self) -> bool:
-        """TLS unless the user opted out, but an ``https://`` URL always means TLS."""
+        """The URL scheme decides; else an explicit choice; else TLS except on loopback.
+
+        Local collectors listen in plaintext, as OTLP receivers do on loopback, so a
+        ``127.0.0.1:4317`` endpoint works without flags; any other host gets TLS.
+        """
         ep = self.parsed_endpoint
-        if ep.scheme == "https":
+        if ep.scheme is not None:
+            return ep.scheme == "https"
+        if self.insecure is not None:
+            return not self.insecure
+        if self.ca_file or self.client_cert_file:
             return True
-        if ep.scheme == "http":
-            return False
-        return not self.insecure
+        return not ep.is_loopback
 
     @property
     def signals_enabled(self) -> list[str]:
@@ -343,7 +351,7 @@ def _validate_tls(cfg: TelemetryConfig, endpoint: Endpoint | None, add: Any) -> 
         add("client_cert_file: mutual TLS needs both client_cert_file and client_key_file")
     if endpoint is None:
         return
-    plaintext = endpoint.scheme == "http" or (endpoint.scheme is None and cfg.insecure)
+    plaintext = endpoint.scheme == "http" or (endpoint.scheme is None and cfg.insecure is True)
     if plaintext and not endpoint.is_loopback and not cfg.allow_plaintext_credentials:
         add(
             "insecure: refusing to send the API key in plaintext to a non-loopback host; "

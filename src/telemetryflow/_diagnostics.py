@@ -15,12 +15,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from telemetryflow._forksafe import fork_safe_lock
+
 __all__ = ["in_sdk", "logger", "sdk_section", "warn_throttled"]
 
 logger = logging.getLogger("telemetryflow")
 
 _THROTTLE_SECONDS = 60.0
-_lock = threading.Lock()
+_lock = fork_safe_lock()
 _last_warned: dict[str, float] = {}
 _suppressed: dict[str, int] = {}
 _local = threading.local()

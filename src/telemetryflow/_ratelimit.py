@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
+
+from telemetryflow._forksafe import fork_safe_lock
 
 __all__ = ["RateLimiter"]
 
@@ -21,7 +22,7 @@ class RateLimiter:
         self._capacity = max(1.0, per_minute / 10.0)
         self._tokens = self._capacity
         self._updated = time.monotonic()
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     def _refill(self, now: float) -> None:
         self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from telemetryflow._diagnostics import sdk_section, warn_throttled
+from telemetryflow._forksafe import fork_safe_lock
 from telemetryflow._ratelimit import RateLimiter
 from telemetryflow._retry import RetryPolicy
 from telemetryflow._stats import DropReason, Stats
@@ -64,7 +65,7 @@ class Sender:
         self._wake = threading.Event()  # shutdown began (or stop): end backoff pauses
         self._closing = False
         self._closing_deadline: float | None = None
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()  # held briefly by export threads at any fork
         self._transport: Transport | None = None
         self._pid = os.getpid()
 

@@ -160,7 +160,7 @@ SETTINGS: tuple[EnvSetting, ...] = (
         ("TELEMETRYFLOW_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"),
         "otel",
         _parse_bool,
-        "true for plaintext gRPC/HTTP (local collectors)",
+        "true: plaintext; false: TLS; unset: plaintext to a loopback host:port, else TLS",
     ),
     EnvSetting(
         "headers",

@@ -10,10 +10,11 @@ everything is flushed. The client's ``get_status()`` and ``health()`` read from 
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from telemetryflow._forksafe import fork_safe_lock
 
 __all__ = ["DropReason", "SignalStats", "Stats"]
 
@@ -54,7 +55,7 @@ class Stats:
     """Thread-safe counters for traces, metrics and logs, plus the last export error."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()  # reset() takes it in a forked child
         self.signals: dict[str, SignalStats] = {
             "traces": SignalStats(),
             "metrics": SignalStats(),
