@@ -91,6 +91,7 @@ class InsightsApi:
         return JSONResponse(answer)
 
     def _events(self, principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+        params = {"since": "24h", **params}  # one window for events and evaluations alike
         counts = self.pipeline.event_counts(principal, params)
         log_params = {**params, "contains": _FLAG_EVENT, "limit": str(FLAG_LOG_LIMIT + 1)}
         logs = self.pipeline.query("logs", principal, log_params)["logs"]
