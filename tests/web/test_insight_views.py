@@ -64,12 +64,14 @@ def captured(open_web: Any) -> dict[str, Any]:
         client.evaluate_flag("button", targeting_key=user)
     client.track_event("signup", distinct_id="alice")
     client.track_event("checkout", distinct_id="bob")
+    client.track_event(XSS, distinct_id=XSS)
+    client.evaluate_flag("button", targeting_key=XSS)
     client.shutdown(timeout=10)
 
     def stored() -> bool:
         groups = _get(open_web.base, "/ui/api/errors", service="web-errors")["groups"]
         events = _get(open_web.base, "/ui/api/events", service="web-errors")
-        return sum(g["count"] for g in groups) == 3 and len(events["flags"]) == 3
+        return sum(g["count"] for g in groups) == 3 and len(events["flags"]) == 4
 
     wait_for(stored, "the captures, events and flag evaluations")  # fmt: skip
     wait_for(lambda: len(traces_of(open_web.base, "web-errors", key=None)) == 2,
@@ -112,6 +114,16 @@ def test_an_error_group_links_to_its_trace(open_web: Any, page: Any, captured: A
     assert page.locator("#summary h1").inner_text().startswith("POST /pay")
 
 
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [("/ui/api/errors?nope=1", "nope"), ("/ui/api/events?nope=1", "nope"),
+     ("/ui/api/overview?since=yesterday-ish", "since"), ("/ui/api/errors?limit=x", "limit")],
+)  # fmt: skip
+def test_bad_parameters_are_named(open_web: Any, path: str, named: str) -> None:
+    answer = httpx.get(open_web.base + path)
+    assert answer.status_code == 400 and named in answer.json()["error"]["message"]
+
+
 def test_one_error_by_its_id(open_web: Any, captured: Any) -> None:
     groups = _get(open_web.base, "/ui/api/errors", service="web-errors")["groups"]
     sample = groups[0]["sample"]
@@ -130,22 +142,25 @@ def test_events_count_users_and_flag_variants(
         row.get_attribute("data-event"): row.locator("td").all_inner_texts()[1:3]
         for row in page.locator("#events tbody tr").all()
     }
-    assert events == {"signup": ["4", "3"], "checkout": ["1", "1"]}
+    assert events == {"signup": ["4", "3"], "checkout": ["1", "1"], XSS: ["1", "1"]}
     variants = {
         row.get_attribute("data-user"): row.locator("td.variant").inner_text()
         for row in page.locator('#flags tbody tr[data-flag="button"]').all()
     }
-    assert variants == {"alice": "green", "bob": "blue", "carol": "red"}
+    assert variants == {"alice": "green", "bob": "blue", "carol": "red", XSS: "red"}
     page.screenshot(path=str(screenshots / "events.png"))
 
 
 def test_error_text_stays_inert(open_web: Any, page: Any, captured: Any) -> None:
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    for path in ("/ui/errors?service=web-errors", "/ui?service=web-errors&since=1h"):
+    for path, table in (("/ui/errors?service=web-errors", "#errors"),
+                        ("/ui?service=web-errors&since=1h", "#errors"),
+                        ("/ui/events?service=web-errors", "#events"),
+                        ("/ui/events?service=web-errors", "#flags")):  # fmt: skip
         page.goto(open_web.base + path)
         page.wait_for_selector("body[data-ready=true]")
-        assert XSS in page.locator("#errors tbody").inner_text()
+        assert XSS in page.locator(f"{table} tbody").inner_text()
         assert page.locator("img[src=x]").count() == 0
     assert dialogs == []
 
