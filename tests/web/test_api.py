@@ -47,7 +47,8 @@ def _all_traces(base: str, service: str) -> list[dict[str, Any]]:
     "path",
     ["/ui/traces", "/ui/logs", "/ui/traces/" + "ab" * 16, "/ui/signin", "/ui/static/app.css",
      "/ui/static/common.js", "/ui/api/traces", "/ui/api/logs", "/ui/api/session",
-     "/ui/api/traces/" + "ab" * 16, "/ui/api/traces?nope=1", "/ui/nowhere", "/ui", "/ui/"],
+     "/ui/api/traces/" + "ab" * 16, "/ui/api/traces?nope=1", "/ui/nowhere", "/ui", "/ui/",
+     "/ui/errors", "/ui/events", "/ui/api/errors", "/ui/api/events", "/ui/api/overview"],
 )  # fmt: skip
 def test_every_ui_response_carries_the_policy(open_web: Any, path: str) -> None:
     answer = httpx.get(open_web.base + path)
@@ -60,12 +61,15 @@ def test_every_ui_response_carries_the_policy(open_web: Any, path: str) -> None:
 def test_root_sends_browsers_to_the_view_and_scripts_to_the_api(open_web: Any) -> None:
     answer = httpx.get(open_web.base + "/", headers={"Accept": "text/html,*/*;q=0.8"})
     assert (answer.status_code, answer.headers["location"]) == (307, "/ui")
-    assert httpx.get(open_web.base + "/ui").headers["location"] == "/ui/traces"
+    overview = httpx.get(open_web.base + "/ui")
+    assert overview.status_code == 200 and 'data-view="overview"' in overview.text
     assert httpx.get(open_web.base + "/").json()["api"] == "/openapi.json"
 
 
 def test_pages_hold_no_inline_script_or_style(open_web: Any) -> None:
-    for path in ("/ui/traces", "/ui/logs", "/ui/traces/" + "cd" * 16, "/ui/signin"):
+    pages = ("/ui/traces", "/ui/logs", "/ui/traces/" + "cd" * 16, "/ui/signin", "/ui",
+             "/ui/errors", "/ui/events")  # fmt: skip
+    for path in pages:
         html = httpx.get(open_web.base + path).text
         assert "<script>" not in html and "<style" not in html and " style=" not in html
         assert 'src="/ui/static/' in html

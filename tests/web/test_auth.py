@@ -8,7 +8,15 @@ from typing import Any
 
 import httpx
 import pytest
-from web_helpers import KEY_A, KEY_B, sdk_client, traces_of, wait_for
+from web_helpers import (
+    KEY_A,
+    KEY_B,
+    WebServer,
+    sdk_client,
+    start_web_collector,
+    traces_of,
+    wait_for,
+)
 
 from telemetryflow.collector.web import COOKIE
 
@@ -35,7 +43,8 @@ def _sign_in(page: Any, base: str, key: str, path: str = "/ui/traces") -> None:
 
 @pytest.mark.parametrize(
     "path", ["/ui/api/traces", "/ui/api/logs", "/ui/api/session", "/ui/api/logs/tail",
-             "/ui/api/traces/" + "ab" * 16],
+             "/ui/api/traces/" + "ab" * 16, "/ui/api/errors", "/ui/api/errors/x",
+             "/ui/api/events", "/ui/api/overview"],
 )  # fmt: skip
 def test_json_without_a_session_is_refused(keyed_web: Any, projects: Any, path: str) -> None:
     answer = httpx.get(keyed_web.base + path)
@@ -44,10 +53,41 @@ def test_json_without_a_session_is_refused(keyed_web: Any, projects: Any, path: 
 
 
 def test_pages_without_a_session_show_the_sign_in_form(keyed_web: Any, projects: Any) -> None:
-    for path in ("/ui/traces", "/ui/logs", f"/ui/traces/{projects['alpha']}"):
+    for path in (
+        "/ui/traces",
+        "/ui/logs",
+        f"/ui/traces/{projects['alpha']}",
+        "/ui",
+        "/ui/errors",
+        "/ui/events",
+    ):
         answer = httpx.get(keyed_web.base + path)
         assert answer.status_code == 401
         assert 'action="/ui/signin"' in answer.text and 'name="key"' in answer.text
+
+
+def test_errors_and_events_stay_in_their_project(tmp_path: Path) -> None:
+    server = WebServer(start_web_collector(tmp_path))  # its own store: no other test's data
+    try:
+        for key, name in ((KEY_A, "alpha"), (KEY_B, "beta")):
+            client = sdk_client(server.collector, f"errs-{name}", key)
+            client.capture_error(f"{name} failure")
+            client.track_event(f"{name} signup", distinct_id=f"{name}-user")
+            client.shutdown(timeout=10)
+
+        def seen(key: Any, path: str) -> Any:
+            bearer = {"Authorization": f"Bearer {key.key_id}:{key.key_secret}"}
+            return httpx.get(server.base + path, headers=bearer).json()
+
+        for key, name in ((KEY_A, "alpha"), (KEY_B, "beta")):
+            groups = wait_for(lambda k=key: seen(k, "/ui/api/errors")["groups"], "errors")
+            assert [g["message"] for g in groups] == [f"{name} failure"]
+            events = wait_for(lambda k=key: seen(k, "/ui/api/events")["events"], "events")
+            assert [e["event"] for e in events] == [f"{name} signup"]
+            overview = seen(key, "/ui/api/overview")
+            assert [g["message"] for g in overview["errors"]] == [f"{name} failure"]
+    finally:
+        server.stop()
 
 
 def test_a_bad_key_is_refused_and_never_put_in_the_url(

@@ -32,7 +32,7 @@ def test_the_banner_prints_the_view_and_the_view_answers_there(tmp_path: Path) -
         assert url is not None and url.endswith("/ui")
         page = httpx.get(url, follow_redirects=True)
         assert page.status_code == 401  # keys are on: the sign-in form
-        assert page.url.path == "/ui/traces"
+        assert page.url.path == "/ui"  # the overview, behind the sign-in form
         assert 'action="/ui/signin"' in page.text
         assert page.headers["content-security-policy"] == CSP
         root = httpx.get(url.removesuffix("/ui") + "/", headers={"Accept": "text/html"})

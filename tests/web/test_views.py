@@ -43,8 +43,10 @@ def shop(open_web: Any) -> dict[str, Any]:
     return {"checkout": by_root["POST /checkout"]["trace_id"], "xss": by_root[XSS]["trace_id"]}
 
 
-def test_root_leads_to_the_trace_list(open_web: Any, page: Any, shop: Any) -> None:
+def test_nav_leads_to_the_trace_list(open_web: Any, page: Any, shop: Any) -> None:
     page.goto(open_web.base + "/")
+    page.wait_for_url(re.compile(r"/ui$"))  # the overview
+    page.locator("#nav-traces").click()
     page.wait_for_url(re.compile(r"/ui/traces$"))
     page.wait_for_selector("body[data-ready=true]")
     assert page.locator("#traces tbody tr").count() >= 2

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector.web._api import WebApi
+from telemetryflow.collector.web._insights import InsightsApi
 from telemetryflow.collector.web._metrics import MetricsApi
 from telemetryflow.collector.web._pages import Pages
 from telemetryflow.collector.web._security import CSP, secured
@@ -52,13 +53,16 @@ def routes(
     tail = LogTail(pipeline, sessions, max_streams)
     _TAILS.setdefault(pipeline, []).append(tail)
     metrics = MetricsApi(pipeline, sessions)
+    insights = InsightsApi(pipeline, sessions)
     table = [
-        ("/ui", pages.home, ("GET", "HEAD"), "home"),
+        ("/ui", pages.view("overview"), ("GET", "HEAD"), "home"),
         ("/ui/traces", pages.view("traces"), ("GET", "HEAD"), "traces"),
         ("/ui/traces/{trace_id}", pages.view("trace"), ("GET", "HEAD"), "trace"),
         ("/ui/logs", pages.view("logs"), ("GET", "HEAD"), "logs"),
         ("/ui/metrics", pages.view("metrics"), ("GET", "HEAD"), "metrics"),
         ("/ui/metrics/{name:path}", pages.view("metric"), ("GET", "HEAD"), "metric"),
+        ("/ui/errors", pages.view("errors"), ("GET", "HEAD"), "errors"),
+        ("/ui/events", pages.view("events"), ("GET", "HEAD"), "events"),
         ("/ui/signin", pages.signin_page, ("GET", "HEAD"), "signin_page"),
         ("/ui/signin", pages.signin, ("POST",), "signin"),
         ("/ui/signout", pages.signout, ("POST",), "signout"),
@@ -70,6 +74,10 @@ def routes(
         ("/ui/api/logs/tail", tail.endpoint, ("GET",), "api_tail"),
         ("/ui/api/metrics", metrics.names, ("GET",), "api_metrics"),
         ("/ui/api/metrics/{name:path}", metrics.series, ("GET",), "api_metric"),
+        ("/ui/api/errors", insights.errors, ("GET",), "api_errors"),
+        ("/ui/api/errors/{error_id}", insights.error, ("GET",), "api_error"),
+        ("/ui/api/events", insights.events, ("GET",), "api_events"),
+        ("/ui/api/overview", insights.overview, ("GET",), "api_overview"),
         ("/ui/api/{rest:path}", pages.no_endpoint, ("GET", "HEAD"), "api_not_found"),
         ("/ui/{rest:path}", pages.not_found, ("GET", "HEAD"), "not_found"),
     ]

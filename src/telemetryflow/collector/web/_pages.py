@@ -74,9 +74,6 @@ class Pages:
     def __init__(self, sessions: SessionStore) -> None:
         self.sessions = sessions
 
-    async def home(self, request: Request) -> Response:
-        return RedirectResponse("/ui/traces", 307)
-
     def view(self, name: str) -> Endpoint:
         """A page shell, or the sign-in page (401) when keys are on and no session."""
 
