@@ -15,11 +15,12 @@ from typing import Any
 __all__ = ["register"]
 
 _TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+MAX_TRACES = 200
+"""At most this many traces in one file (``--since`` takes the newest)."""
 
 
 def register(subparsers: Any) -> None:
-    from telemetryflow.collector.web._export import MAX_TRACES
-
+    # the collector package is imported when the command runs, not for every --help
     p = subparsers.add_parser(
         "export",
         help="write traces to one self-contained HTML file (waterfall, details, logs)",
@@ -51,7 +52,6 @@ def _run(args: argparse.Namespace) -> int:
 
     from telemetryflow._errors import TelemetryFlowError
     from telemetryflow.collector.web._export import (
-        MAX_TRACES,
         ExportError,
         build_html,
         fetch_recent,

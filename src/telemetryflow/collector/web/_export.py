@@ -24,10 +24,8 @@ from typing import Any
 
 import httpx
 
-__all__ = ["MAX_TRACES", "ExportError", "build_html", "fetch_recent", "fetch_trace"]
+__all__ = ["ExportError", "build_html", "fetch_recent", "fetch_trace"]
 
-MAX_TRACES = 200
-"""At most this many traces in one file (``--since`` takes the newest)."""
 _PAGE = 50  # traces per page of /ui/api/traces
 _JSON_ESCAPES = {c: f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"}
 _IMPORT_BLOCK = re.compile(r"^import\s*\{[^}]*\}\s*from\s*\"\./common\.js\";\s*$", re.M)
