@@ -7,7 +7,8 @@ Each benchmark runs in its own process, one after the other, so none disturbs
 another: ``bench_core.py`` (metrics, spans, logs, the logging bridge, import time),
 ``bench_export.py`` (encoding, app CPU per exported span over gRPC and HTTP, memory
 under high cardinality and during an outage), and, when present, ``bench_track.py``,
-``bench_middleware.py`` and ``bench_collector.py``, whose own reports are parsed
+``bench_middleware.py``, ``bench_collector.py`` and ``bench_web.py`` (the web view in
+Chromium), whose own reports are parsed
 into rows and also printed as they are. A benchmark that is missing or fails is
 reported and skipped.
 
@@ -156,6 +157,27 @@ def parse_collector(report: str) -> list[Row]:
     return rows
 
 
+def parse_web(report: str) -> list[Row]:
+    """Web view page timings in Chromium, the live tail's delay and the store's fill rate."""
+    rows = []
+    for line in report.splitlines():
+        page = re.match(rf"^(.+?)\s*: median\s+({_NUM}) ms, min\s+({_NUM}), max\s+({_NUM})", line)
+        if page:
+            spread = Spread(_f(page[2]), _f(page[3]), _f(page[4]))
+            rows.append(Row("web view", page[1], "ms", spread))
+        tail = re.match(rf"^(live tail at .+?): .*delay median ({_NUM}) ms, p95 ({_NUM}) ms", line)
+        if tail:
+            median = _f(tail[2])
+            rows.append(Row("web view", f"{tail[1]}: delay", "ms", Spread(median, median, median),
+                            note=f"p95 {tail[3]} ms"))  # fmt: skip
+        store = re.match(rf"^store: ({_NUM}) spans; .* \(({_NUM}) spans/s\)", line)
+        if store:
+            rate = _f(store[2])
+            rows.append(Row("web view", f"fill a store of {store[1]} spans over OTLP/HTTP",
+                            "spans/s", Spread(rate, rate, rate)))  # fmt: skip
+    return rows
+
+
 BENCHES = (
     Bench("bench_core.py", ["--quick"], [], 120, 600),
     Bench("bench_export.py", ["--quick"], [], 150, 600),
@@ -175,6 +197,14 @@ BENCHES = (
         90,
         600,
         parse_collector,
+    ),
+    Bench(
+        "bench_web.py",
+        ["--spans", "50000", "--rounds", "3", "--tail-seconds", "5"],
+        [],
+        150,
+        900,
+        parse_web,
     ),
 )
 

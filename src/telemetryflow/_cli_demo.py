@@ -1,7 +1,11 @@
 """``telemetryflow demo``: a collector, an instrumented Flask app and a worker, for a few
 seconds, then a summary of what arrived: request rates, latency percentiles per
 route, error logs and one trace as a tree. Everything runs on free loopback ports
-with a temporary database and is stopped before the command returns.
+with a temporary database and is stopped before the command returns; with ``--serve``
+the collector and its web view keep running until Ctrl-C (or SIGTERM).
+
+The demo's collector takes data without keys (it only listens on loopback), so the
+web view it prints opens without signing in.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import logging
 import random
 import secrets
+import signal
 import sys
 import tempfile
 import threading
@@ -37,6 +42,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--seconds", type=float, default=5.0, help="traffic duration (default 5)")
     p.add_argument("--http", action="store_true", help="export over OTLP/HTTP, not gRPC")
+    p.add_argument("--serve", action="store_true",
+                   help="keep the collector and its web view running until Ctrl-C")  # fmt: skip
     p.set_defaults(func=_run)
 
 
@@ -153,12 +160,34 @@ def _run(args: argparse.Namespace) -> int:
     key = ApiKey(f"tfk_demo{secrets.token_hex(4)}", f"tfs_{secrets.token_hex(16)}", "demo")
     with tempfile.TemporaryDirectory(prefix="telemetryflow-demo-") as tmp:
         config = CollectorConfig(
-            db_path=str(Path(tmp) / "demo.db"), grpc_port=0, http_port=0, keys=(key,), rate_limit=0
-        )
+            db_path=str(Path(tmp) / "demo.db"), grpc_port=0, http_port=0, keys=(key,),
+            rate_limit=0, auth=False,
+        )  # fmt: skip
         with Collector(config) as collector:
             elapsed = _simulate(collector, key, args)
             _report(collector, key, elapsed, print)
+            if args.serve:
+                _serve(collector)
     return 0
+
+
+def _serve(collector: Any) -> None:
+    """Keep the collector (and its web view) up until SIGINT or SIGTERM."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"\nServing the web view at {collector.http_endpoint}/ui; Ctrl-C stops.",
+              flush=True)  # fmt: skip
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("Stopping.", flush=True)
 
 
 def _simulate(collector: Any, key: Any, args: argparse.Namespace) -> float:
@@ -178,6 +207,8 @@ def _simulate(collector: Any, key: Any, args: argparse.Namespace) -> float:
     )
     print(
         f"TelemetryFlow demo\n  collector  {otlp}, query API {collector.http_endpoint}"
+        f"\n  web view   {collector.http_endpoint}/ui"
+        f"{'' if args.serve else ' (while the demo runs; --serve keeps it open)'}"
         f"\n  web app    {app_url} (Flask + FlaskTelemetryMiddleware)"
         f"\n  worker     a background thread\n"
         f"Sending traffic for {args.seconds:g} s...",

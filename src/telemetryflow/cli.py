@@ -31,6 +31,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "telemetryflow._cli_query",
     "telemetryflow._cli_status",
     "telemetryflow._cli_demo",
+    "telemetryflow._cli_export",
 )
 """Modules registering subcommands, in the order ``--help`` lists them."""
 

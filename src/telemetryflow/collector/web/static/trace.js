@@ -1,5 +1,8 @@
 // One trace: a virtualised waterfall (only rows on screen exist in the DOM), collapsible
 // subtrees, a detail panel for the selected span, and the trace's logs in time order.
+// The same code draws an exported file: when the page holds its traces as embedded JSON
+// (<script id="trace-data" type="application/json">) it reads them there, fetches
+// nothing, and switches between them with the URL's #fragment.
 import {
   api, clear, el, formatDuration, formatTime, header, kvTable, serviceColour, severityClass,
   showError, traceLink, valueText,
@@ -8,7 +11,10 @@ import {
 const ROW_HEIGHT = 24;
 const OVERSCAN = 8;
 
-const state = { trace: null, visible: [], collapsed: new Set(), selected: -1, frame: 0, bySpanId: new Map() };
+const state = {
+  trace: null, visible: [], collapsed: new Set(), selected: -1, frame: 0, bySpanId: new Map(),
+  offline: null,
+};
 
 function traceIdFromPath() {
   return decodeURIComponent(location.pathname.split("/").pop() || "");
@@ -124,10 +130,17 @@ function linksList(links) {
   const list = el("ul", { className: "links" });
   for (const link of links) {
     const traceId = String(link.trace_id || "");
-    list.append(el("li", {}, traceLink(traceId, traceId), " span ", String(link.span_id || ""),
+    list.append(el("li", {}, linkTo(traceId), " span ", String(link.span_id || ""),
       kvTable(link.attributes)));
   }
   return list;
+}
+
+// A link to another trace: its page, or its place in an exported file (text when absent).
+function linkTo(traceId) {
+  if (!state.offline) return traceLink(traceId, traceId);
+  if (!state.offline.has(traceId)) return document.createTextNode(traceId);
+  return el("a", { href: "#" + traceId }, traceId);
 }
 
 function select(index) {
@@ -231,32 +244,71 @@ function summary(trace) {
       trace.error ? el("span", { className: "badge error", text: "error" }) : ""),
     el("p", { className: "muted" },
       `${formatTime(trace.start)} · ${formatDuration(trace.duration_ms)} · ${trace.span_count} spans · ` +
-      `services: ${trace.services.join(", ")} · trace ${trace.trace_id} · `,
-      el("a", { href: "/ui/logs?trace_id=" + encodeURIComponent(trace.trace_id) }, "search its logs")),
+      `services: ${trace.services.join(", ")} · trace ${trace.trace_id}`,
+      state.offline ? "" : " · ",
+      state.offline ? "" : el("a", { href: "/ui/logs?trace_id=" + encodeURIComponent(trace.trace_id) }, "search its logs")),
   );
   document.title = (trace.root_name || "Trace") + " · TelemetryFlow";
+}
+
+// Draw one trace: summary, axis, waterfall, and its logs; the selection starts empty.
+function show(trace) {
+  state.trace = trace;
+  state.collapsed = new Set();
+  state.selected = -1;
+  state.bySpanId = new Map(trace.spans.map((span, index) => [span.span_id, index]));
+  summary(trace);
+  ticks();
+  computeVisible();
+  document.getElementById("viewport").scrollTop = 0;
+  render();
+  clear(document.getElementById("detail")).append(
+    el("p", { className: "muted", text: "Select a span to see its details." }));
+  const logsBody = clear(document.querySelector("#trace-logs tbody"));
+  for (const log of trace.logs) logsBody.append(logRow(log, true));
+  if (!trace.logs.length) logsBody.append(el("tr", {}, el("td", { colspan: 5, className: "muted", text: "No logs for this trace." })));
+  document.getElementById("status").textContent =
+    trace.logs_truncated ? `Showing the first ${trace.logs.length} logs.` : "";
+}
+
+// An exported file: a list of its traces, and the one the #fragment names (else the first).
+function showEmbedded(data) {
+  const traces = data.traces || [];
+  state.offline = new Map(traces.map((trace) => [trace.trace_id, trace]));
+  const list = document.getElementById("exported");
+  if (list && traces.length > 1) {
+    list.hidden = false;
+    for (const trace of traces) {
+      list.append(el("li", {}, el("a", { href: "#" + trace.trace_id }, trace.root_name || "(unnamed)"),
+        el("span", { className: "muted", text: ` ${formatTime(trace.start)} · ${formatDuration(trace.duration_ms)} · ${trace.span_count} spans` })));
+    }
+  }
+  const pick = () => state.offline.get(location.hash.slice(1)) || traces[0];
+  window.addEventListener("hashchange", () => { const t = pick(); if (t) show(t); });
+  return pick();
+}
+
+async function load() {
+  const embedded = document.getElementById("trace-data");
+  if (embedded) return showEmbedded(JSON.parse(embedded.textContent));
+  await header();
+  return api("/ui/api/traces/" + encodeURIComponent(traceIdFromPath()));
 }
 
 async function main() {
   const status = document.getElementById("status");
   status.textContent = "Loading…";
   try {
-    await header();
-    const trace = await api("/ui/api/traces/" + encodeURIComponent(traceIdFromPath()));
-    state.trace = trace;
-    state.bySpanId = new Map(trace.spans.map((span, index) => [span.span_id, index]));
-    summary(trace);
-    ticks();
-    computeVisible();
-    render();
+    const trace = await load();
+    if (!trace) {
+      status.textContent = "This file holds no traces.";
+      return;
+    }
+    show(trace);
     const viewport = document.getElementById("viewport");
     viewport.addEventListener("scroll", scheduleRender, { passive: true });
     viewport.addEventListener("keydown", onKey);
     window.addEventListener("resize", scheduleRender);
-    const logsBody = document.querySelector("#trace-logs tbody");
-    for (const log of trace.logs) logsBody.append(logRow(log, true));
-    if (!trace.logs.length) logsBody.append(el("tr", {}, el("td", { colspan: 5, className: "muted", text: "No logs for this trace." })));
-    status.textContent = trace.logs_truncated ? `Showing the first ${trace.logs.length} logs.` : "";
     document.body.dataset.ready = "true";
   } catch (error) {
     if (error.status !== 401) showError(status, error);
