@@ -19,12 +19,21 @@ __all__ = [
     "format_table",
     "format_trace_tree",
     "format_value",
+    "terminal_text",
 ]
 
 _BYTES = frozenset(("By", "bytes", "byte", "B"))
 _BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 _TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
 _DECIMAL = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+# Control characters (C0, DEL, C1): client data printed as-is could move the cursor,
+# retitle the terminal or hide lines with escape sequences. Each becomes U+FFFD.
+_CONTROLS = dict.fromkeys((*range(0x20), 0x7F, *range(0x80, 0xA0)), "\ufffd")
+
+
+def terminal_text(value: object) -> str:
+    """``value`` as text that is safe to print: no control character survives."""
+    return str(value).translate(_CONTROLS)
 
 
 def format_table(
@@ -54,7 +63,7 @@ def _cell(value: Any, width: int) -> str:
         text = json.dumps(value, separators=(",", ":"))
     else:
         text = str(value)
-    text = " ".join(text.split())
+    text = terminal_text(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -194,7 +203,7 @@ def format_metric_names(metrics: Sequence[Mapping[str, Any]]) -> str:
 
 # -- traces --------------------------------------------------------------------------
 def _event_line(event: Mapping[str, Any], span_start: Any) -> str:
-    name = str(event.get("name") or "event")
+    name = terminal_text(event.get("name") or "event")
     at = event.get("time_unix_nano")
     offset = ""
     if isinstance(at, int) and isinstance(span_start, int) and at >= span_start:
@@ -204,7 +213,8 @@ def _event_line(event: Mapping[str, Any], span_start: Any) -> str:
         kind = attributes.pop("exception.type", "")
         message = attributes.pop("exception.message", "")
         attributes.pop("exception.stacktrace", None)
-        detail = f"  {kind}: {message}".rstrip(": ") if kind or message else ""
+        text = terminal_text(" ".join(f"{kind}: {message}".split())).rstrip(": ")
+        detail = f"  {text}" if kind or message else ""
     else:
         detail = ""
     extra = " ".join(f"{k}={_cell(v, 40)}" for k, v in sorted(attributes.items()))
@@ -217,9 +227,10 @@ def format_trace_tree(spans: Sequence[dict[str, Any]], depth: int = 0) -> list[s
     lines: list[str] = []
     for span in spans:
         flag = "  ERROR" if span.get("status") == "ERROR" else ""
-        service = f" [{span['service']}]" if span.get("service") else ""
+        service = f" [{terminal_text(span['service'])}]" if span.get("service") else ""
         indent = "  " * depth
-        lines.append(f"{indent}{span['name']}{service} {span['duration_ms']:.2f} ms{flag}")
+        name = terminal_text(span["name"])
+        lines.append(f"{indent}{name}{service} {span['duration_ms']:.2f} ms{flag}")
         for event in span.get("events") or ():
             lines.append(f"{indent}    {_event_line(event, span.get('start_unix_nano'))}")
         lines.extend(format_trace_tree(span.get("children", []), depth + 1))

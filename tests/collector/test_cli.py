@@ -337,3 +337,27 @@ def test_a_malformed_endpoint_is_one_line_not_a_traceback(
         assert code in (1, 2), argv
         assert "must be an http(s) URL" in out + err, argv
         assert "pw@" not in out + err  # the URL may hold user-info: never repeated
+
+
+def test_escape_sequences_from_clients_never_reach_the_terminal(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A span, service or log body may carry ESC/OSC sequences (retitle the terminal,
+    clear the screen, hide a line); the CLI prints them as U+FFFD, never raw."""
+    monkeypatch.setenv("TELEMETRYFLOW_QUERY_ENDPOINT", collector.http_endpoint)
+    monkeypatch.setenv("TELEMETRYFLOW_API_KEY_ID", KEY_A.key_id)
+    monkeypatch.setenv("TELEMETRYFLOW_API_KEY_SECRET", KEY_A.key_secret)
+    hostile = "pay\x1b]0;owned\x07\x1b[2J\x9b31m"
+    headers = {**PB, **headers_for(KEY_A)}
+    spans = trace_request(hostile, [make_span(TRACE, "1000000000000001", hostile)])
+    logs = log_request(hostile, [make_log(hostile, 17)])
+    url = collector.http_endpoint
+    httpx.post(f"{url}/v1/traces", content=spans.SerializeToString(), headers=headers)
+    httpx.post(f"{url}/v1/logs", content=logs.SerializeToString(), headers=headers)
+    printed = ""
+    for argv in (("traces",), ("traces", TRACE), ("logs",)):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0 and "pay" in out
+        printed += out
+    assert not any(ch in printed for ch in "\x1b\x07\x9b")
+    assert "pay\ufffd]0;owned" in printed

@@ -161,3 +161,13 @@ def test_list_metrics_returns_the_collector_listing(seeded: Collector) -> None:
             return await c.list_metrics()
 
     assert "cpu" in [m["name"] for m in asyncio.run(run())]
+
+
+def test_repr_never_shows_a_password_in_the_endpoint() -> None:
+    for cls in (QueryClient, AsyncQueryClient):
+        client = cls(
+            "http://bob:hunter2@127.0.0.1:4318", api_key=f"{KEY_A.key_id}:{KEY_A.key_secret}"
+        )
+        shown = repr(client)
+        assert "hunter2" not in shown and "bob" not in shown
+        assert "http://127.0.0.1:4318" in shown

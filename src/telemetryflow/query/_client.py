@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -158,7 +158,16 @@ def _metric_list(answer: Any) -> list[dict[str, Any]]:
 def _repr(client: QueryClient | AsyncQueryClient) -> str:
     credentials = client.settings.credentials
     key = credentials.masked_key_id if credentials is not None else None
-    return f"{type(client).__name__}(endpoint={client.settings.endpoint!r}, key_id={key!r})"
+    endpoint = _without_userinfo(client.settings.endpoint)
+    return f"{type(client).__name__}(endpoint={endpoint!r}, key_id={key!r})"
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` minus any ``user:password@``: a repr ends up in logs and tracebacks."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 class _Signal:
