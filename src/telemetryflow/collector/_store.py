@@ -320,8 +320,7 @@ class Store:
             job.error = StorageFullError()
             job.done.set()
 
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> WriteResult:
+    def _apply(self, conn: sqlite3.Connection, batch: WriteBatch) -> WriteResult:
         if batch.idempotency is not None:
             project, key, answer = batch.idempotency
             cur = conn.execute(
@@ -335,10 +334,8 @@ class Store:
                     (project, key),
                 ).fetchone()
                 return WriteResult(0, previous=json.loads(row[0]))
-        if batch.resources:
-            conn.executemany(_INSERT_RESOURCES, batch.resources.values())
-        if batch.scopes:
-            conn.executemany(_INSERT_SCOPES, batch.scopes.values())
+        self._insert_shared(conn, "resources", _INSERT_RESOURCES, batch.resources)
+        self._insert_shared(conn, "scopes", _INSERT_SCOPES, batch.scopes)
         if batch.spans:
             conn.executemany(_INSERT_SPANS, batch.spans)
         if batch.logs:
@@ -351,6 +348,14 @@ class Store:
         if batch.events:
             stored += conn.executemany(_INSERT_EVENTS, batch.events).rowcount
         return WriteResult(stored)
+
+    def _insert_shared(
+        self, conn: sqlite3.Connection, table: str, sql: str, rows: dict[int, Row]
+    ) -> None:
+        """Insert the resource or scope entries not stored yet and charge them to their project."""
+        added = [key for key, row in rows.items() if conn.execute(sql, row).rowcount]
+        if added:
+            self._retention.charge_shared(table, added)
 
     # -- retention -------------------------------------------------------------------
     def _safe_retention(self) -> None:
