@@ -18,10 +18,16 @@ Version history (``meta.schema_version``):
 4. ``resources`` and ``scopes`` gain ``project``: each project owns its entries (their
    key hashes the project with the content), so retention charges their bytes to it
    and deletes them with its data. Entries from earlier versions keep ``''``.
+   Indexes led by ``project`` serve the queries of one project without reading the
+   others' rows: ``(project, name, time_ns)`` for metric points (replacing
+   ``(name, time_ns)``) and ``(project, received_ns)`` for retention and the status
+   count (replacing ``(received_ns)``). Trace and log queries write ``+t.project`` so
+   the planner keeps narrowing them by time or trace id instead.
 
-Migrations only add: :data:`ADDED_COLUMNS` are added with ``ALTER TABLE`` when a file
-lacks them, and :data:`SCHEMA` creates missing tables and indexes, so a file written
-by any earlier version opens with every row it had.
+Migrations only add (and drop indexes a newer one replaces): :data:`ADDED_COLUMNS`
+are added with ``ALTER TABLE`` when a file lacks them, and :data:`SCHEMA` creates
+missing tables and indexes, so a file written by any earlier version opens with every
+row it had.
 """
 
 from __future__ import annotations
@@ -128,7 +134,8 @@ CREATE TABLE IF NOT EXISTS metric_points (
     bounds TEXT, counts TEXT, received_ns INTEGER NOT NULL,
     resource TEXT NOT NULL DEFAULT '{}', scale INTEGER, zero_count INTEGER, exp_offset INTEGER
 );
-CREATE INDEX IF NOT EXISTS points_by_name ON metric_points (name, time_ns);
+DROP INDEX IF EXISTS points_by_name;
+CREATE INDEX IF NOT EXISTS points_by_project_name ON metric_points (project, name, time_ns);
 CREATE INDEX IF NOT EXISTS points_by_time ON metric_points (time_ns);
 CREATE TABLE IF NOT EXISTS resources (
     id INTEGER PRIMARY KEY, attributes TEXT NOT NULL, schema_url TEXT NOT NULL,
@@ -141,9 +148,12 @@ CREATE TABLE IF NOT EXISTS scopes (
 );
 CREATE INDEX IF NOT EXISTS resources_by_project ON resources (project);
 CREATE INDEX IF NOT EXISTS scopes_by_project ON scopes (project);
-CREATE INDEX IF NOT EXISTS spans_by_received ON spans (received_ns);
-CREATE INDEX IF NOT EXISTS logs_by_received ON logs (received_ns);
-CREATE INDEX IF NOT EXISTS points_by_received ON metric_points (received_ns);
+DROP INDEX IF EXISTS spans_by_received;
+DROP INDEX IF EXISTS logs_by_received;
+DROP INDEX IF EXISTS points_by_received;
+CREATE INDEX IF NOT EXISTS spans_by_project_received ON spans (project, received_ns);
+CREATE INDEX IF NOT EXISTS logs_by_project_received ON logs (project, received_ns);
+CREATE INDEX IF NOT EXISTS points_by_project_received ON metric_points (project, received_ns);
 CREATE TABLE IF NOT EXISTS storage_usage (
     tbl TEXT NOT NULL, project TEXT NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL,
     PRIMARY KEY (tbl, project)

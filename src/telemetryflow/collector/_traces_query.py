@@ -124,7 +124,7 @@ def _load(conn: sqlite3.Connection, project: str, trace_ids: list[str]) -> dict[
     marks = ", ".join("?" * len(trace_ids))
     rows = conn.execute(
         f"SELECT {_SPAN_COLUMNS} FROM spans t {REF_JOINS} "  # noqa: S608
-        f"WHERE t.trace_id IN ({marks}) AND t.project = ?",
+        f"WHERE t.trace_id IN ({marks}) AND +t.project = ?",  # by trace id, see _schema
         (*trace_ids, project),
     )
     refs = RefReader()
@@ -155,7 +155,8 @@ def query_traces(conn: sqlite3.Connection, project: str, raw: Mapping[str, Any])
 def _matching_trace_ids(
     conn: sqlite3.Connection, project: str, params: Params, since: int, until: int, limit: int
 ) -> list[str]:
-    sql = ["SELECT trace_id FROM spans WHERE start_ns >= ? AND start_ns <= ? AND project = ?"]
+    # ``+project``: narrowed by the time index, not the (project, received_ns) one
+    sql = ["SELECT trace_id FROM spans WHERE start_ns >= ? AND start_ns <= ? AND +project = ?"]
     args: list[Any] = [since, until, project]
     name = params.text("name", "trace")
     if name is not None:
