@@ -26,8 +26,9 @@ increasing ids, so the writer charges them as it inserts them (:meth:`charge_sha
 and a sweep subtracts the ones no row refers to any more. The size limit is met when
 the projects' summed bytes are under it, so a file the accounting cannot shrink
 (indexes, pages not yet freed) never makes a pass delete everyone's data: a pass
-measures the ratio of counted bytes to the file's live bytes once, then trims the
-counted bytes to the limit times that ratio (never below half the limit).
+measures the ratio of counted bytes to the file's live bytes (beyond the page each
+table and index needs anyway), then trims the counted bytes to what that ratio lets
+fit in the limit (never below half of it), and measures again, a few rounds at most.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ _NUMBER_BYTES = 8
 _MAX_CHUNKS = 400
 _IDEMPOTENCY_TTL_NS = 24 * 3600 * 10**9
 _SWEEP_AT = 10_000
-_ROUNDS = 4
+_ROUNDS = 6
 _MIN_SHARE = 0.5  # the smallest rows-to-file ratio a size trim assumes
 # (table of shared entries, the column rows refer to it by)
 _SHARED = (("resources", "resource_id"), ("scopes", "scope_id"))
@@ -253,14 +254,18 @@ class Retention:
     def _target(self) -> int:
         """Summed project bytes to trim down to, for the file to fit in the limit.
 
-        Indexes and page overhead make the file larger than the rows' bytes, by a ratio
-        measured now; it is bounded so that data the accounting cannot see (a file
-        from an earlier version) never makes a pass trim below half the limit.
+        The file holds a page per table and index even when empty, and indexes and page
+        overhead make the rest larger than the rows' bytes, by a ratio measured now; it
+        is bounded so that data the accounting cannot see (a file from an earlier
+        version) never makes a pass trim below half of what the limit leaves for rows.
         """
+        conn = self._conn
+        trees = conn.execute("SELECT count(*) FROM sqlite_master WHERE rootpage > 0").fetchone()
+        fixed = (int(trees[0]) + 1) * int(conn.execute("PRAGMA page_size").fetchone()[0])
         counted = sum(self.usage().values())
-        live = self.live_bytes()
-        share = counted / live if live > 0 and counted > 0 else 1.0
-        return int(self.max_bytes * min(1.0, max(_MIN_SHARE, share)))
+        variable = self.live_bytes() - fixed
+        share = counted / variable if variable > 0 and counted > 0 else 1.0
+        return int(max(0, self.max_bytes - fixed) * min(1.0, max(_MIN_SHARE, share)))
 
     def _trim(self) -> int:
         """Trim the largest projects' oldest-received rows until the file fits the limit.
