@@ -24,6 +24,7 @@ from telemetryflow.collector import ApiKey, Collector
 from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
 from telemetryflow.collector._decode import BadRequestError
 from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector._schema import SCHEMA_VERSION
 from telemetryflow.collector._store import Store
 
 ALPHA = Principal(KEY_A.project, KEY_A.key_id)
@@ -349,6 +350,6 @@ def test_a_version_2_file_gains_the_tables_and_keeps_its_rows(tmp_path: Path) ->
         with store.reader() as conn:
             assert conn.execute("SELECT body FROM logs").fetchall() == [("kept",)]
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-            assert version.fetchone() == ("3",)
+            assert version.fetchone() == (str(SCHEMA_VERSION),)
     finally:
         store.close()

@@ -179,3 +179,35 @@ def test_openapi_served_without_auth_and_describes_every_endpoint(collector: Col
         assert path in doc["paths"], path
     params = {p["name"] for p in doc["paths"]["/v1/metrics/query"]["get"]["parameters"]}
     assert {"name", "agg", "tags", "window", "since", "until", "step"} <= params
+
+
+def test_spans_that_are_each_others_parent_come_back_as_roots(http: httpx.Client) -> None:
+    """A client can make spans each other's parent: the trace still answers, as a forest."""
+    loop_only, with_root = "c1" * 16, "c2" * 16
+    spans = [  # loop_only: two spans, each the other's parent (no root at all)
+        make_span(loop_only, "a1" * 8, "a", parent="b1" * 8),
+        make_span(loop_only, "b1" * 8, "b", parent="a1" * 8),
+        # with_root: a proper root, a three-span loop and a child hanging off the loop
+        make_span(with_root, "01" * 8, "root"),
+        make_span(with_root, "02" * 8, "ok-child", parent="01" * 8),
+        make_span(with_root, "0a" * 8, "x", parent="0c" * 8),
+        make_span(with_root, "0b" * 8, "y", parent="0a" * 8),
+        make_span(with_root, "0c" * 8, "z", parent="0b" * 8),
+        make_span(with_root, "0d" * 8, "below-loop", parent="0a" * 8),
+    ]
+    body = trace_request("svc", spans).SerializeToString()
+    assert http.post("/v1/traces", content=body, headers=PB).status_code == 200
+    for trace_id, expected in ((loop_only, 2), (with_root, 6)):
+        response = http.get("/v1/traces/query", params={"trace_id": trace_id})
+        assert response.status_code == 200, response.text
+        (trace,) = response.json()["traces"]
+        assert trace["span_count"] == expected
+
+        def count(nodes: list[dict[str, object]]) -> int:
+            return sum(1 + count(node["children"]) for node in nodes)  # type: ignore[arg-type]
+
+        assert count(trace["spans"]) == expected  # every span exactly once
+    roots = http.get("/v1/traces/query", params={"trace_id": with_root}).json()["traces"][0]
+    names = {span["name"]: span for span in roots["spans"]}
+    assert [c["name"] for c in names["root"]["children"]] == ["ok-child"]
+    assert {"x", "y", "z", "below-loop"} <= set(names)

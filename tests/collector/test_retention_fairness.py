@@ -7,7 +7,10 @@ import time
 from collections.abc import Callable
 
 import httpx
-from collector_helpers import KEY_A, KEY_B, headers_for, make_span, trace_request
+from collector_helpers import KEY_A, KEY_B, headers_for, make_span, resource, trace_request
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from telemetryflow.collector import ApiKey, Collector
 
@@ -98,3 +101,60 @@ def test_resources_no_row_refers_to_are_swept(make_collector: Callable[..., Coll
         left = conn.execute("SELECT attributes FROM resources").fetchall()
         assert [json.loads(r[0])["service.name"] for r in left] == ["svc-kept"]
         assert conn.execute("SELECT count(*) FROM spans").fetchone()[0] == 1
+
+
+def _resource_flood(collector: Collector, key: ApiKey, requests: int, blocks: int) -> None:
+    """Requests of ``blocks`` unique 4 KB resources, each with one span, as ``key``."""
+    for n in range(requests):
+        request = ExportTraceServiceRequest()
+        for b in range(blocks):
+            block = trace_request(f"flood-{n}-{b}", [
+                make_span(f"{n + 1:016x}{b + 1:016x}", f"{b + 1:016x}", f"f{n}-{b}",
+                          start_ns=time.time_ns())
+            ]).resource_spans[0]  # fmt: skip
+            block.resource.attributes.add(key="blob", value=AnyValue(string_value="r" * 4096))
+            request.resource_spans.append(block)
+        response = httpx.post(
+            f"{collector.http_endpoint}/v1/traces",
+            content=request.SerializeToString(),
+            headers={**PB, **headers_for(key)},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+
+
+def test_resources_count_for_their_project_and_trimming_spares_the_others(
+    make_collector: Callable[..., Collector],
+) -> None:
+    """A project inventing large resources pays for them; a small project keeps all."""
+    collector = make_collector(max_db_bytes=MIB, retention_seconds=0.0, retention_interval=3600.0)
+    _send(collector, KEY_B, "b", 300, time.time_ns())
+    _resource_flood(collector, KEY_A, requests=4, blocks=100)  # 1.6 MB of resources
+    usage = collector.store.usage_by_project()
+    assert usage["alpha"] > 400 * 4096 > usage["beta"]
+    assert collector.store.apply_retention() > 0
+    assert len(_names(collector, "beta")) == 300  # within its fair share: all kept
+    usage = collector.store.usage_by_project()
+    assert sum(usage.values()) <= MIB
+    with collector.store.reader() as conn:
+        spans = conn.execute("SELECT count(*) FROM spans WHERE project = 'alpha'").fetchone()[0]
+        stored = conn.execute("SELECT count(*) FROM resources").fetchone()[0]
+    assert 0 < spans < 400
+    assert stored == spans + 1  # one resource per span left, plus beta's: the rest were swept
+    assert collector.store.apply_retention() == 0  # under the limit: the next pass deletes nothing
+
+
+def test_a_resource_without_spans_is_not_stored(make_collector: Callable[..., Collector]) -> None:
+    collector = make_collector()
+    request = trace_request("with-span", [make_span("ab" * 16, "cd" * 8, "kept")])
+    request.resource_spans.append(ResourceSpans(resource=resource("empty-block")))
+    response = httpx.post(
+        f"{collector.http_endpoint}/v1/traces",
+        content=request.SerializeToString(),
+        headers={**PB, **headers_for(KEY_A)},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    with collector.store.reader() as conn:
+        rows = conn.execute("SELECT attributes FROM resources").fetchall()
+    assert [json.loads(r[0])["service.name"] for r in rows] == ["with-span"]

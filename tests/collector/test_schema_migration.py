@@ -137,3 +137,38 @@ def test_upgrade_is_idempotent(make_collector: Callable[..., Collector], tmp_pat
         columns = [r[1] for r in conn.execute("PRAGMA table_info(spans)")]
         assert columns.count("links") == 1
         assert conn.execute("SELECT count(*) FROM logs").fetchone() == (1,)
+
+
+def test_version_3_file_gains_project_owned_resources_and_project_indexes(
+    make_collector: Callable[..., Collector], tmp_path: Path
+) -> None:
+    db = tmp_path / "v3.db"
+    make_collector(db_path=str(db)).stop()
+    with sqlite3.connect(db) as conn:  # make it what version 3 wrote
+        conn.executescript(
+            "DROP TABLE resources; DROP INDEX points_by_project_name;"
+            "DROP INDEX spans_by_project_received;"
+            "CREATE TABLE resources (id INTEGER PRIMARY KEY, attributes TEXT NOT NULL,"
+            " schema_url TEXT NOT NULL, dropped_attributes_count INTEGER NOT NULL);"
+            "CREATE INDEX points_by_name ON metric_points (name, time_ns);"
+            "CREATE INDEX spans_by_received ON spans (received_ns);"
+            """INSERT INTO resources VALUES (7, '{"service.name":"v3"}', '', 0);"""
+            "UPDATE meta SET value = '3' WHERE key = 'schema_version';"
+        )
+        conn.execute(
+            "INSERT INTO spans (project, service, trace_id, span_id, parent_span_id, name,"
+            " kind, start_ns, end_ns, duration_ns, status_code, status_message, attributes,"
+            " events, resource, scope, received_ns, resource_id) VALUES ('alpha', 'v3', ?,"
+            " 'aaaaaaaaaaaaaaaa', '', 'v3-span', 1, ?, ?, 1, 0, '', '{}', '[]', '', '', ?, 7)",
+            (OLD_TRACE, time.time_ns(), time.time_ns(), time.time_ns()),
+        )
+    collector = make_collector(db_path=str(db))
+    with httpx.Client(base_url=collector.http_endpoint, headers=headers_for(KEY_A)) as http:
+        old = http.get("/v1/traces/query", params={"trace_id": OLD_TRACE}).json()["traces"]
+    assert old[0]["spans"][0]["resource"] == {"service.name": "v3"}
+    collector.stop()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT id, project FROM resources").fetchall() == [(7, "")]
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"points_by_project_name", "spans_by_project_received"} <= indexes
+    assert not {"points_by_name", "spans_by_received"} & indexes

@@ -6,10 +6,13 @@ SQLite's ``max_page_count`` caps the real database file, so the collector meets 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import httpx
@@ -20,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from telemetryflow import TelemetryFlowBuilder
 from telemetryflow.collector import Collector
-from telemetryflow.collector._store import StorageFullError, Store, storage_trouble
+from telemetryflow.collector._store import StorageFullError, Store, WriteBatch, storage_trouble
 
 PB = {"Content-Type": "application/x-protobuf"}
 UNLIMITED_PAGES = 2**30
@@ -176,3 +179,54 @@ def test_size_trim_frees_room_in_a_full_database(
         response = http.post("/v1/traces", content=_span_body(500), headers=PB)
         assert response.status_code == 200, response.text  # room again, under the same cap
     assert _count(collector.store, "name LIKE 's500-%'") == 50
+
+
+def _one_span_batch(name: str) -> WriteBatch:
+    return WriteBatch(spans=[(
+        "alpha", "svc", "ab" * 16, "cd" * 8, "", name, 1, 1, 2, 1, 0, "", "{}", "[]",
+        "", "", time.time_ns(), "", "[]", None, None,
+    )])  # fmt: skip
+
+
+def test_a_failing_retention_pass_leaves_the_writer_running(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A retention pass failing with a non-SQLite error is logged; writes keep working."""
+    path = str(tmp_path / "c.db")
+    Store(path).close()
+    with sqlite3.connect(path) as conn:  # a usage mark no retention pass can read
+        conn.execute("INSERT INTO meta (key, value) VALUES ('usage_mark:spans', 'not-a-number')")
+    caplog.set_level(logging.ERROR, logger="telemetryflow.collector")
+    store = Store(path, retention_seconds=60.0, retention_interval=0.05)
+    try:
+        deadline = time.monotonic() + 20
+        while "retention pass failed" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "retention pass failed (ValueError" in caplog.text
+        assert "not-a-number" not in caplog.text  # the log quotes no stored data
+        assert store.submit(_one_span_batch("after"), timeout=10).stored == 1
+        assert store._thread.is_alive()
+    finally:
+        store.close()
+
+
+def test_close_leaves_the_connection_of_a_writer_still_committing(tmp_path: Path) -> None:
+    """``close`` whose wait ran out must not close the connection under the writer."""
+    store = Store(str(tmp_path / "c.db"))
+    results: list[object] = []
+    with store._write_lock:  # the writer takes its next batch and waits here to commit
+        writer = threading.Thread(
+            target=lambda: results.append(store.submit(_one_span_batch("late"), timeout=30))
+        )
+        writer.start()
+        for _ in range(400):  # bounded: until the writer has taken the batch
+            if store._queue.empty():
+                break
+            time.sleep(0.01)
+        store.close(timeout=0.2)
+    writer.join(30)
+    store._thread.join(30)
+    assert [getattr(r, "stored", r) for r in results] == [1]  # committed, not broken
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT name FROM spans").fetchall() == [("late",)]
+    store._writer.close()

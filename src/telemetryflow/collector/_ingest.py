@@ -108,26 +108,36 @@ def content_key(text: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _resource_ref(block: Any, out: Ingested) -> tuple[int, str]:
-    """Register the resource of ``block`` (ResourceSpans/Logs); its key and service."""
+def _resource_ref(block: Any, project: str) -> tuple[Row, str]:
+    """The resource row of ``block`` (ResourceSpans/Logs), keyed per project, and its service.
+
+    The key covers the project, so each project owns its resource rows: retention can
+    charge them to it and delete them with its data, never another project's.
+    """
     resource = block.resource
     attrs = attributes(resource.attributes)
-    row = (compact_json(attrs), block.schema_url, resource.dropped_attributes_count)
-    key = content_key(compact_json(row))
-    if key not in out.resources:
-        out.resources[key] = (key, *row)
-    return key, _service(attrs)
+    row = (compact_json(attrs), block.schema_url, resource.dropped_attributes_count, project)
+    return (content_key(compact_json(row)), *row), _service(attrs)
 
 
-def _scope_ref(block: Any, out: Ingested) -> int:
-    """Register the instrumentation scope of ``block`` (a ScopeSpans/ScopeLogs)."""
+def _scope_ref(block: Any, project: str) -> Row:
+    """The instrumentation scope row of ``block`` (a ScopeSpans/ScopeLogs), keyed per project."""
     scope = block.scope
     text = compact_json(attributes(scope.attributes))
-    row = (scope.name, scope.version, text, block.schema_url, scope.dropped_attributes_count)
-    key = content_key(compact_json(row))
-    if key not in out.scopes:
-        out.scopes[key] = (key, *row)
-    return key
+    row = (scope.name, scope.version, text, block.schema_url, scope.dropped_attributes_count,
+           project)  # fmt: skip
+    return (content_key(compact_json(row)), *row)
+
+
+def _refer(out: Ingested, resource: Row, scope: Row) -> tuple[int, int]:
+    """Register the resource and scope a stored row refers to; their keys.
+
+    Called only for rows actually kept, so a resource block without items (or whose
+    items were all refused) stores nothing.
+    """
+    out.resources.setdefault(resource[0], resource)
+    out.scopes.setdefault(scope[0], scope)
+    return resource[0], scope[0]
 
 
 def _links(span: Any) -> str:
@@ -143,9 +153,9 @@ def _links(span: Any) -> str:
 def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int) -> Ingested:
     out = Ingested([])
     for rs in request.resource_spans:
-        resource_id, service = _resource_ref(rs, out)
+        resource, service = _resource_ref(rs, project)
         for ss in rs.scope_spans:
-            scope_id = _scope_ref(ss, out)
+            scope = _scope_ref(ss, project)
             for span in ss.spans:
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 if (
@@ -161,6 +171,7 @@ def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int
                      "attributes": attributes(e.attributes)}
                     for e in span.events
                 ]  # fmt: skip
+                resource_id, scope_id = _refer(out, resource, scope)
                 out.rows.append((
                     project, service, span.trace_id.hex(), span.span_id.hex(),
                     span.parent_span_id.hex(), span.name, span.kind, start, end,
@@ -198,15 +209,16 @@ def log_body(body: AnyValue) -> tuple[str, str]:
 def log_rows(request: ExportLogsServiceRequest, project: str, received_ns: int) -> Ingested:
     out = Ingested([])
     for rl in request.resource_logs:
-        resource_id, service = _resource_ref(rl, out)
+        resource, service = _resource_ref(rl, project)
         for sl in rl.scope_logs:
-            scope_id = _scope_ref(sl, out)
+            scope = _scope_ref(sl, project)
             for rec in sl.log_records:
                 if max(rec.time_unix_nano, rec.observed_time_unix_nano) > _INT64:
                     out.rejected += 1
                     continue
                 when = rec.time_unix_nano or rec.observed_time_unix_nano or received_ns
                 kind, text = log_body(rec.body)
+                resource_id, scope_id = _refer(out, resource, scope)
                 out.rows.append((
                     project, service, when, rec.observed_time_unix_nano or received_ns,
                     rec.severity_number, rec.severity_text, text, rec.trace_id.hex(),

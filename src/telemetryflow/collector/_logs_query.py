@@ -26,7 +26,7 @@ _KNOWN = (
 _SELECT = (
     "SELECT t.time_ns, t.service, t.severity_number, t.severity_text, t.body, t.trace_id, "  # noqa: S608
     f"t.span_id, t.attributes, t.body_kind, {REF_COLUMNS} FROM logs t {REF_JOINS} "
-    "WHERE t.time_ns >= ? AND t.time_ns <= ? AND t.project = ?"
+    "WHERE t.time_ns >= ? AND t.time_ns <= ? AND +t.project = ?"  # time index, see _schema
 )
 _NAMES = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE"))
 

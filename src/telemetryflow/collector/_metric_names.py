@@ -10,7 +10,8 @@ from telemetryflow.collector._params import Params, iso
 
 __all__ = ["query_metric_names"]
 
-_KNOWN = ("service", "prefix", "limit", "project_name")
+_KNOWN = ("service", "prefix", "limit", "project_name", "since", "until", "window")
+_DEFAULT_WINDOW_S = 7 * 86400
 
 
 def _type(kind: str, monotonic: int) -> str:
@@ -20,20 +21,26 @@ def _type(kind: str, monotonic: int) -> str:
 
 
 def query_metric_names(
-    conn: sqlite3.Connection, project: str, raw: Mapping[str, Any]
+    conn: sqlite3.Connection, project: str, raw: Mapping[str, Any], retention_s: float = 0.0
 ) -> dict[str, Any]:
     """Answer ``GET /v1/metrics/names``: every metric name of ``project``, by name.
 
     A series is a tag set (``service.name`` included), as in a metric query; ``type``
-    and ``unit`` are those of the newest point.
+    and ``unit`` are those of the newest point. Only points in a time window count
+    (``since``/``until``, or ``window`` ending now; by default the retention, or seven
+    days without one), so the answer reads that window of one project's points, not
+    every point ever stored.
     """
     params = Params(raw, _KNOWN)
+    default = retention_s if retention_s > 0 else _DEFAULT_WINDOW_S
+    since, until = params.time_range(("window",), f"{int(default)}s")
     limit = params.integer("limit", 1000)
     if params.text("project_name") not in (None, project):
         return {"metrics": [], "count": 0}
     sql = ["SELECT name, kind, monotonic, unit, count(DISTINCT service || x'1f' || tags), "
-           "count(*), max(time_ns) FROM metric_points WHERE project = ?"]  # fmt: skip
-    args: list[Any] = [project]
+           "count(*), max(time_ns) FROM metric_points "
+           "WHERE project = ? AND time_ns >= ? AND time_ns <= ?"]  # fmt: skip
+    args: list[Any] = [project, since, until]
     service = params.text("service")
     if service is not None:
         sql.append("AND service = ?")

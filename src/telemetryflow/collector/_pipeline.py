@@ -175,6 +175,10 @@ class Pipeline(ObservabilityAPI):
         with self.store.reader() as conn:
             if signal == "metrics":
                 return query_metrics(conn, principal.project, params, self.query_limits)
+            if signal == "metric_names":  # by default over the retention window
+                return query_metric_names(
+                    conn, principal.project, params, self.store.retention_seconds
+                )
             return _QUERIES[signal](conn, principal.project, params)
 
     def status(self, principal: Principal, window_s: float = 900.0) -> dict[str, Any]:

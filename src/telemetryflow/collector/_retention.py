@@ -18,6 +18,17 @@ start of each pass from the rows inserted since the last one (``id`` above a mar
 in ``meta``), and every delete subtracts what it removed, in the same transaction. A
 row's bytes are the lengths of its text columns plus a fixed cost per number, the
 same expression for counting and for subtracting, so the figures never drift.
+
+Resources and scopes belong to one project each (their key hashes the project with
+the content) and count towards its bytes: a client inventing a large resource per
+request pays for it, and no one else loses data for it. Their keys are hashes, not
+increasing ids, so the writer charges them as it inserts them (:meth:`charge_shared`)
+and a sweep subtracts the ones no row refers to any more. The size limit is met when
+the projects' summed bytes are under it, so a file the accounting cannot shrink
+(indexes, pages not yet freed) never makes a pass delete everyone's data: a pass
+measures the ratio of counted bytes to the file's live bytes (beyond the page each
+table and index needs anyway), then trims the counted bytes to what that ratio lets
+fit in the limit (never below half of it), and measures again, a few rounds at most.
 """
 
 from __future__ import annotations
@@ -34,6 +45,8 @@ _NUMBER_BYTES = 8
 _MAX_CHUNKS = 400
 _IDEMPOTENCY_TTL_NS = 24 * 3600 * 10**9
 _SWEEP_AT = 10_000
+_ROUNDS = 6
+_MIN_SHARE = 0.5  # the smallest rows-to-file ratio a size trim assumes
 # (table of shared entries, the column rows refer to it by)
 _SHARED = (("resources", "resource_id"), ("scopes", "scope_id"))
 
@@ -75,7 +88,10 @@ class Retention:
         self._conn = conn
         self.max_age_s = max_age_s
         self.max_bytes = max_bytes
-        self._size = {table: _size_expression(conn, table) for table in TRIMMED_TABLES}
+        self._size = {
+            table: _size_expression(conn, table)
+            for table in (*TRIMMED_TABLES, *(shared for shared, _ in _SHARED))
+        }
         self.sweep_at = _SWEEP_AT
         """Sweep unreferenced resources/scopes once a table holds more than this."""
         self._swept_down_to: dict[str, int] = {}
@@ -102,33 +118,62 @@ class Retention:
             deleted += self._trim()
         self._clamp_marks()
         if deleted:
-            self._sweep_shared()
+            self._sweep_due()
         conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page only
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # after the vacuum: shrinks the file
         return deleted
 
-    def _sweep_shared(self) -> None:
-        """Delete resources and scopes that no row refers to any more.
+    def _sweep_due(self) -> None:
+        """Sweep resources and scopes once a table has grown past :attr:`sweep_at`.
 
-        Rows have no index on their references, so a sweep reads the tables whole: it
-        runs only once a table has grown past :attr:`sweep_at` entries (a client making
-        a new resource per request), then waits for that size to double again, instead
-        of costing a scan per pass for the handful an ordinary deployment has.
+        Rows have no index on their references, so a sweep reads the row tables whole:
+        outside the size limit it runs only once a table has grown past
+        :attr:`sweep_at` entries, then waits for that size to double again.
         """
+        for shared, _ in _SHARED:
+            count = self._conn.execute(f"SELECT count(*) FROM {shared}").fetchone()[0]  # noqa: S608
+            if count > max(self.sweep_at, 2 * self._swept_down_to.get(shared, 0)):
+                self._sweep_shared(shared)
+
+    def _sweep_shared(self, shared: str, project: str | None = None) -> None:
+        """Delete ``shared`` entries (of ``project``, or all) that no row refers to."""
         conn = self._conn
-        for shared, column in _SHARED:
-            count = conn.execute(f"SELECT count(*) FROM {shared}").fetchone()[0]  # noqa: S608
-            if count <= max(self.sweep_at, 2 * self._swept_down_to.get(shared, 0)):
-                continue
-            users = [t for t in TRIMMED_TABLES if column in _column_names(conn, t)]
-            used = " UNION ".join(
-                f"SELECT {column} FROM {t} WHERE {column} IS NOT NULL"  # noqa: S608
-                for t in users
-            )
-            with transaction(conn):
-                conn.execute(f"DELETE FROM {shared} WHERE id NOT IN ({used})")  # noqa: S608
-            left = conn.execute(f"SELECT count(*) FROM {shared}").fetchone()[0]  # noqa: S608
-            self._swept_down_to[shared] = int(left)
+        column = dict(_SHARED)[shared]
+        users = [t for t in TRIMMED_TABLES if column in _column_names(conn, t)]
+        scope, args = ("project = ? AND ", (project,)) if project is not None else ("", ())
+        used = " UNION ".join(
+            f"SELECT {column} FROM {t} WHERE {scope}{column} IS NOT NULL"  # noqa: S608
+            for t in users
+        )
+        where = f"{scope}id NOT IN ({used})"
+        every = args * (len(users) + 1)
+        with transaction(conn):
+            gone = conn.execute(
+                f"SELECT project, count(*), sum({self._size[shared]}) FROM {shared} "  # noqa: S608
+                f"WHERE {where} GROUP BY project",
+                every,
+            ).fetchall()
+            if gone:
+                conn.execute(f"DELETE FROM {shared} WHERE {where}", every)  # noqa: S608
+                for owner, rows, size in gone:
+                    self._account(shared, owner, -rows, -size)
+        left = conn.execute(f"SELECT count(*) FROM {shared}").fetchone()[0]  # noqa: S608
+        self._swept_down_to[shared] = int(left)
+
+    def charge_shared(self, shared: str, keys: list[int]) -> None:
+        """Add just-inserted ``shared`` entries to their projects' usage.
+
+        Runs inside the writer's transaction, so the entry and its charge commit together.
+        """
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            for project, rows, size in self._conn.execute(
+                f"SELECT project, count(*), sum({self._size[shared]}) FROM {shared} "  # noqa: S608
+                f"WHERE id IN ({marks}) GROUP BY project",
+                part,
+            ).fetchall():
+                self._account(shared, project, rows, size)
 
     # -- accounting ----------------------------------------------------------------------
     def catch_up(self) -> None:
@@ -206,17 +251,51 @@ class Retention:
                 deleted += self._delete(table, project, "received_ns < ?", (cutoff_ns,))
         return deleted
 
+    def _target(self) -> int:
+        """Summed project bytes to trim down to, for the file to fit in the limit.
+
+        The file holds a page per table and index even when empty, and indexes and page
+        overhead make the rest larger than the rows' bytes, by a ratio measured now; it
+        is bounded so that data the accounting cannot see (a file from an earlier
+        version) never makes a pass trim below half of what the limit leaves for rows.
+        """
+        conn = self._conn
+        trees = conn.execute("SELECT count(*) FROM sqlite_master WHERE rootpage > 0").fetchone()
+        fixed = (int(trees[0]) + 1) * int(conn.execute("PRAGMA page_size").fetchone()[0])
+        counted = sum(self.usage().values())
+        variable = self.live_bytes() - fixed
+        share = counted / variable if variable > 0 and counted > 0 else 1.0
+        return int(max(0, self.max_bytes - fixed) * min(1.0, max(_MIN_SHARE, share)))
+
     def _trim(self) -> int:
-        """Trim the largest project's oldest-received rows until under the size limit."""
+        """Trim the largest projects' oldest-received rows until the file fits the limit.
+
+        Deleting rows leaves pages part-filled, so the ratio is measured again after
+        each round of trimming, for a few rounds at most.
+        """
         deleted = 0
-        for _ in range(_MAX_CHUNKS):
+        for _ in range(_ROUNDS):
             if self.live_bytes() <= self.max_bytes:
                 break
+            for shared, _ in _SHARED:  # entries no row refers to go first, whoever owns them
+                self._sweep_shared(shared)
+            removed = self._trim_to(self._target())
+            deleted += removed
+            if removed == 0:
+                break
+        return deleted
+
+    def _trim_to(self, target: int) -> int:
+        """Trim the largest project, chunk by chunk, until summed bytes are at ``target``."""
+        deleted = 0
+        for _ in range(_MAX_CHUNKS):
             usage = {p: size for p, size in self.usage().items() if size > 0}
-            if not usage:
+            if not usage or sum(usage.values()) <= target:
                 break
             largest = max(usage, key=lambda p: (usage[p], p))
             removed = self._trim_project(largest)
+            for shared, _ in _SHARED:
+                self._sweep_shared(shared, largest)
             deleted += removed
             if removed == 0:
                 break
@@ -228,7 +307,7 @@ class Retention:
         for table, rows in self._conn.execute(
             "SELECT tbl, rows FROM storage_usage WHERE project = ? AND rows > 0", (project,)
         ).fetchall():
-            if table not in self._size:
+            if table not in TRIMMED_TABLES:  # resources and scopes go by the sweep
                 continue
             chunk = max(100, rows // 20)
             removed += self._delete(

@@ -15,10 +15,19 @@ Version history (``meta.schema_version``):
    from the observability API and from OTLP records carrying the SDK's capture
    attributes (see ``_errors_events.py``). Their indexes do lead with ``project``:
    every query on them names one project and one group or event name.
+4. ``resources`` and ``scopes`` gain ``project``: each project owns its entries (their
+   key hashes the project with the content), so retention charges their bytes to it
+   and deletes them with its data. Entries from earlier versions keep ``''``.
+   Indexes led by ``project`` serve the queries of one project without reading the
+   others' rows: ``(project, name, time_ns)`` for metric points (replacing
+   ``(name, time_ns)``) and ``(project, received_ns)`` for retention and the status
+   count (replacing ``(received_ns)``). Trace and log queries write ``+t.project`` so
+   the planner keeps narrowing them by time or trace id instead.
 
-Migrations only add: :data:`ADDED_COLUMNS` are added with ``ALTER TABLE`` when a file
-lacks them, and :data:`SCHEMA` creates missing tables and indexes, so a file written
-by any earlier version opens with every row it had.
+Migrations only add (and drop indexes a newer one replaces): :data:`ADDED_COLUMNS`
+are added with ``ALTER TABLE`` when a file lacks them, and :data:`SCHEMA` creates
+missing tables and indexes, so a file written by any earlier version opens with every
+row it had.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ __all__ = [
     "stored_version",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SPAN_COLUMNS = (
     "project", "service", "trace_id", "span_id", "parent_span_id", "name", "kind",
@@ -56,8 +65,10 @@ LOG_COLUMNS = (
     "body_kind", "resource_id", "scope_id",
 )  # fmt: skip
 
-RESOURCE_COLUMNS = ("id", "attributes", "schema_url", "dropped_attributes_count")
-SCOPE_COLUMNS = ("id", "name", "version", "attributes", "schema_url", "dropped_attributes_count")
+RESOURCE_COLUMNS = ("id", "attributes", "schema_url", "dropped_attributes_count", "project")
+SCOPE_COLUMNS = (
+    "id", "name", "version", "attributes", "schema_url", "dropped_attributes_count", "project",
+)  # fmt: skip
 
 ADDED_COLUMNS = (
     ("spans", "trace_state", "TEXT NOT NULL DEFAULT ''"),
@@ -73,8 +84,11 @@ ADDED_COLUMNS = (
     ("metric_points", "scale", "INTEGER"),
     ("metric_points", "zero_count", "INTEGER"),
     ("metric_points", "exp_offset", "INTEGER"),
+    # version 4: the project owning a resource or scope entry
+    ("resources", "project", "TEXT NOT NULL DEFAULT ''"),
+    ("scopes", "project", "TEXT NOT NULL DEFAULT ''"),
 )
-"""Columns version 2 added: ``(table, column, declaration)``, added where missing."""
+"""Columns later versions added: ``(table, column, declaration)``, added where missing."""
 
 POINT_COLUMNS = (
     "project", "service", "name", "kind", "monotonic", "temporality", "unit", "tags",
@@ -120,20 +134,26 @@ CREATE TABLE IF NOT EXISTS metric_points (
     bounds TEXT, counts TEXT, received_ns INTEGER NOT NULL,
     resource TEXT NOT NULL DEFAULT '{}', scale INTEGER, zero_count INTEGER, exp_offset INTEGER
 );
-CREATE INDEX IF NOT EXISTS points_by_name ON metric_points (name, time_ns);
+DROP INDEX IF EXISTS points_by_name;
+CREATE INDEX IF NOT EXISTS points_by_project_name ON metric_points (project, name, time_ns);
 CREATE INDEX IF NOT EXISTS points_by_time ON metric_points (time_ns);
 CREATE TABLE IF NOT EXISTS resources (
     id INTEGER PRIMARY KEY, attributes TEXT NOT NULL, schema_url TEXT NOT NULL,
-    dropped_attributes_count INTEGER NOT NULL
+    dropped_attributes_count INTEGER NOT NULL, project TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS scopes (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL,
     attributes TEXT NOT NULL, schema_url TEXT NOT NULL,
-    dropped_attributes_count INTEGER NOT NULL
+    dropped_attributes_count INTEGER NOT NULL, project TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS spans_by_received ON spans (received_ns);
-CREATE INDEX IF NOT EXISTS logs_by_received ON logs (received_ns);
-CREATE INDEX IF NOT EXISTS points_by_received ON metric_points (received_ns);
+CREATE INDEX IF NOT EXISTS resources_by_project ON resources (project);
+CREATE INDEX IF NOT EXISTS scopes_by_project ON scopes (project);
+DROP INDEX IF EXISTS spans_by_received;
+DROP INDEX IF EXISTS logs_by_received;
+DROP INDEX IF EXISTS points_by_received;
+CREATE INDEX IF NOT EXISTS spans_by_project_received ON spans (project, received_ns);
+CREATE INDEX IF NOT EXISTS logs_by_project_received ON logs (project, received_ns);
+CREATE INDEX IF NOT EXISTS points_by_project_received ON metric_points (project, received_ns);
 CREATE TABLE IF NOT EXISTS storage_usage (
     tbl TEXT NOT NULL, project TEXT NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL,
     PRIMARY KEY (tbl, project)

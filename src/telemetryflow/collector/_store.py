@@ -23,6 +23,7 @@ import queue
 import sqlite3
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -320,8 +321,7 @@ class Store:
             job.error = StorageFullError()
             job.done.set()
 
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, batch: WriteBatch) -> WriteResult:
+    def _apply(self, conn: sqlite3.Connection, batch: WriteBatch) -> WriteResult:
         if batch.idempotency is not None:
             project, key, answer = batch.idempotency
             cur = conn.execute(
@@ -335,10 +335,8 @@ class Store:
                     (project, key),
                 ).fetchone()
                 return WriteResult(0, previous=json.loads(row[0]))
-        if batch.resources:
-            conn.executemany(_INSERT_RESOURCES, batch.resources.values())
-        if batch.scopes:
-            conn.executemany(_INSERT_SCOPES, batch.scopes.values())
+        self._insert_shared(conn, "resources", _INSERT_RESOURCES, batch.resources)
+        self._insert_shared(conn, "scopes", _INSERT_SCOPES, batch.scopes)
         if batch.spans:
             conn.executemany(_INSERT_SPANS, batch.spans)
         if batch.logs:
@@ -352,15 +350,32 @@ class Store:
             stored += conn.executemany(_INSERT_EVENTS, batch.events).rowcount
         return WriteResult(stored)
 
+    def _insert_shared(
+        self, conn: sqlite3.Connection, table: str, sql: str, rows: dict[int, Row]
+    ) -> None:
+        """Insert the resource or scope entries not stored yet and charge them to their project."""
+        added = [key for key, row in rows.items() if conn.execute(sql, row).rowcount]
+        if added:
+            self._retention.charge_shared(table, added)
+
     # -- retention -------------------------------------------------------------------
     def _safe_retention(self) -> None:
+        """Run a retention pass on the writer thread; no failure of it may end the thread.
+
+        The writer is the only path to the database: if it died, every write would
+        answer 503 until a restart. The log names the error's type and where it was
+        raised, not its message, which may quote stored data.
+        """
         try:
             self.apply_retention()
-        except sqlite3.Error as exc:
+        except Exception as exc:  # any failure: the writer must outlive the pass
             if storage_trouble(exc):  # already reported by the write path
-                _log.debug("retention pass failed: %s", exc)
-            else:
-                _log.exception("retention pass failed")
+                _log.debug("retention pass failed: the database cannot be written")
+                return
+            frame = traceback.extract_tb(exc.__traceback__)[-1:]
+            where = f"{frame[0].name} line {frame[0].lineno}" if frame else "?"
+            _log.error("retention pass failed (%s in %s); retrying at the next pass",
+                       type(exc).__name__, where)  # fmt: skip
 
     def live_bytes(self) -> int:
         """Bytes of the database holding data (excluding free pages)."""
@@ -392,9 +407,14 @@ class Store:
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout)
         self._thread.join(timeout)
-        with contextlib.suppress(sqlite3.Error):
-            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._writer.close()
+        if self._thread.is_alive():  # still committing: closing now would break the commit
+            _log.warning("the database writer did not stop within %.0f s; leaving its "
+                         "connection open", timeout)  # fmt: skip
+        else:
+            with self._write_lock:
+                with contextlib.suppress(sqlite3.Error):
+                    self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._writer.close()
         while True:
             try:
                 self._readers.get_nowait().close()

@@ -56,16 +56,44 @@ def _span(row: tuple[Any, ...], refs: RefReader) -> dict[str, Any]:
 
 
 def build_tree(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Nest spans under their parents; spans whose parent is missing become roots."""
+    """Nest spans under their parents; spans whose parent is missing become roots.
+
+    Clients choose the parent ids, so they can make spans each other's parent: a span
+    is nested only under a parent whose own chain of parents ends, so the answer is
+    always a forest (no span is its own ancestor, and there is at least one root).
+    """
     by_id = {s["span_id"]: s for s in spans}
+    ends = _chains_that_end(by_id)
     roots: list[dict[str, Any]] = []
     for span in sorted(spans, key=lambda s: (s["start_unix_nano"], s["span_id"])):
         parent = by_id.get(span["parent_span_id"])
-        if parent is not None and parent is not span:
+        if parent is not None and parent is not span and ends[parent["span_id"]]:
             parent["children"].append(span)
         else:
             roots.append(span)
     return roots
+
+
+def _chains_that_end(by_id: Mapping[str, dict[str, Any]]) -> dict[str, bool]:
+    """For each span id, whether following its parents reaches a span with none.
+
+    A span naming itself as parent ends its chain; a chain that comes back to a span
+    already on it loops. Each id is walked once (results are shared along the path).
+    """
+    ends: dict[str, bool] = {}
+    for start in by_id:
+        path: list[str] = []
+        on_path: set[str] = set()
+        current = start
+        while current in by_id and current not in ends and current not in on_path:
+            on_path.add(current)
+            path.append(current)
+            parent = by_id[current]["parent_span_id"]
+            current = "" if parent == current else parent
+        result = ends.get(current, current not in on_path)
+        for span_id in path:
+            ends[span_id] = result
+    return ends
 
 
 def _summary(trace_id: str, spans: list[dict[str, Any]], detail: bool) -> dict[str, Any]:
@@ -96,7 +124,7 @@ def _load(conn: sqlite3.Connection, project: str, trace_ids: list[str]) -> dict[
     marks = ", ".join("?" * len(trace_ids))
     rows = conn.execute(
         f"SELECT {_SPAN_COLUMNS} FROM spans t {REF_JOINS} "  # noqa: S608
-        f"WHERE t.trace_id IN ({marks}) AND t.project = ?",
+        f"WHERE t.trace_id IN ({marks}) AND +t.project = ?",  # by trace id, see _schema
         (*trace_ids, project),
     )
     refs = RefReader()
@@ -127,7 +155,8 @@ def query_traces(conn: sqlite3.Connection, project: str, raw: Mapping[str, Any])
 def _matching_trace_ids(
     conn: sqlite3.Connection, project: str, params: Params, since: int, until: int, limit: int
 ) -> list[str]:
-    sql = ["SELECT trace_id FROM spans WHERE start_ns >= ? AND start_ns <= ? AND project = ?"]
+    # ``+project``: narrowed by the time index, not the (project, received_ns) one
+    sql = ["SELECT trace_id FROM spans WHERE start_ns >= ? AND start_ns <= ? AND +project = ?"]
     args: list[Any] = [since, until, project]
     name = params.text("name", "trace")
     if name is not None:
