@@ -23,7 +23,6 @@ from telemetryflow.collector._http_protocol import ConnectionLimits, protocol_cl
 
 __all__ = ["HTTPServer"]
 
-_MAX_HEADER_BYTES = 64 * 1024
 _KEEP_ALIVE_SECONDS = 5
 
 
@@ -45,7 +44,7 @@ class HTTPServer:
             headers=[("server", "TelemetryFlowCollector")],
             backlog=backlog,
             timeout_keep_alive=_KEEP_ALIVE_SECONDS,
-            h11_max_incomplete_event_size=_MAX_HEADER_BYTES,
+            h11_max_incomplete_event_size=limits.max_header_bytes,
             loop="asyncio",
         )
         self._server = uvicorn.Server(config)
