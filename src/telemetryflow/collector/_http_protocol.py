@@ -17,11 +17,13 @@ accepted connection is kept however many there are. This subclass adds:
 - a half-closed client (``shutdown(SHUT_WR)`` after its request) still gets its answer.
 
 The guards live in one mixin, :class:`_Guards`, over either of uvicorn's parsers:
-``httptools`` (C, llhttp) when it is installed, which costs a small request about a
-tenth of what pure-Python ``h11`` does, and ``h11`` otherwise (or when
-``TELEMETRYFLOW_HTTP_PARSER=h11``). The two differ only in how the mixin asks "is a
-request body still arriving?" and in the header size cap, which h11 enforces itself
-and httptools does not (:class:`GuardedHttpToolsProtocol` counts the bytes).
+``httptools`` (C, llhttp) when it is installed, since parsing in Python was a
+measurable share of a small OTLP request's cost, and ``h11`` otherwise (or when
+``TELEMETRYFLOW_HTTP_PARSER=h11``). The two differ in how the mixin asks "is a
+request body still arriving?", in the header size cap, which h11 enforces itself
+and httptools does not (:class:`GuardedHttpToolsProtocol` counts the bytes), and in
+when the bytes after a request are parsed: h11 waits until that request is answered,
+httptools parses at once, so its subclass holds back a parse error until then.
 """
 
 from __future__ import annotations
