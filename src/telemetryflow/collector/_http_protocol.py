@@ -15,15 +15,6 @@ accepted connection is kept however many there are. This subclass adds:
 - a bound on the bytes of an unread body it discards after answering early (401,
   413...), so refusing never turns into reading an attacker's stream forever;
 - a half-closed client (``shutdown(SHUT_WR)`` after its request) still gets its answer.
-
-The guards live in one mixin, :class:`_Guards`, over either of uvicorn's parsers:
-``httptools`` (C, llhttp) when it is installed, since parsing in Python was a
-measurable share of a small OTLP request's cost, and ``h11`` otherwise (or when
-``TELEMETRYFLOW_HTTP_PARSER=h11``). The two differ in how the mixin asks "is a
-request body still arriving?", in the header size cap, which h11 enforces itself
-and httptools does not (:class:`GuardedHttpToolsProtocol` counts the bytes), and in
-when the bytes after a request are parsed: h11 waits until that request is answered,
-httptools parses at once, so its subclass holds back a parse error until then.
 """
 
 from __future__ import annotations
@@ -31,17 +22,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
-
-try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-except ImportError:  # httptools is not installed: h11 alone
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
 __all__ = ["ConnectionLimits", "GuardedH11Protocol", "protocol_class"]
 
@@ -68,7 +53,6 @@ class ConnectionLimits:
     header_timeout: float
     body_timeout: float
     drain_bytes: int
-    max_header_bytes: int = 64 * 1024
 
 
 class _QuietLogger:
@@ -95,19 +79,8 @@ class _QuietLogger:
 _logger = _QuietLogger(logging.getLogger("telemetryflow.collector.http"))
 
 
-if TYPE_CHECKING:
-    _Base = H11Protocol
-else:
-    _Base = object
-
-
-class _Guards(_Base):
-    """The guards of the module docstring, over either of uvicorn's protocols.
-
-    A subclass says how its parser answers two questions: :meth:`_body_arriving` (the
-    current request's body is still being received) and :meth:`_between_requests`
-    (nothing of a request has been answered that is still being received).
-    """
+class GuardedH11Protocol(H11Protocol):
+    """One HTTP/1.1 connection (see the module docstring for what it adds)."""
 
     limits: ClassVar[ConnectionLimits]
 
@@ -144,18 +117,12 @@ class _Guards(_Base):
         return True  # keep the socket open to send the answer
 
     def _after_eof(self) -> None:
-        if self._in_flight() and self._body_arriving():
+        if self._in_flight() and self.conn.their_state is h11.SEND_BODY:
             self.cycle.disconnected = True  # the body can never complete
             self.cycle.message_event.set()
             self.transport.close()
         elif not self._in_flight():
             self.transport.close()
-
-    def _body_arriving(self) -> bool:
-        raise NotImplementedError
-
-    def _between_requests(self) -> bool:
-        raise NotImplementedError
 
     def _in_flight(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
@@ -174,7 +141,7 @@ class _Guards(_Base):
         victims = [
             c
             for c in self.connections
-            if c is not self and isinstance(c, _Guards) and c._evictable()
+            if c is not self and isinstance(c, GuardedH11Protocol) and c._evictable()
         ]
         if not victims:
             return False
@@ -198,7 +165,7 @@ class _Guards(_Base):
         self._deadline = None
         if self.transport.is_closing() or self._in_flight():
             return
-        if self._idle_bytes and self._between_requests():
+        if self._idle_bytes and self.conn.our_state is h11.IDLE:
             self.transport.write(_TIMEOUT)  # part of a request arrived, too slowly
         self.transport.close()
 
@@ -211,15 +178,16 @@ class _Guards(_Base):
                 return
         super().data_received(data)
 
-    def _parsed(self, before: Any) -> None:
-        """After parsing: a request that started, a body that completed."""
+    def handle_events(self) -> None:
+        before = self.cycle
+        super().handle_events()
         if self.cycle is not before and self._in_flight():
             self._disarm()  # a request started: its body has its own deadline
-            if self._body_arriving():
+            if self.conn.their_state is h11.SEND_BODY:
                 self._body_deadline = self.loop.call_later(
                     self.limits.body_timeout, self._body_expired
                 )
-        if self._body_deadline is not None and not self._body_arriving():
+        if self._body_deadline is not None and self.conn.their_state is not h11.SEND_BODY:
             self._body_done()
 
     # -- the body deadline -----------------------------------------------------------
@@ -230,7 +198,7 @@ class _Guards(_Base):
 
     def _body_expired(self) -> None:
         self._body_deadline = None
-        if self.transport.is_closing() or not self._body_arriving():
+        if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
             return
         cycle = self.cycle
         if self._in_flight() and not cycle.response_started:
@@ -255,102 +223,12 @@ class _Guards(_Base):
             self.cycle.disconnected = True
             self.cycle.message_event.set()
             self.transport.close()
-        elif self._between_requests():
+        elif self.conn.our_state is h11.IDLE:
             super().send_400_response(msg)
         else:
             self.transport.close()
 
 
-class GuardedH11Protocol(_Guards, H11Protocol):
-    """One HTTP/1.1 connection parsed by h11 (pure Python; the fallback)."""
-
-    def _body_arriving(self) -> bool:
-        return self.conn.their_state is h11.SEND_BODY
-
-    def _between_requests(self) -> bool:
-        return self.conn.our_state is h11.IDLE
-
-    def handle_events(self) -> None:
-        # h11 also parses from on_response_complete (a request that was waiting behind
-        # the previous one), not only from data_received.
-        before = self.cycle
-        super().handle_events()
-        self._parsed(before)
-
-
-if HttpToolsProtocol is not None:
-
-    class GuardedHttpToolsProtocol(_Guards, HttpToolsProtocol):  # type: ignore[misc]
-        """One HTTP/1.1 connection parsed by httptools (C; the default when installed).
-
-        llhttp has no cap on the size of a request's head, so this class keeps the one
-        h11 keeps: past ``max_header_bytes`` before the head is complete, 400 and close.
-        """
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._body_open = False
-            self._head_bytes = 0
-            self._pending_400 = ""
-
-        def _body_arriving(self) -> bool:
-            return self._body_open
-
-        def _between_requests(self) -> bool:
-            return not self._body_open
-
-        def data_received(self, data: bytes) -> None:
-            if self._pending_400:
-                return  # the parser has failed; the answer to come closes the connection
-            before = self.cycle
-            if not self._body_open:
-                self._head_bytes += len(data)
-            super().data_received(data)
-            if self.transport.is_closing() or self._pending_400:
-                return
-            if not self._body_open and self._head_bytes > self.limits.max_header_bytes:
-                msg = "Invalid HTTP request received."
-                self.logger.warning(msg)
-                self.send_400_response(msg)
-                return
-            self._parsed(before)
-
-        def send_400_response(self, msg: str) -> None:
-            if self._in_flight() and not self._body_open and not self.pipeline:
-                # Bad bytes after a complete request: answer that request first, as h11
-                # (which parses the next request only then) does.
-                self._pending_400 = msg
-                self.transport.pause_reading()
-                return
-            super().send_400_response(msg)
-
-        def on_response_complete(self) -> None:
-            if self._pending_400 and not self._eof and not self.transport.is_closing():
-                self.server_state.total_requests += 1
-                HttpToolsProtocol.send_400_response(self, self._pending_400)
-                return
-            super().on_response_complete()
-
-        def on_headers_complete(self) -> None:
-            self._body_open = True
-            self._head_bytes = 0
-            super().on_headers_complete()
-
-        def on_message_complete(self) -> None:
-            self._body_open = False
-            super().on_message_complete()
-
-
-def _parser() -> str:
-    """``httptools`` when installed, unless ``TELEMETRYFLOW_HTTP_PARSER=h11`` asks otherwise."""
-    wanted = os.environ.get("TELEMETRYFLOW_HTTP_PARSER", "").strip().lower()
-    if wanted == "h11" or HttpToolsProtocol is None:
-        return "h11"
-    return "httptools"
-
-
-def protocol_class(limits: ConnectionLimits) -> type[_Guards]:
+def protocol_class(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
     """A protocol class bound to one server's limits (uvicorn instantiates it per connection)."""
-    if _parser() == "httptools":
-        return type("CollectorHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
     return type("CollectorH11Protocol", (GuardedH11Protocol,), {"limits": limits})

@@ -23,6 +23,7 @@ from telemetryflow.collector._http_protocol import ConnectionLimits, protocol_cl
 
 __all__ = ["HTTPServer"]
 
+_MAX_HEADER_BYTES = 64 * 1024
 _KEEP_ALIVE_SECONDS = 5
 
 
@@ -44,7 +45,7 @@ class HTTPServer:
             headers=[("server", "TelemetryFlowCollector")],
             backlog=backlog,
             timeout_keep_alive=_KEEP_ALIVE_SECONDS,
-            h11_max_incomplete_event_size=limits.max_header_bytes,
+            h11_max_incomplete_event_size=_MAX_HEADER_BYTES,
             loop="asyncio",
         )
         self._server = uvicorn.Server(config)
