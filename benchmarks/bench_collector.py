@@ -10,6 +10,12 @@ Query: a store is filled with synthetic spans (100,000 by default, one million w
 
     python benchmarks/bench_collector.py            # short run (~1 min)
     python benchmarks/bench_collector.py --full     # query store of 1,000,000 spans
+
+Two versions of the collector, interleaved in one run (small requests over HTTP only;
+each ``--src`` is a source directory put first on the collector's ``PYTHONPATH``):
+
+    python benchmarks/bench_collector.py --skip-queries --transports HTTP --batch 10 \
+        --requests 2000 --rounds 3 --src old/src --src new/src
 """
 
 from __future__ import annotations
@@ -103,7 +109,10 @@ def point_request(n: int) -> bytes:
     return request.SerializeToString()
 
 
-def start_collector(db: str) -> tuple[subprocess.Popen[str], str, str]:
+def start_collector(db: str, src: str = "") -> tuple[subprocess.Popen[str], str, str]:
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -126,6 +135,7 @@ def start_collector(db: str) -> tuple[subprocess.Popen[str], str, str]:
         ],
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     assert proc.stderr is not None
     grpc_addr = http_url = ""
@@ -178,8 +188,9 @@ def drive(send: object, body: bytes, requests: int, threads: int) -> float:
     return time.perf_counter() - started
 
 
-def bench_ingest(args: argparse.Namespace, tmp: str) -> None:
-    proc, grpc_addr, http_url = start_collector(os.path.join(tmp, "ingest.db"))
+def bench_ingest(args: argparse.Namespace, tmp: str, src: str = "", label: str = "") -> None:
+    db = os.path.join(tmp, f"ingest-{time.monotonic_ns()}.db")
+    proc, grpc_addr, http_url = start_collector(db, src)
     try:
         bodies = {"spans": span_request(args.batch), "points": point_request(args.batch)}
         paths = {"spans": "traces", "points": "metrics"}
@@ -200,6 +211,8 @@ def bench_ingest(args: argparse.Namespace, tmp: str) -> None:
                 ).raise_for_status(),
             }
             for transport, send in senders.items():
+                if transport not in args.transports:
+                    continue
                 drive(send, body, args.threads, args.threads)  # warm up
                 cpu_before = cpu_seconds(proc.pid)
                 seconds = drive(send, body, args.requests, args.threads)
@@ -207,7 +220,7 @@ def bench_ingest(args: argparse.Namespace, tmp: str) -> None:
                 cpu = (cpu_seconds(proc.pid) - cpu_before) / sent * 1e6
                 rate = sent * args.batch / seconds
                 print(
-                    f"ingest {kind:<6} over {transport:<4}: {rate:>10,.0f} {kind}/s "
+                    f"{label}ingest {kind:<6} over {transport:<4}: {rate:>10,.0f} {kind}/s "
                     f"({args.batch}/request, {args.threads} threads); "
                     f"collector CPU {cpu:,.0f} us/request"
                 )
@@ -310,13 +323,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="concurrent senders")
     parser.add_argument("--query-rounds", type=int, default=20, help="runs per query kind")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-queries", action="store_true")
+    parser.add_argument(
+        "--transports", nargs="+", default=["gRPC", "HTTP"], choices=["gRPC", "HTTP"]
+    )
+    parser.add_argument(
+        "--src", action="append", default=[],
+        help="collector source directory to compare (repeat; runs are interleaved)",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1, help="ingest runs per version")
     args = parser.parse_args()
     if args.full:
         args.spans = 1_000_000
+    sources = args.src or [""]
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_ingest:
-            bench_ingest(args, tmp)
-        bench_queries(args, tmp)
+            for round_ in range(args.rounds):
+                for i, src in enumerate(sources):
+                    label = f"[round {round_ + 1}, version {i + 1}] " if len(sources) > 1 else ""
+                    bench_ingest(args, tmp, src, label)
+        if not args.skip_queries:
+            bench_queries(args, tmp)
 
 
 if __name__ == "__main__":
