@@ -84,6 +84,10 @@ def test_exemplar_links_the_point_to_its_span(collector: Collector) -> None:
         (0.25, traces[0]["trace_id"], span["span_id"])
     ]
     assert series["exemplars"][0]["time_unix_nano"] > 0
+    # merged series and tag filters select exemplars as they select points
+    [grouped] = _query(collector, KEY_A, agg="max", exemplars="true", group_by="route")["series"]
+    assert (grouped["tags"], grouped["exemplars"]) == ({"route": "/pay"}, series["exemplars"])
+    assert _query(collector, KEY_A, exemplars="true", tags="route:/other")["series"] == []
 
 
 def test_exemplars_only_when_asked_and_only_for_their_project(collector: Collector) -> None:
@@ -191,6 +195,7 @@ def test_every_point_kind_keeps_its_newest_traced_exemplars(collector: Collector
         )],
     ))  # fmt: skip
     _post(collector, KEY_A, metrics_request("kinds", [hist, total, level, exp]))
+    _post(collector, KEY_A, metrics_request("kinds", [total]))  # sent again: stored once
     found = {
         name: [e["value"] for e in _query(collector, KEY_A, name=name, exemplars="1")[
             "series"][0]["exemplars"]]

@@ -199,12 +199,14 @@ CREATE TABLE IF NOT EXISTS metric_exemplars (
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
     attributes TEXT NOT NULL, received_ns INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS exemplars_by_name ON metric_exemplars (project, name, time_ns);
+CREATE UNIQUE INDEX IF NOT EXISTS exemplars_by_name
+    ON metric_exemplars (project, name, time_ns, trace_id, span_id);
 CREATE INDEX IF NOT EXISTS exemplars_by_received ON metric_exemplars (received_ns);
 """
 """Exemplars of metric points: a measured value with the trace and span it was taken
 in. A row names its series the way ``metric_points`` does (service, name, tags,
-resource), so a metric query's filters and series keys apply to it unchanged."""
+resource), so a metric query's filters and series keys apply to it unchanged. An
+exemplar sent again (an SDK repeating it in each cumulative export) is stored once."""
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:

@@ -80,7 +80,9 @@ _INSERT_ERRORS = _insert_sql("error_occurrences", ERROR_COLUMNS).replace(
     "INSERT", "INSERT OR IGNORE"
 )
 _INSERT_EVENTS = _insert_sql("product_events", EVENT_COLUMNS)
-_INSERT_EXEMPLARS = _insert_sql("metric_exemplars", EXEMPLAR_COLUMNS)
+_INSERT_EXEMPLARS = _insert_sql("metric_exemplars", EXEMPLAR_COLUMNS).replace(
+    "INSERT", "INSERT OR IGNORE"
+)
 
 
 class OverloadedError(Exception):
