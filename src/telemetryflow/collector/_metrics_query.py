@@ -26,6 +26,7 @@ from typing import Any
 
 from telemetryflow.collector._aggregate import Accumulator, Aggregation, parse_agg
 from telemetryflow.collector._decode import BadRequestError
+from telemetryflow.collector._exemplars import series_exemplars
 from telemetryflow.collector._exponential import ExpBuckets
 from telemetryflow.collector._metrics_sql import CUMSUM, HIST, MetricFilter, SqlParts, rows
 from telemetryflow.collector._params import (
@@ -44,7 +45,7 @@ ENV_MAX_POINTS = "TELEMETRYFLOW_COLLECTOR_MAX_QUERY_POINTS"
 ENV_MAX_SERIES = "TELEMETRYFLOW_COLLECTOR_MAX_QUERY_SERIES"
 _KNOWN = (
     "name", "metric", "agg", "percentile", "tags", "window", "time_window", "since",
-    "until", "step", "service", "project_name", "group_by", *TAG_PARAMS,
+    "until", "step", "service", "project_name", "group_by", "exemplars", *TAG_PARAMS,
 )  # fmt: skip
 _MAX_STEPS = 10_000
 _MAX_BUCKETS = 200_000
@@ -176,6 +177,7 @@ def query_metrics(
     params = Params(named, _KNOWN)
     agg = parse_agg(params.text("agg"), params.text("percentile"))
     flt = _filter(project, params, extra_tags)
+    with_exemplars = params.flag("exemplars", False)
     answer: dict[str, Any] = {
         "name": flt.name,
         "agg": agg.label,
@@ -198,11 +200,17 @@ def query_metrics(
             _raw_values(conn, parts, agg, found, (baselines, "cumsum" in kinds), limits)
         if "hist" in kinds:
             _histograms(conn, parts, (series, resources), baselines)
+        exemplars: dict[str, list[dict[str, Any]]] = {}
+        if with_exemplars and series:
+            exemplars = series_exemplars(conn, flt, lambda key: _series_id(flt, key))
     _check_size(series, limits)
     rendered = [
         _render(flt, agg, key, buckets, resources.get(key, set()))
         for key, buckets in series.items()
     ]
+    if with_exemplars:  # each series gets its own, an empty list when it has none
+        for name, body in rendered:
+            body["exemplars"] = exemplars.get(name, [])
     answer["series"] = [s for _, s in sorted(rendered, key=lambda item: item[0]) if s["points"]]
     return answer
 
@@ -434,6 +442,11 @@ def _tags(flt: MetricFilter, key: Key) -> dict[str, str]:
             if value is not None}  # fmt: skip
 
 
+def _series_id(flt: MetricFilter, key: Key) -> str:
+    """What a rendered series is sorted by: its tags as canonical JSON."""
+    return json.dumps(_tags(flt, key), sort_keys=True)
+
+
 def _common(resources: Iterable[str]) -> dict[str, str]:
     """The resource attributes every point of a series shares."""
     common: dict[str, str] | None = None
@@ -464,7 +477,7 @@ def _render(
     whole.quantile = None if whole_bucket is None else whole_bucket.quantile
     value = whole.result(agg, (flt.until - flt.since) / 1e9)
     body = {"tags": tags, "resource": _common(resources), "points": points, "value": _finite(value)}
-    return json.dumps(tags, sort_keys=True), body
+    return _series_id(flt, key), body
 
 
 def _finite(value: float | None) -> float | None:

@@ -67,6 +67,10 @@ _METRIC_PARAMS = [
     _param("window", _STR, _WINDOW + " Default `1h`. Alias: `time_window`."),
     *_COMMON_TIME,
     _param("step", _STR, "Bucket width of the returned series (`1m`, `15m`, `1h`)."),
+    _param("exemplars", {**_BOOL, "default": False}, "Add each series' `exemplars`: "
+           "`[{time, time_unix_nano, value, trace_id, span_id}]`, measurements in the "
+           "window with the trace and span they were recorded in; the newest 50, oldest "
+           "first."),
 ]  # fmt: skip
 _NAMES_PARAMS = [
     _param("service", _STR, "Only metrics with points of this `service.name`."),

@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
 from telemetryflow.collector._errors_events import otlp_captures
+from telemetryflow.collector._exemplars import exemplar_rows
 from telemetryflow.collector._ingest import Ingested, log_rows, point_rows, span_rows
 from telemetryflow.collector._logs_query import query_logs
 from telemetryflow.collector._metric_names import query_metric_names
@@ -105,9 +106,11 @@ class Pipeline(ObservabilityAPI):
         parsed = signal.rows(request, principal.project, received_ns)
         # errors and product events the SDK captured, for the observability listings
         errors, events = otlp_captures(signal.name, request, principal.project, received_ns)
+        metrics = signal.name == "metrics"  # their exemplars go in the same batch
+        exemplars = exemplar_rows(request, principal.project, received_ns) if metrics else []
         if parsed.rows or errors or events:
             batch = WriteBatch(resources=parsed.resources, scopes=parsed.scopes,
-                               errors=errors, events=events)  # fmt: skip
+                               errors=errors, events=events, exemplars=exemplars)  # fmt: skip
             getattr(batch, signal.table).extend(parsed.rows)
             self.store.submit(batch)
         response = signal.response()

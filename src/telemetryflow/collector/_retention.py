@@ -39,7 +39,9 @@ from collections.abc import Iterator
 
 __all__ = ["TRIMMED_TABLES", "Retention"]
 
-TRIMMED_TABLES = ("spans", "logs", "metric_points", "error_occurrences", "product_events")
+TRIMMED_TABLES = (
+    "spans", "logs", "metric_points", "error_occurrences", "product_events", "metric_exemplars",
+)  # fmt: skip
 _ROW_OVERHEAD = 16
 _NUMBER_BYTES = 8
 _MAX_CHUNKS = 400

@@ -39,6 +39,8 @@ __all__ = [
     "CAPTURE_SCHEMA",
     "ERROR_COLUMNS",
     "EVENT_COLUMNS",
+    "EXEMPLAR_COLUMNS",
+    "EXEMPLAR_SCHEMA",
     "LOG_COLUMNS",
     "POINT_COLUMNS",
     "RESOURCE_COLUMNS",
@@ -202,6 +204,30 @@ CREATE INDEX IF NOT EXISTS events_by_received ON product_events (received_ns);
 per project, so the SDK's log record and span event of one capture count once) and
 one per product event. Groups and per-event counts are aggregated when read."""
 
+# -- metric exemplars ---------------------------------------------------------------------
+EXEMPLAR_COLUMNS = (
+    "project", "service", "name", "tags", "resource", "time_ns", "value", "trace_id",
+    "span_id", "attributes", "received_ns",
+)  # fmt: skip
+
+EXEMPLAR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS metric_exemplars (
+    id INTEGER PRIMARY KEY,
+    project TEXT NOT NULL, service TEXT NOT NULL, name TEXT NOT NULL,
+    tags TEXT NOT NULL, resource TEXT NOT NULL DEFAULT '{}',
+    time_ns INTEGER NOT NULL, value REAL NOT NULL,
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+    attributes TEXT NOT NULL, received_ns INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS exemplars_by_name
+    ON metric_exemplars (project, name, time_ns, trace_id, span_id);
+CREATE INDEX IF NOT EXISTS exemplars_by_received ON metric_exemplars (received_ns);
+"""
+"""Exemplars of metric points: a measured value with the trace and span it was taken
+in. A row names its series the way ``metric_points`` does (service, name, tags,
+resource), so a metric query's filters and series keys apply to it unchanged. An
+exemplar sent again (an SDK repeating it in each cumulative export) is stored once."""
+
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -229,6 +255,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     ]
     version = max(before, SCHEMA_VERSION)
     stamp = f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{version}');"  # noqa: S608
-    script = ["BEGIN IMMEDIATE;", *alters, SCHEMA, CAPTURE_SCHEMA, stamp, "COMMIT;"]
+    tables = (SCHEMA, CAPTURE_SCHEMA, EXEMPLAR_SCHEMA)
+    script = ["BEGIN IMMEDIATE;", *alters, *tables, stamp, "COMMIT;"]
     conn.executescript("\n".join(script))
     return before

@@ -32,6 +32,7 @@ from telemetryflow.collector._retention import Retention
 from telemetryflow.collector._schema import (
     ERROR_COLUMNS,
     EVENT_COLUMNS,
+    EXEMPLAR_COLUMNS,
     LOG_COLUMNS,
     POINT_COLUMNS,
     RESOURCE_COLUMNS,
@@ -80,6 +81,9 @@ _INSERT_ERRORS = _insert_sql("error_occurrences", ERROR_COLUMNS).replace(
     "INSERT", "INSERT OR IGNORE"
 )
 _INSERT_EVENTS = _insert_sql("product_events", EVENT_COLUMNS)
+_INSERT_EXEMPLARS = _insert_sql("metric_exemplars", EXEMPLAR_COLUMNS).replace(
+    "INSERT", "INSERT OR IGNORE"
+)
 
 
 class OverloadedError(Exception):
@@ -131,6 +135,8 @@ class WriteBatch:
     """Error occurrences (``_errors_events``); a repeated ``error_id`` is stored once."""
     events: list[Row] = field(default_factory=list)
     """Product events (``_errors_events``)."""
+    exemplars: list[Row] = field(default_factory=list)
+    """Exemplars of the metric points (``_exemplars``); not counted as stored items."""
     idempotency: tuple[str, str, dict[str, Any]] | None = None
     """``(project, key, result)``: stored once; a repeat stores nothing."""
 
@@ -348,6 +354,8 @@ class Store:
             stored += conn.executemany(_INSERT_ERRORS, batch.errors).rowcount
         if batch.events:
             stored += conn.executemany(_INSERT_EVENTS, batch.events).rowcount
+        if batch.exemplars:
+            conn.executemany(_INSERT_EXEMPLARS, batch.exemplars)
         return WriteResult(stored)
 
     def _insert_shared(

@@ -57,6 +57,7 @@ class MetricsApi:
         params: dict[str, Any] = {"name": request.path_params["name"], "agg": "avg", **raw}
         params.setdefault("since", f"{_DEFAULT_WINDOW_S}s")
         params.setdefault("step", auto_step(params))
+        params["exemplars"] = "true"  # the chart links measured values to their traces
         answer = await run_in_threadpool(self.pipeline.query, "metrics", principal, params)
         tag_keys = sorted({key for s in answer["series"] for key in s["tags"]})
         return JSONResponse({**answer, "tag_keys": tag_keys, "project": principal.project})

@@ -1,4 +1,5 @@
-// One metric over time: an SVG line chart drawn here, one line per series.
+// One metric over time: an SVG line chart drawn here, one line per series, with the
+// series' exemplars as diamonds that open the trace they were measured in.
 import {
   api, clear, el, fillForm, formatTime, header, showError, tidyForm, urlParams, valueText,
 } from "./common.js";
@@ -6,6 +7,8 @@ import {
 const FILTERS = ["agg", "group_by", "service", "since", "until", "step"];
 const SVG = "http://www.w3.org/2000/svg";
 const SIZE = { width: 960, height: 300, left: 64, right: 16, top: 12, bottom: 28 };
+// Aggregations whose values are not on the scale of single measurements.
+const NO_EXEMPLARS = new Set(["sum", "rate", "count"]);
 const PALETTE = ["#2f6fde", "#e08a1e", "#2e9e6a", "#8a4fd3", "#1a9bb0", "#c4489c", "#6f7d1c",
   "#5a6b84", "#b0622e", "#3c8d2f"];
 
@@ -48,8 +51,9 @@ function niceTicks(low, high, count) {
 function chart(data) {
   const box = clear(document.getElementById("chart"));
   const lines = data.series.map((s) => s.points.filter((p) => p.value !== null));
-  const values = lines.flat().map((p) => p.value);
-  if (!values.length) {
+  const marks = NO_EXEMPLARS.has(data.agg) ? [] : exemplarsOf(data.series);
+  const values = [...lines.flat().map((p) => p.value), ...marks.map((m) => m.value)];
+  if (!lines.flat().length) {
     box.append(el("p", { className: "muted", text: "No points in this time range." }));
     return;
   }
@@ -90,7 +94,27 @@ function chart(data) {
     path.append(svg("title", {}, title));
     root.append(path);
   });
+  for (const mark of marks) root.append(exemplarMark(mark, x(Date.parse(mark.time)), y(mark.value)));
   box.append(root);
+}
+
+function exemplarsOf(series) {
+  return series.flatMap((s, index) => (s.exemplars || [])
+    .filter((e) => Number.isFinite(e.value))
+    .map((e) => ({ ...e, colour: PALETTE[index % PALETTE.length], label: seriesLabel(s.tags) })));
+}
+
+// A diamond linking to the exemplar's trace (an SVG link: keyboard and middle-click work).
+function exemplarMark(mark, cx, cy) {
+  const link = svg("a", { href: "/ui/traces/" + encodeURIComponent(mark.trace_id),
+    class: "exemplar", "data-trace-id": mark.trace_id });
+  const r = 5;
+  const d = `M${cx.toFixed(1)},${(cy - r).toFixed(1)}l${r},${r}l${-r},${r}l${-r},${-r}z`;
+  const shape = svg("path", { d, fill: mark.colour });
+  shape.append(svg("title", {},
+    `${mark.label}: ${formatValue(mark.value)} at ${formatTime(mark.time)} (trace ${mark.trace_id})`));
+  link.append(shape);
+  return link;
 }
 
 function table(data) {
