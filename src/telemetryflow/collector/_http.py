@@ -7,7 +7,9 @@ in-flight memory budget (503). Only then is the body read (408 past its deadline
 ``_http_protocol.py``), inflated under the size cap (413/400) and parsed (400); see
 ``_http_admission.py``. The work itself (inflating, parsing, storing, querying) runs
 on worker threads through the shared :class:`Pipeline`, so the event loop only moves
-bytes.
+bytes; except for small OTLP bodies (below ``_SMALL_BODY`` received and inflated), which
+are parsed on the loop while it awaits their commit, as the trip to a thread would cost
+more than the work.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from telemetryflow.collector._http_admission import (
 )
 from telemetryflow.collector._limits import return_free_memory_to_the_os
 from telemetryflow.collector._openapi import openapi_document
-from telemetryflow.collector._pipeline import SIGNALS, Pipeline
+from telemetryflow.collector._pipeline import SIGNALS, Pipeline, Signal
 from telemetryflow.collector._store import OverloadedError, StoreClosedError
 from telemetryflow.collector.web import routes as web_routes
 
@@ -87,6 +89,8 @@ _ROOT = {
 }
 
 T = TypeVar("T")
+_SMALL_BODY = 64 * 1024
+"""OTLP bodies below this, received and inflated, are parsed and stored from the loop."""
 
 
 @dataclass(frozen=True)
@@ -196,22 +200,43 @@ class _Endpoints:
         is_json = Admission.content_type(request, (_PROTOBUF, _JSON)) == _JSON
         raw = await self.admission.read_body(request, reservation)
         encoding = request.headers.get("content-encoding") or ""
-        payload = await self._in_thread(
-            self._ingest, signal_name, principal, raw, encoding, is_json, reservation
-        )
+        signal = SIGNALS[signal_name]
+        held = reservation.held
+        body = self._inflate_small(raw, encoding, reservation)
+        if body is None:  # large: every step on a worker thread, the loop stays free
+            reserve = _credited(reservation.take, reservation.held - held)
+            payload = await self._in_thread(
+                self._ingest, signal, principal, raw, encoding, is_json, reserve
+            )
+        else:
+            message = parse_otlp(body, is_json, signal.request())
+            del raw, body
+            payload = _encoded(await self.pipeline.export_async(signal, principal, message),
+                               is_json)  # fmt: skip
         return Response(payload, 200, media_type=_JSON if is_json else _PROTOBUF)
 
-    def _ingest(self, signal_name: str, principal: Principal, raw: bytearray, encoding: str,
-                is_json: bool, reservation: Reservation) -> bytes:  # fmt: skip
+    def _inflate_small(
+        self, raw: bytearray, encoding: str, reservation: Reservation
+    ) -> bytes | bytearray | None:
+        """The body inflated on the loop if it stays under ``_SMALL_BODY``, else ``None``."""
+        if len(raw) >= _SMALL_BODY:
+            return None
+        limit = min(_SMALL_BODY, self.limits.max_body)
+        try:
+            body = inflate(raw, encoding, limit, reservation.take)
+        except BadRequestError as exc:
+            if exc.status != 413:
+                raise
+            return None  # past the loop's share (not yet the cap): inflated again on a thread
+        return body if len(body) < _SMALL_BODY else None
+
+    def _ingest(self, signal: Signal, principal: Principal, raw: bytearray, encoding: str,
+                is_json: bool, reserve: Callable[[int], None]) -> bytes:  # fmt: skip
         """Inflate, parse, store and encode the answer: one trip to a worker thread."""
-        signal = SIGNALS[signal_name]
-        body = inflate(raw, encoding, self.limits.max_body, reservation.take)
+        body = inflate(raw, encoding, self.limits.max_body, reserve)
         request = parse_otlp(body, is_json, signal.request())
         del raw, body
-        response = self.pipeline.export(signal, principal, request)
-        if is_json:
-            return str(json_format.MessageToJson(response, indent=None)).encode()
-        return bytes(response.SerializeToString())
+        return _encoded(self.pipeline.export(signal, principal, request), is_json)
 
     # -- the observability API: errors, events, metrics, flags ----------------------
     async def _observability(
@@ -248,7 +273,25 @@ class _Endpoints:
         return decode_json(body)
 
 
+def _credited(take: Callable[[int], None], credit: int) -> Callable[[int], None]:
+    """``take`` past the first ``credit`` bytes, already reserved by an earlier attempt."""
+
+    def reserve(size: int) -> None:
+        nonlocal credit
+        covered = min(size, credit)
+        credit -= covered
+        take(size - covered)
+
+    return reserve
+
+
 # -- responses -------------------------------------------------------------------------
+def _encoded(response: Any, is_json: bool) -> bytes:
+    if is_json:
+        return str(json_format.MessageToJson(response, indent=None)).encode()
+    return bytes(response.SerializeToString())
+
+
 def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
     return Response(payload, status, headers=headers, media_type=_JSON)

@@ -3,9 +3,11 @@
 Every write request becomes a :class:`WriteBatch` handed to the writer thread. The
 writer commits whatever batches are waiting in one transaction and only then wakes
 their requests, so a request is acknowledged only after its rows are in the WAL: a
-killed collector loses nothing it acknowledged. The queue is bounded; when it is
-full :meth:`Store.submit` raises :class:`OverloadedError` and the caller answers
-``503``/``UNAVAILABLE`` instead of accepting data it might drop.
+killed collector loses nothing it acknowledged. A request waits on its thread
+(:meth:`Store.submit`) or, without a thread, on an event loop
+(:meth:`Store.submit_async`): the writer completes a future either way. The queue is
+bounded; when it is full :meth:`Store.submit` raises :class:`OverloadedError` and the
+caller answers ``503``/``UNAVAILABLE`` instead of accepting data it might drop.
 
 When the disk is full (``SQLITE_FULL``) or the file cannot be written (I/O errors, a
 lock held too long) the write raises :class:`StorageFullError`, an
@@ -16,6 +18,8 @@ the next write that fits simply succeeds: nothing has to be restarted. Retention
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -150,13 +154,21 @@ class WriteResult:
 
 
 class _Job:
-    __slots__ = ("batch", "done", "error", "result")
+    """A batch and the future its writer completes once the batch is committed (or not)."""
+
+    __slots__ = ("batch", "future")
 
     def __init__(self, batch: WriteBatch) -> None:
         self.batch = batch
-        self.done = threading.Event()
-        self.result: WriteResult | None = None
-        self.error: BaseException | None = None
+        self.future: concurrent.futures.Future[WriteResult] = concurrent.futures.Future()
+
+    def finish(self, result: WriteResult | None, error: BaseException | None = None) -> None:
+        """Wake the request; one that stopped waiting (timed out) cancelled its future."""
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)  # type: ignore[arg-type]
 
 
 class Store:
@@ -243,6 +255,38 @@ class Store:
             StoreClosedError: the store is closing; nothing was stored.
             TimeoutError: the commit did not finish in time (it may still land).
         """
+        future = self.submit_future(batch)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return future.result(min(0.5, max(0.0, deadline - time.monotonic())))
+            except concurrent.futures.TimeoutError:
+                pass
+            if not self._thread.is_alive():  # queued behind the stop signal: never stored
+                raise StoreClosedError("the collector is shutting down")
+            if time.monotonic() >= deadline:
+                future.cancel()
+                raise TimeoutError("the database did not commit in time")
+
+    async def submit_async(self, batch: WriteBatch, timeout: float = 30.0) -> WriteResult:
+        """:meth:`submit` for a caller on an event loop: the loop waits, no thread does.
+
+        Raises:
+            The same as :meth:`submit`.
+        """
+        future = asyncio.wrap_future(self.submit_future(batch))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
+            raise TimeoutError("the database did not commit in time") from None
+
+    def submit_future(self, batch: WriteBatch) -> concurrent.futures.Future[WriteResult]:
+        """Queue ``batch`` for the writer: the future completes once it is committed.
+
+        Raises:
+            OverloadedError: too many writes are waiting; nothing was stored.
+            StoreClosedError: the store is closing; nothing was stored.
+        """
         if self._closed:
             raise StoreClosedError("the collector is shutting down")
         job = _Job(batch)
@@ -250,16 +294,7 @@ class Store:
             self._queue.put_nowait(job)
         except queue.Full:
             raise OverloadedError(retry_after=1.0) from None
-        deadline = time.monotonic() + timeout
-        while not job.done.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
-            if not self._thread.is_alive():  # queued behind the stop signal: never stored
-                raise StoreClosedError("the collector is shutting down")
-            if time.monotonic() >= deadline:
-                raise TimeoutError("the database did not commit in time")
-        if job.error is not None:
-            raise job.error
-        assert job.result is not None
-        return job.result
+        return job.future
 
     def _run(self) -> None:
         next_retention = time.monotonic() + min(5.0, self._retention_interval)
@@ -307,15 +342,13 @@ class Store:
                 outcomes = [self._commit_locked([job]) for job in jobs]  # each one, no shortcut
                 return all(outcomes)
             _log.exception("could not store a batch")
-            jobs[0].error = RuntimeError("the database rejected the write")
-            jobs[0].done.set()
+            jobs[0].finish(None, RuntimeError("the database rejected the write"))
             return True
         if self._storage_failing:
             self._storage_failing = False
             _log.warning("the database accepts writes again")
         for job, result in zip(jobs, results, strict=True):
-            job.result = result
-            job.done.set()
+            job.finish(result)
         return True
 
     def _storage_failed(self, exc: BaseException, jobs: list[_Job]) -> None:
@@ -324,8 +357,7 @@ class Store:
             _log.warning("cannot write to the database (%s); answering 'retry later' "
                          "until writes succeed", exc)  # fmt: skip
         for job in jobs:
-            job.error = StorageFullError()
-            job.done.set()
+            job.finish(None, StorageFullError())
 
     def _apply(self, conn: sqlite3.Connection, batch: WriteBatch) -> WriteResult:
         if batch.idempotency is not None:
@@ -405,6 +437,16 @@ class Store:
         with self._write_lock:
             return self._retention.run(time.time_ns() if now_ns is None else now_ns)
 
+    def _refuse_leftovers(self) -> None:
+        """Jobs queued after the writer's last look never commit: tell their waiters."""
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job.finish(None, StoreClosedError("the collector is shutting down"))
+
     # -- lifecycle -------------------------------------------------------------------
     def close(self, timeout: float = 30.0) -> None:
         """Commit everything queued, then close. Safe to call twice."""
@@ -423,6 +465,7 @@ class Store:
                 with contextlib.suppress(sqlite3.Error):
                     self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._writer.close()
+            self._refuse_leftovers()
         while True:
             try:
                 self._readers.get_nowait().close()
