@@ -94,7 +94,7 @@ class Collector:
             self._start_http(pipeline, max_connections)
             if cfg.grpc_port is not None:
                 limits = GrpcLimits(cfg.max_body_bytes, cfg.grpc_workers, max_connections,
-                                    cfg.header_timeout)  # fmt: skip
+                                    cfg.header_timeout, cfg.body_timeout)  # fmt: skip
                 self._grpc, self.grpc_port = start_grpc_server(
                     pipeline, cfg.grpc_host, cfg.grpc_port, limits
                 )
