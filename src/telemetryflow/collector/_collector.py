@@ -21,6 +21,7 @@ from telemetryflow.collector._limits import (
     return_large_buffers_to_the_os,
 )
 from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector._query_gate import QueryGate
 from telemetryflow.collector._store import Store
 from telemetryflow.collector.web import close_live_tails
 
@@ -85,8 +86,12 @@ class Collector:
             max_db_bytes=cfg.max_db_bytes,
             retention_interval=cfg.retention_interval,
         )
+        gate = QueryGate(cfg.max_queries, cfg.max_queries_per_key, cfg.query_timeout)
         pipeline = Pipeline(
-            self._store, Authenticator(cfg.keys, cfg.auth), RateLimiter(cfg.rate_limit)
+            self._store,
+            Authenticator(cfg.keys, cfg.auth),
+            RateLimiter(cfg.rate_limit),
+            query_gate=gate,
         )
         pipeline.flags = cfg.feature_flags
         self._pipeline = pipeline
