@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from collector_helpers import KEY_A, KEY_B, headers_for, log_request, make_log
@@ -87,3 +88,24 @@ def test_a_query_past_its_deadline_is_stopped_with_a_hint(
     fast = make_collector()  # the same query within the default deadline is answered
     assert _export_logs(fast, 20).status_code == 200
     assert _query(fast, KEY_A, contains="line 1").status_code == 200
+
+
+def test_a_database_that_cannot_be_read_answers_503(
+    make_collector: Callable[..., Collector], tmp_path: Path
+) -> None:
+    """No reader is open yet; moving the database's folder away makes opening one fail."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    collector = make_collector(db_path=str(folder / "c.db"))
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    try:
+        for path in ("/v1/logs/query", "/v1/status", "/v1/observability/errors"):
+            answer = httpx.get(
+                f"{collector.http_endpoint}{path}", headers=headers_for(KEY_A), timeout=60
+            )
+            assert answer.status_code == 503, path
+            assert int(answer.headers["Retry-After"]) >= 1
+    finally:
+        moved.rename(folder)
+    assert _query(collector, KEY_A).status_code == 200

@@ -40,7 +40,7 @@ from telemetryflow.collector._metrics_api import (
 from telemetryflow.collector._metrics_query import QueryLimits, query_metrics
 from telemetryflow.collector._observability_api import ObservabilityAPI
 from telemetryflow.collector._params import iso
-from telemetryflow.collector._query_gate import QueryGate
+from telemetryflow.collector._query_gate import QueryGate, reading
 from telemetryflow.collector._store import Store, WriteBatch
 from telemetryflow.collector._traces_query import query_traces
 
@@ -179,7 +179,7 @@ class Pipeline(ObservabilityAPI):
                 503 with a retry hint); nothing was run.
         """
         gate = self.query_gate
-        with gate.admit(principal.key_id), self.store.reader() as conn, gate.bounded(conn):
+        with gate.admit(principal.key_id), reading(self.store) as conn, gate.bounded(conn):
             if signal == "metrics":
                 return query_metrics(conn, principal.project, params, self.query_limits)
             return _QUERIES[signal](conn, principal.project, params)
@@ -189,7 +189,7 @@ class Pipeline(ObservabilityAPI):
         since = time.time_ns() - int(window_s * 1e9)
         received: dict[str, int] = {}
         last = 0
-        with self.store.reader() as conn:
+        with reading(self.store) as conn:
             for label, table in (
                 ("spans", "spans"),
                 ("metric_points", "metric_points"),

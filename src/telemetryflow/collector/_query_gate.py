@@ -16,9 +16,9 @@ import time
 from collections.abc import Iterator
 
 from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._store import OverloadedError
+from telemetryflow.collector._store import OverloadedError, Store, storage_trouble
 
-__all__ = ["QueryBusyError", "QueryGate"]
+__all__ = ["QueryBusyError", "QueryGate", "ReadTroubleError", "reading"]
 
 _PROGRESS_STEPS = 10_000
 """SQLite virtual-machine steps between deadline checks (well under a millisecond)."""
@@ -30,6 +30,27 @@ class QueryBusyError(OverloadedError):
     def __init__(self, message: str) -> None:
         super().__init__(1.0)
         self.args = (message,)
+
+
+class ReadTroubleError(OverloadedError):
+    """The database could not be read (locked, I/O error, cannot be opened): ``503``."""
+
+    def __init__(self, retry_after: float = 2.0) -> None:
+        super().__init__(retry_after)
+        self.args = ("the collector cannot read its database; retry later",)
+
+
+@contextlib.contextmanager
+def reading(store: Store) -> Iterator[sqlite3.Connection]:
+    """A read connection; storage trouble (as the store classifies it for writes) is
+    raised as :class:`ReadTroubleError`, so it is answered ``503``, not ``500``."""
+    try:
+        with store.reader() as conn:
+            yield conn
+    except sqlite3.Error as exc:
+        if storage_trouble(exc):
+            raise ReadTroubleError() from exc
+        raise
 
 
 class QueryGate:
