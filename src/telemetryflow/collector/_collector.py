@@ -76,7 +76,8 @@ class Collector:
     def start(self) -> Collector:
         cfg = self.config
         receivers = 1 if cfg.grpc_port is None else 2
-        max_connections = connection_caps(cfg.max_connections, raise_fd_limit(), receivers)
+        readers = cfg.http_workers + cfg.max_queries  # the web view reads only via queries
+        max_connections = connection_caps(cfg.max_connections, raise_fd_limit(), receivers, readers)
         return_large_buffers_to_the_os()
         self._store = Store(
             cfg.db_path,
