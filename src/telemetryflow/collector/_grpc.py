@@ -209,12 +209,12 @@ class _Export:
         return principal
 
 
-def _handlers(pipeline: Pipeline, limits: GrpcLimits) -> list[Any]:
+def _handlers(pipeline: Pipeline, calls_per_key: int = 4, body_timeout: float = 60.0) -> list[Any]:
     handlers = []
-    calls = _CallsInFlight(limits.calls_per_key)  # shared by the three services
+    calls = _CallsInFlight(calls_per_key)  # shared by the three services
     for name, service in _SERVICES.items():
         method = grpc.stream_unary_rpc_method_handler(
-            _Export(pipeline, SIGNALS[name], calls, limits.body_timeout),
+            _Export(pipeline, SIGNALS[name], calls, body_timeout),
             request_deserializer=None,
             response_serializer=lambda message: message.SerializeToString(),
         )
@@ -246,7 +246,7 @@ def start_grpc_server(
         futures.ThreadPoolExecutor(
             max_workers=limits.workers, thread_name_prefix="tf-collector-grpc"
         ),
-        handlers=_handlers(pipeline, limits),
+        handlers=_handlers(pipeline, limits.calls_per_key, limits.body_timeout),
         options=_options(limits),
         maximum_concurrent_rpcs=limits.max_calls,
     )
