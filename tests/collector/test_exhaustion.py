@@ -38,6 +38,7 @@ class Running:
     http: str
     http_port: int
     grpc: str
+    startup: list[str]
 
     def memory_kib(self) -> dict[str, int]:
         """``VmRSS`` (now) and ``VmHWM`` (peak) of the collector process, in KiB."""
@@ -68,11 +69,13 @@ def run_collector(
         started.append(proc)
         assert proc.stderr is not None
         found: dict[str, str] = {}
+        startup: list[str] = []
         deadline = time.monotonic() + 60
         while "http" not in found and time.monotonic() < deadline:
             line = proc.stderr.readline()
             if not line:
                 break
+            startup.append(line)
             if m := re.search(r"OTLP/gRPC\s+(\S+)", line):
                 found["grpc"] = m.group(1)
             if m := re.search(r"OTLP/HTTP\s+(http://\S+)", line):
@@ -80,7 +83,7 @@ def run_collector(
         assert "http" in found, "the collector did not start"
         threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
         port = int(found["http"].rsplit(":", 1)[1])
-        return Running(proc, found["http"], port, found["grpc"])
+        return Running(proc, found["http"], port, found["grpc"], startup)
 
     yield start
     for proc in started:
@@ -270,3 +273,23 @@ def test_a_burst_of_large_bodies_stays_under_the_memory_ceiling(
     with httpx.Client(base_url=collector.http, headers=headers_for(KEY_A), timeout=60) as c:
         status = c.get("/v1/status").json()
     assert status["received"]["logs"] == 24 * (15 * MIB // (8 * 1024)) + 1
+
+
+def _open_files(proc: subprocess.Popen[str]) -> int:
+    return len(list(Path(f"/proc/{proc.pid}/fd").iterdir()))
+
+
+def test_connection_caps_leave_descriptors_for_the_database_readers(
+    run_collector: Callable[..., Running],
+) -> None:
+    """What the idle process holds, both receivers' connection caps, and a reader
+    (database, WAL, index) for every thread that may read at once (the 16 HTTP
+    workers, and the 4 queries the web view may run on its own threads) must fit in
+    its 256 open files, with room for the threads' own descriptors."""
+    collector = run_collector(max_files=256)
+    idle = _open_files(collector.proc)
+    caps = [int(m.group(1)) for line in collector.startup
+            if (m := re.search(r"allows (\d+) connections per receiver", line))]  # fmt: skip
+    assert len(caps) == 1, collector.startup
+    assert idle + 2 * caps[0] + 3 * (16 + 4) + 32 <= 256, (idle, caps)
+    assert _health(collector.http) == 200

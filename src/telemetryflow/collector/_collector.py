@@ -21,6 +21,7 @@ from telemetryflow.collector._limits import (
     return_large_buffers_to_the_os,
 )
 from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector._query_gate import QueryGate
 from telemetryflow.collector._store import Store
 from telemetryflow.collector.web import close_live_tails
 
@@ -75,7 +76,8 @@ class Collector:
     def start(self) -> Collector:
         cfg = self.config
         receivers = 1 if cfg.grpc_port is None else 2
-        max_connections = connection_caps(cfg.max_connections, raise_fd_limit(), receivers)
+        readers = cfg.http_workers + cfg.max_queries  # the web view reads only via queries
+        max_connections = connection_caps(cfg.max_connections, raise_fd_limit(), receivers, readers)
         return_large_buffers_to_the_os()
         self._store = Store(
             cfg.db_path,
@@ -85,8 +87,12 @@ class Collector:
             max_db_bytes=cfg.max_db_bytes,
             retention_interval=cfg.retention_interval,
         )
+        gate = QueryGate(cfg.max_queries, cfg.max_queries_per_key, cfg.query_timeout)
         pipeline = Pipeline(
-            self._store, Authenticator(cfg.keys, cfg.auth), RateLimiter(cfg.rate_limit)
+            self._store,
+            Authenticator(cfg.keys, cfg.auth),
+            RateLimiter(cfg.rate_limit),
+            query_gate=gate,
         )
         pipeline.flags = cfg.feature_flags
         self._pipeline = pipeline
@@ -94,7 +100,7 @@ class Collector:
             self._start_http(pipeline, max_connections)
             if cfg.grpc_port is not None:
                 limits = GrpcLimits(cfg.max_body_bytes, cfg.grpc_workers, max_connections,
-                                    cfg.header_timeout)  # fmt: skip
+                                    cfg.header_timeout, cfg.body_timeout)  # fmt: skip
                 self._grpc, self.grpc_port = start_grpc_server(
                     pipeline, cfg.grpc_host, cfg.grpc_port, limits
                 )

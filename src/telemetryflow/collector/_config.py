@@ -184,7 +184,14 @@ class CollectorConfig:
     header_timeout: float = 10.0
     """Seconds a connection has to send a request's headers, in total."""
     body_timeout: float = 60.0
-    """Seconds a request has to send its whole body, from when its headers arrived."""
+    """Seconds a request has to send its whole body, from when its headers arrived
+    (over gRPC: an admitted call, its message)."""
+    max_queries: int = 4
+    """Queries running at once (query API and web view); more get 503 with Retry-After."""
+    max_queries_per_key: int = 2
+    """Queries one API key may have running at once."""
+    query_timeout: float = 30.0
+    """Seconds of SQL one query may run before it is stopped with 422 (narrow it)."""
     feature_flags: FlagSet = EMPTY_FLAGS
     """Flags ``GET /v1/observability/flags/{key}`` evaluates (``--flags FILE``; build
     with :meth:`FlagSet.from_file` or :meth:`FlagSet.from_mapping`). Unknown flags are off."""
@@ -196,10 +203,11 @@ class CollectorConfig:
             if port is not None and not 0 <= port <= 65535:
                 problems.append(f"{name} must be between 0 and 65535")
         for name in ("max_body_bytes", "max_pending_writes", "grpc_workers", "http_workers",
-                     "max_inflight_bytes", "max_connections"):  # fmt: skip
+                     "max_inflight_bytes", "max_connections", "max_queries",
+                     "max_queries_per_key"):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
-        for name in ("header_timeout", "body_timeout"):
+        for name in ("header_timeout", "body_timeout", "query_timeout"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be positive")
         if self.max_inflight_bytes < self.max_body_bytes:

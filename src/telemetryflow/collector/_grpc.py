@@ -11,12 +11,18 @@ in ``grpc-status-details-bin``, which OTLP exporters honour as the retry delay.
 Connections are bounded like the HTTP side's: a handshake deadline, a cap on open
 connections and on streams per connection, idle and maximum connection ages, and
 keepalive pings limited, so idle sockets cannot hold the receiver's resources.
+
+A worker thread waits for an admitted call's message, so that wait is bounded too:
+a call whose message has not arrived within the body timeout is cancelled, one key
+may hold at most half of the worker threads (its further calls get ``UNAVAILABLE``),
+and calls past ``maximum_concurrent_rpcs`` are refused by gRPC itself.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -25,6 +31,7 @@ from typing import Any
 import grpc
 from google.protobuf.duration_pb2 import Duration  # type: ignore[import-untyped]
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc._cython import cygrpc  # type: ignore[attr-defined]
 
 from telemetryflow.collector._auth import DuplicateCredentialsError, Principal
 from telemetryflow.collector._decode import BadRequestError, parse_otlp
@@ -61,6 +68,18 @@ class GrpcLimits:
     workers: int
     max_connections: int
     handshake_timeout: float
+    body_timeout: float = 60.0
+    """Seconds an admitted call has to deliver its message before it is cancelled."""
+
+    @property
+    def calls_per_key(self) -> int:
+        """Calls one key may have in flight: half the workers, so others always get one."""
+        return max(1, self.workers // 2)
+
+    @property
+    def max_calls(self) -> int:
+        """Calls running or queued for a worker; gRPC refuses more (RESOURCE_EXHAUSTED)."""
+        return self.workers * 4
 
 
 def _metadata_values(context: Any) -> Callable[[str], Sequence[str]]:
@@ -79,6 +98,43 @@ _SERVICES = {
 }
 
 
+class _CallsInFlight:
+    """Calls each key has in flight, so a key holding calls open cannot take every worker."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def enter(self, key: str) -> bool:
+        with self._lock:
+            count = self._counts.get(key, 0)
+            if count >= self._cap:
+                return False
+            self._counts[key] = count + 1
+            return True
+
+    def leave(self, key: str) -> None:
+        with self._lock:
+            count = self._counts.pop(key, 1) - 1
+            if count > 0:
+                self._counts[key] = count
+
+
+def _expire(context: Any, seconds: float) -> None:
+    """The message did not arrive in time: end the call so its worker thread is freed.
+
+    The public ``context.cancel()`` can only say ``CANCELLED``; the call object under
+    it can say ``DEADLINE_EXCEEDED`` with a reason, which tells the client what happened.
+    """
+    details = f"the request message did not arrive within {seconds:g} s"
+    call = getattr(getattr(context, "_rpc_event", None), "call", None)
+    try:
+        call.cancel(cygrpc.StatusCode.deadline_exceeded, details)  # type: ignore[union-attr]
+    except Exception:  # another grpc version's internals: cancel plainly
+        context.cancel()
+
+
 class _Export:
     """The Export method of one OTLP service, as a client-streaming handler.
 
@@ -87,16 +143,41 @@ class _Export:
     ``INTERNAL``, and it pulls the message only once the caller is admitted.
     """
 
-    def __init__(self, pipeline: Pipeline, signal: Signal) -> None:
+    def __init__(
+        self, pipeline: Pipeline, signal: Signal, calls: _CallsInFlight, body_timeout: float
+    ) -> None:
         self._pipeline = pipeline
         self._signal = signal
+        self._calls = calls
+        self._body_timeout = body_timeout
 
     def __call__(self, messages: Iterator[bytes], context: Any) -> Any:
         principal = self._admit(context)
+        key = principal.key_id
+        if key is None:  # authentication off: no caller to tell apart, the deadline bounds it
+            return self._export(principal, messages, context)
+        if not self._calls.enter(key):
+            context.abort_with_status(_retry_status("too many calls in flight for this key", 1.0))
         try:
-            body = next(messages, None)
-        except grpc.RpcError:  # too large, or the call ended: gRPC has answered it
-            return None
+            return self._export(principal, messages, context)
+        finally:
+            self._calls.leave(key)
+
+    def _receive(self, messages: Iterator[bytes], context: Any) -> bytes | None:
+        """The request message, waited for at most the body timeout."""
+        timer = threading.Timer(self._body_timeout, _expire, (context, self._body_timeout))
+        timer.daemon = True
+        timer.start()
+        try:
+            return next(messages, None)
+        finally:
+            timer.cancel()
+
+    def _export(self, principal: Principal, messages: Iterator[bytes], context: Any) -> Any:
+        try:
+            body = self._receive(messages, context)
+        except grpc.RpcError:  # too large, expired or cancelled: gRPC has answered it
+            context.abort(grpc.StatusCode.CANCELLED, "the call ended")
         if body is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
         assert body is not None
@@ -117,8 +198,8 @@ class _Export:
         pipeline = self._pipeline
         try:
             principal = pipeline.auth.authenticate(_metadata_values(context))
-        except DuplicateCredentialsError as exc:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        except DuplicateCredentialsError as exc:  # malformed, as HTTP's 400 says
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         if principal is None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid API key")
         assert principal is not None
@@ -128,11 +209,12 @@ class _Export:
         return principal
 
 
-def _handlers(pipeline: Pipeline) -> list[Any]:
+def _handlers(pipeline: Pipeline, calls_per_key: int = 4, body_timeout: float = 60.0) -> list[Any]:
     handlers = []
+    calls = _CallsInFlight(calls_per_key)  # shared by the three services
     for name, service in _SERVICES.items():
         method = grpc.stream_unary_rpc_method_handler(
-            _Export(pipeline, SIGNALS[name]),
+            _Export(pipeline, SIGNALS[name], calls, body_timeout),
             request_deserializer=None,
             response_serializer=lambda message: message.SerializeToString(),
         )
@@ -164,8 +246,9 @@ def start_grpc_server(
         futures.ThreadPoolExecutor(
             max_workers=limits.workers, thread_name_prefix="tf-collector-grpc"
         ),
-        handlers=_handlers(pipeline),
+        handlers=_handlers(pipeline, limits.calls_per_key, limits.body_timeout),
         options=_options(limits),
+        maximum_concurrent_rpcs=limits.max_calls,
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

@@ -5,11 +5,12 @@ Order of checks on every request: route and method (404/405), authentication fro
 headers (401), rate limit (429), content type (415), declared length (411/413), the
 in-flight memory budget (503). Only then is the body read (408 past its deadline, see
 ``_http_protocol.py``), inflated under the size cap (413/400) and parsed (400); see
-``_http_admission.py``. The work itself (inflating, parsing, storing, querying) runs
-on worker threads through the shared :class:`Pipeline`, so the event loop only moves
-bytes; except for small OTLP bodies (below ``_SMALL_BODY`` received and inflated), which
-are parsed on the loop while it awaits their commit, as the trip to a thread would cost
-more than the work.
+``_http_admission.py``. The work itself (inflating, parsing JSON and protobuf,
+storing, querying) runs on worker threads through the shared :class:`Pipeline`; the
+event loop reads and writes bytes and encodes the (bounded) JSON answers. Small OTLP
+bodies (below ``_SMALL_BODY`` received and inflated) are the exception: parsed on the
+loop, which then awaits their commit, as the trip to a thread would cost more than the
+work.
 """
 
 from __future__ import annotations
@@ -269,8 +270,15 @@ class _Endpoints:
         Admission.content_type(request, (_JSON,))
         raw = await self.admission.read_body(request, reservation)
         encoding = request.headers.get("content-encoding") or ""
-        body = await self._in_thread(inflate, raw, encoding, self.limits.max_body, reservation.take)
-        return decode_json(body)
+        return await self._in_thread(
+            _inflate_json, raw, encoding, self.limits.max_body, reservation.take
+        )
+
+
+def _inflate_json(raw: bytearray, encoding: str, limit: int, take: Callable[[int], None]) -> Any:
+    """Inflate and parse a JSON body in one trip to a worker thread: parsing megabytes
+    on the event loop would stall every other connection (health checks, deadlines)."""
+    return decode_json(inflate(raw, encoding, limit, take))
 
 
 def _credited(take: Callable[[int], None], credit: int) -> Callable[[int], None]:

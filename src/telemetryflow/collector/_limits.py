@@ -22,6 +22,7 @@ import threading
 
 __all__ = [
     "connection_caps",
+    "fd_reserve",
     "raise_fd_limit",
     "return_free_memory_to_the_os",
     "return_large_buffers_to_the_os",
@@ -31,8 +32,10 @@ _log = logging.getLogger("telemetryflow.collector")
 
 _FD_TARGET = 65_536
 """Raise the soft limit to at most this (an unlimited hard limit is not asked for)."""
-_FD_RESERVE = 96
-"""Descriptors kept for the database, logs, threads' pipes and the listening sockets."""
+_FD_BASE = 64
+"""Descriptors kept for the writer's database files, logs, pipes and listening sockets."""
+FD_PER_READER = 3
+"""A SQLite read connection holds the database file, its WAL and its shared-memory index."""
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 1 << 20
 _malloc_lock = threading.Lock()
@@ -60,9 +63,20 @@ def raise_fd_limit() -> int:
     return _FD_TARGET if soft == resource.RLIM_INFINITY else int(soft)
 
 
-def connection_caps(configured: int, fd_limit: int, receivers: int) -> int:
-    """Connections each receiver may hold: the configured cap, lowered to fit ``fd_limit``."""
-    share = max(8, (fd_limit - _FD_RESERVE) // max(1, receivers))
+def fd_reserve(reader_threads: int) -> int:
+    """Descriptors not given to connections: the base plus every thread's reader.
+
+    Read connections are pooled, so the pool grows to as many as there are threads
+    reading at once: the HTTP workers (queries, status, listings) plus the queries the
+    web view runs on its own threads, which the query gate bounds (gRPC only writes).
+    """
+    return _FD_BASE + FD_PER_READER * reader_threads
+
+
+def connection_caps(configured: int, fd_limit: int, receivers: int, reader_threads: int) -> int:
+    """Connections each receiver may hold: the configured cap, lowered to fit ``fd_limit``
+    after :func:`fd_reserve` for ``reader_threads``."""
+    share = max(8, (fd_limit - fd_reserve(reader_threads)) // max(1, receivers))
     if share < configured:
         _log.warning(
             "open-file limit %d allows %d connections per receiver (asked for %d)",

@@ -24,6 +24,7 @@ from telemetryflow.collector._decode import BadRequestError
 from telemetryflow.collector._errors_events import find_error, list_error_groups, list_events
 from telemetryflow.collector._ingest import compact_json
 from telemetryflow.collector._params import Params
+from telemetryflow.collector._query_gate import reading
 from telemetryflow.collector._store import Store, WriteBatch
 
 __all__ = ["LIMITS", "ObservabilityAPI", "error_row", "event_row", "flag_answer"]
@@ -232,7 +233,7 @@ class ObservabilityAPI:
 
     def error_groups(self, principal: Principal, params: Mapping[str, Any]) -> dict[str, Any]:
         """``GET /v1/observability/errors``: this project's error groups."""
-        with self.store.reader() as conn:
+        with reading(self.store) as conn:
             return list_error_groups(conn, principal.project, params)
 
     def error_by_id(self, principal: Principal, error_id: str) -> dict[str, Any]:
@@ -241,7 +242,7 @@ class ObservabilityAPI:
         Raises:
             BadRequestError: 404 when this project has no such error.
         """
-        with self.store.reader() as conn:
+        with reading(self.store) as conn:
             found = find_error(conn, principal.project, error_id)
         if found is None:
             raise BadRequestError(404, "no error with this error_id in this project")
@@ -249,5 +250,5 @@ class ObservabilityAPI:
 
     def event_counts(self, principal: Principal, params: Mapping[str, Any]) -> dict[str, Any]:
         """``GET /v1/observability/events``: this project's events by name."""
-        with self.store.reader() as conn:
+        with reading(self.store) as conn:
             return list_events(conn, principal.project, params)

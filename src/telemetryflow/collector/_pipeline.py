@@ -41,6 +41,7 @@ from telemetryflow.collector._metrics_api import (
 from telemetryflow.collector._metrics_query import QueryLimits, query_metrics
 from telemetryflow.collector._observability_api import ObservabilityAPI
 from telemetryflow.collector._params import iso
+from telemetryflow.collector._query_gate import QueryGate, reading
 from telemetryflow.collector._store import Store, WriteBatch
 from telemetryflow.collector._traces_query import query_traces
 
@@ -89,11 +90,13 @@ class Pipeline(ObservabilityAPI):
         auth: Authenticator,
         limiter: RateLimiter,
         query_limits: QueryLimits | None = None,
+        query_gate: QueryGate | None = None,
     ) -> None:
         self.store = store
         self.auth = auth
         self.limiter = limiter
         self.query_limits = QueryLimits.from_env() if query_limits is None else query_limits
+        self.query_gate = QueryGate() if query_gate is None else query_gate
 
     def export(self, signal: Signal, principal: Principal, request: Any) -> Message:
         """Store an OTLP export request; answer with partial success when needed.
@@ -195,9 +198,13 @@ class Pipeline(ObservabilityAPI):
 
         Raises:
             BadRequestError: a parameter is malformed (400) or the metric query covers
-                more than :attr:`query_limits` allow (422); the message names it.
+                more than :attr:`query_limits` allow (422), or the query ran past the
+                deadline of :attr:`query_gate` (422); the message names it.
+            QueryBusyError: :attr:`query_gate` has no free slot (an ``OverloadedError``:
+                503 with a retry hint); nothing was run.
         """
-        with self.store.reader() as conn:
+        gate = self.query_gate
+        with gate.admit(principal.key_id), reading(self.store) as conn, gate.bounded(conn):
             if signal == "metrics":
                 return query_metrics(conn, principal.project, params, self.query_limits)
             if signal == "metric_names":  # by default over the retention window
@@ -211,7 +218,7 @@ class Pipeline(ObservabilityAPI):
         since = time.time_ns() - int(window_s * 1e9)
         received: dict[str, int] = {}
         last = 0
-        with self.store.reader() as conn:
+        with reading(self.store) as conn:
             for label, table in (
                 ("spans", "spans"),
                 ("metric_points", "metric_points"),
