@@ -25,7 +25,7 @@ from telemetryflow.collector._store import (
 
 PB = {"Content-Type": "application/x-protobuf"}
 JS = {"Content-Type": "application/json"}
-SMALL = 64 * 1024  # the collector's threshold (``_http._SMALL_BODY``)
+SMALL = 16 * 1024  # the collector's threshold (``_http._SMALL_BODY``)
 
 
 def _body(trace: int, count: int, payload: str) -> bytes:
