@@ -151,3 +151,33 @@ def test_ipv6_loopback_and_ephemeral_ports(make_collector: Any) -> None:
     assert collector.http_port != 0
     assert collector.http_endpoint == f"http://[::1]:{collector.http_port}"
     assert httpx.get(f"{collector.http_endpoint}/health").json() == {"status": "ok"}
+
+
+def test_accepted_connections_send_without_nagle_delay() -> None:
+    """The listening socket says TCP, so asyncio sets TCP_NODELAY on every connection
+    it accepts (with protocol 0 it did not, and each kept-alive answer waited ~40 ms
+    for the client's delayed acknowledgement)."""
+    import asyncio
+    import socket
+
+    from telemetryflow.collector._http_server import _bind
+
+    async def accept_one() -> int:
+        listener = _bind("127.0.0.1", 0, 8)
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            value = await asyncio.wait_for(accepted, 5)
+        server.close()
+        await server.wait_closed()
+        return value
+
+    assert asyncio.run(accept_one()) != 0

@@ -211,3 +211,44 @@ def test_spans_that_are_each_others_parent_come_back_as_roots(http: httpx.Client
     names = {span["name"]: span for span in roots["spans"]}
     assert [c["name"] for c in names["root"]["children"]] == ["ok-child"]
     assert {"x", "y", "z", "below-loop"} <= set(names)
+
+
+def test_trace_list_summary_matches_the_full_trace(http: httpx.Client) -> None:
+    """``detail=false`` summarises from a few columns; it must agree with the full trace.
+
+    Covers a child that starts before its root (so the earliest span is not the root),
+    spans in a parent loop, a span hanging off the loop, and an error on a child.
+    """
+    now = time.time_ns()
+    skewed, looped = "d1" * 16, "d2" * 16
+    spans = [
+        make_span(skewed, "11" * 8, "root", start_ns=now - 5 * 10**8, duration_ms=50),
+        make_span(skewed, "12" * 8, "early-child", parent="11" * 8, start_ns=now - 6 * 10**8),
+        make_span(
+            skewed,
+            "13" * 8,
+            "failing",
+            parent="11" * 8,
+            start_ns=now - 4 * 10**8,
+            duration_ms=300,
+            error=True,
+        ),
+        make_span(looped, "2a" * 8, "x", parent="2c" * 8, start_ns=now - 3 * 10**8),
+        make_span(looped, "2b" * 8, "y", parent="2a" * 8, start_ns=now - 9 * 10**8),
+        make_span(looped, "2c" * 8, "z", parent="2b" * 8, start_ns=now - 8 * 10**8),
+        make_span(looped, "2d" * 8, "below-loop", parent="2a" * 8, start_ns=now - 10**9),
+        make_span(looped, "2e" * 8, "late-root", start_ns=now - 2 * 10**8),
+    ]
+    assert http.post("/v1/traces", content=trace_request("svc", spans).SerializeToString(),
+                     headers=PB).status_code == 200  # fmt: skip
+    more = trace_request("other", [make_span(skewed, "14" * 8, "remote", parent="13" * 8)])
+    assert http.post("/v1/traces", content=more.SerializeToString(), headers=PB).status_code == 200
+    brief = http.get("/v1/traces/query", params={"detail": "false"}).json()["traces"]
+    full = http.get("/v1/traces/query", params={"detail": "true"}).json()["traces"]
+    for summary in full:
+        del summary["spans"]
+    assert brief == full
+    by_id = {t["trace_id"]: t for t in brief}
+    assert (by_id[skewed]["root_name"], by_id[skewed]["span_count"]) == ("root", 4)
+    assert (by_id[skewed]["error"], by_id[skewed]["services"]) == (True, ["other", "svc"])
+    assert (by_id[looped]["root_name"], by_id[looped]["error"]) == ("below-loop", False)

@@ -34,8 +34,8 @@ async function main() {
   const body = document.querySelector("#traces tbody");
   status.textContent = "Loading…";
   try {
-    await header();
-    const data = await api("/ui/api/traces", params);
+    // both at once: the list does not wait on the header's round trip
+    const [, data] = await Promise.all([header(), api("/ui/api/traces", params)]);
     clear(body);
     for (const trace of data.traces) body.append(row(trace));
     const services = document.getElementById("services");
