@@ -230,3 +230,33 @@ def test_close_leaves_the_connection_of_a_writer_still_committing(tmp_path: Path
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("SELECT name FROM spans").fetchall() == [("late",)]
     store._writer.close()
+
+
+def test_a_stop_queued_behind_a_batch_still_stops_the_writer(tmp_path: Path) -> None:
+    """``close`` right after a write: the writer gathers the batch and the stop signal
+    in one group, commits the batch and stops (it used to drop the signal and run on,
+    so ``close`` waited its whole timeout and left the file open)."""
+    store = Store(str(tmp_path / "c.db"))
+    with store._write_lock:  # the writer takes the first batch and waits here
+        first = store.submit_future(_one_span_batch("first"))
+        for _ in range(400):  # bounded: until the writer has taken it
+            if store._queue.empty():
+                break
+            time.sleep(0.01)
+        second = store.submit_future(_one_span_batch("second"))
+        closer = threading.Thread(target=store.close, kwargs={"timeout": 20})
+        closer.start()
+        for _ in range(400):  # bounded: until the stop signal is queued behind it
+            if store._queue.qsize() >= 2:
+                break
+            time.sleep(0.01)
+    store._thread.join(10)
+    stopped = not store._thread.is_alive()
+    closer.join(30)
+    assert stopped, "the writer kept running after close() queued its stop"
+    assert first.result(5).stored == 1 and second.result(5).stored == 1
+    with sqlite3.connect(store.path) as conn:
+        assert sorted(conn.execute("SELECT name FROM spans").fetchall()) == [
+            ("first",),
+            ("second",),
+        ]

@@ -313,7 +313,9 @@ class Store:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if more is not None:
+                if more is None:
+                    stop = True  # close() asked while this group was gathered: finish it
+                else:
                     jobs.append(more)
             if jobs and not self._commit_group(jobs):
                 # a size trim may free pages: run it soon, not every failed write
