@@ -93,7 +93,9 @@ def _wait_until_serving(url: str, proc: subprocess.Popen[str]) -> None:
     raise AssertionError(f"the reference app did not start (exit status {proc.poll()})")
 
 
-def _drive_and_check(receiver: OTLPReceiver, lifespan: str, pythonpath: str) -> None:
+def check_one_server_span_per_request(
+    receiver: OTLPReceiver, lifespan: str, pythonpath: str
+) -> None:
     requests = [new_traceparent() for _ in range(3)]
     with _serve(receiver, lifespan, pythonpath) as server:
         for n, (header, _, _) in enumerate(requests):
@@ -129,7 +131,9 @@ def test_reference_example_records_each_request_once_on_the_newest_fastapi(
     """``lifespan`` off: the first request is the first time the app is built."""
     if not HAS_BUILTIN:
         pytest.skip("the installed FastAPI has no built-in telemetry")
-    _drive_and_check(receiver, lifespan, str(ROOT / "src") + os.pathsep + str(ROOT / "tests"))
+    check_one_server_span_per_request(
+        receiver, lifespan, str(ROOT / "src") + os.pathsep + str(ROOT / "tests")
+    )
 
 
 @pytest.mark.slow
@@ -152,7 +156,7 @@ def test_reference_example_on_the_oldest_fastapi_allowed(
     )  # fmt: skip
     assert re.fullmatch(r"0\.100\.\d+ 0\.27\.\d+\n", probe.stdout), probe.stdout + probe.stderr
     path = os.pathsep.join((str(target), str(ROOT / "src"), str(ROOT / "tests")))
-    _drive_and_check(receiver, "on", path)
+    check_one_server_span_per_request(receiver, "on", path)
 
 
 @pytest.mark.slow
