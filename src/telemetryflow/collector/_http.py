@@ -280,8 +280,9 @@ class _Endpoints:
 
 
 def _inflate_json(raw: bytearray, encoding: str, limit: int, take: Callable[[int], None]) -> Any:
-    """Inflate and parse a JSON body in one trip to a worker thread: parsing megabytes
-    on the event loop would stall every other connection (health checks, deadlines)."""
+    """Inflate and parse a JSON body in one trip to a worker thread, so the loop is free
+    while the body inflates. ``json`` parses in C holding the GIL, so a body of many
+    megabytes still pauses the loop for its parse; ``--max-body-size`` bounds that."""
     return decode_json(inflate(raw, encoding, limit, take))
 
 
