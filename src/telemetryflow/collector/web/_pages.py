@@ -1,7 +1,9 @@
 """Pages, sign-in and sign-out, and the static files the pages are built from.
 
-Pages are fixed HTML shells shipped in the package: they hold no data, so nothing a
-client sent is ever written into markup by the server. The page's script reads its
+Pages are fixed HTML shells shipped in the package (``shell.html``, the header and nav
+every page shares, around each page's own ``NAME.main.html``, put together once at
+import): they hold no data, so nothing a client sent is ever written into markup by
+the server. The page's script reads its
 filters from the URL and fetches the JSON of :mod:`._api`, rendering it as text.
 """
 
@@ -37,16 +39,40 @@ class Asset:
     etag: str
 
 
+# The pages that share the header and nav of ``shell.html``: name -> (title, extra
+# ``<head>`` lines). Each page's own ``<main>`` is ``NAME.main.html``; its script is
+# ``NAME.js``. Built once at import, so they are as fixed as the other files.
+_PAGES = {
+    "overview": ("Overview", ""),
+    "traces": ("Traces", '  <link rel="modulepreload" href="/ui/static/common.js">\n'),
+    "trace": ("Trace", ""),
+    "logs": ("Logs", ""),
+    "metrics": ("Metrics", ""),
+    "metric": ("Metric", ""),
+    "errors": ("Errors", ""),
+    "events": ("Events", ""),
+}
+
+
+def _asset(name: str, body: bytes) -> Asset:
+    etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    return Asset(body, _TYPES["." + name.rsplit(".", 1)[-1]], etag)
+
+
 def _load_assets() -> dict[str, Asset]:
     folder = resources.files("telemetryflow.collector.web") / "static"
-    assets = {}
-    for entry in folder.iterdir():
-        suffix = "." + entry.name.rsplit(".", 1)[-1]
-        if entry.is_file() and suffix in _TYPES:
-            body = entry.read_bytes()
-            etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-            assets[entry.name] = Asset(body, _TYPES[suffix], etag)
-    return assets
+    files = {
+        entry.name: entry.read_bytes()
+        for entry in folder.iterdir()
+        if entry.is_file() and "." + entry.name.rsplit(".", 1)[-1] in _TYPES
+    }
+    shell = files.pop("shell.html").decode()
+    for name, (title, head) in _PAGES.items():
+        main = files.pop(f"{name}.main.html").decode()
+        page = (shell.replace("{{title}}", title).replace("{{head}}", head)
+                .replace("{{view}}", name).replace("{{main}}", main))  # fmt: skip
+        files[f"{name}.html"] = page.encode()
+    return {name: _asset(name, body) for name, body in files.items()}
 
 
 ASSETS = _load_assets()
