@@ -156,3 +156,21 @@ export async function header() {
 export function showError(node, error) {
   clear(node).append(el("p", { className: "error", text: error.message || String(error) }));
 }
+
+// A list page: its filters from the URL into the form, the header, then one API call.
+// ``render(data)`` fills the page and returns the status line ("" when there are rows).
+export async function loadPage(filters, path, render) {
+  const params = urlParams(filters);
+  const form = document.getElementById("filters");
+  fillForm(form, params);
+  tidyForm(form);
+  const status = document.getElementById("status");
+  status.textContent = "Loading…";
+  try {
+    await header();
+    status.textContent = render(await api(path, params));
+    document.body.dataset.ready = "true";
+  } catch (error) {
+    if (error.status !== 401) showError(status, error);
+  }
+}

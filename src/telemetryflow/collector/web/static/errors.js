@@ -1,6 +1,6 @@
 // Error groups: captured exceptions and errors grouped by fingerprint, newest first.
 import {
-  api, clear, el, fillForm, formatTime, header, showError, tidyForm, traceLink, urlParams,
+  clear, el, formatTime, loadPage, traceLink,
 } from "./common.js";
 
 const FILTERS = ["service", "since"];
@@ -27,25 +27,13 @@ function rows(group) {
   return [main, detail];
 }
 
-async function main() {
-  const params = urlParams(FILTERS);
-  const form = document.getElementById("filters");
-  fillForm(form, params);
-  tidyForm(form);
-  const status = document.getElementById("status");
-  status.textContent = "Loading…";
-  try {
-    await header();
-    const data = await api("/ui/api/errors", params);
-    const body = clear(document.querySelector("#errors tbody"));
-    for (const group of data.groups) body.append(...rows(group));
-    document.getElementById("totals").textContent =
-      `${data.total_groups} groups, ${data.total_occurrences} occurrences`;
-    status.textContent = data.groups.length ? "" : "No errors captured with these filters.";
-    document.body.dataset.ready = "true";
-  } catch (error) {
-    if (error.status !== 401) showError(status, error);
-  }
+function render(data) {
+  const body = clear(document.querySelector("#errors tbody"));
+  for (const group of data.groups) body.append(...rows(group));
+  document.getElementById("totals").textContent =
+    `${data.total_groups} groups, ${data.total_occurrences} occurrences`;
+  return data.groups.length ? "" : "No errors captured with these filters.";
 }
 
-main();
+loadPage(FILTERS, "/ui/api/errors", render);
+

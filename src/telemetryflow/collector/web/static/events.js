@@ -1,7 +1,6 @@
 // Product events by name with distinct users, and which flag variant each user saw.
 import {
-  api, clear, el, fillForm, formatTime, header, showError, tidyForm, traceLink, urlParams,
-  valueText,
+  clear, el, formatTime, loadPage, traceLink, valueText,
 } from "./common.js";
 
 const FILTERS = ["service", "since"];
@@ -29,28 +28,16 @@ function flagRow(flag) {
   );
 }
 
-async function main() {
-  const params = urlParams(FILTERS);
-  const form = document.getElementById("filters");
-  fillForm(form, params);
-  tidyForm(form);
-  const status = document.getElementById("status");
-  status.textContent = "Loading…";
-  try {
-    await header();
-    const data = await api("/ui/api/events", params);
-    const events = clear(document.querySelector("#events tbody"));
-    for (const event of data.events) events.append(eventRow(event));
-    const flags = clear(document.querySelector("#flags tbody"));
-    for (const flag of data.flags) flags.append(flagRow(flag));
-    document.getElementById("flags-note").textContent = data.flags_truncated
-      ? "Only the newest evaluations are counted." : "";
-    status.textContent = data.events.length || data.flags.length
-      ? "" : "No events or flag evaluations with these filters.";
-    document.body.dataset.ready = "true";
-  } catch (error) {
-    if (error.status !== 401) showError(status, error);
-  }
+function render(data) {
+  const events = clear(document.querySelector("#events tbody"));
+  for (const event of data.events) events.append(eventRow(event));
+  const flags = clear(document.querySelector("#flags tbody"));
+  for (const flag of data.flags) flags.append(flagRow(flag));
+  document.getElementById("flags-note").textContent = data.flags_truncated
+    ? "Only the newest evaluations are counted." : "";
+  return data.events.length || data.flags.length
+    ? "" : "No events or flag evaluations with these filters.";
 }
 
-main();
+loadPage(FILTERS, "/ui/api/events", render);
+

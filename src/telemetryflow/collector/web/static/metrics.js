@@ -1,6 +1,6 @@
 // The metric catalogue: every metric name of the project with its type, unit and series.
 import {
-  api, clear, el, fillForm, formatTime, header, showError, tidyForm, urlParams,
+  clear, el, formatTime, loadPage,
 } from "./common.js";
 
 const FILTERS = ["service", "prefix"];
@@ -17,23 +17,11 @@ function row(metric) {
   );
 }
 
-async function main() {
-  const params = urlParams(FILTERS);
-  const form = document.getElementById("filters");
-  fillForm(form, params);
-  tidyForm(form);
-  const status = document.getElementById("status");
-  status.textContent = "Loading…";
-  try {
-    await header();
-    const data = await api("/ui/api/metrics", params);
-    const body = clear(document.querySelector("#metrics tbody"));
-    for (const metric of data.metrics) body.append(row(metric));
-    status.textContent = data.metrics.length ? "" : "No metrics match these filters.";
-    document.body.dataset.ready = "true";
-  } catch (error) {
-    if (error.status !== 401) showError(status, error);
-  }
+function render(data) {
+  const body = clear(document.querySelector("#metrics tbody"));
+  for (const metric of data.metrics) body.append(row(metric));
+  return data.metrics.length ? "" : "No metrics match these filters.";
 }
 
-main();
+loadPage(FILTERS, "/ui/api/metrics", render);
+

@@ -1,6 +1,6 @@
 // The overview: per service and route, requests, rate, error rate and latency; latest errors.
 import {
-  api, clear, el, fillForm, formatDuration, formatTime, header, showError, tidyForm, urlParams,
+  clear, el, formatDuration, formatTime, loadPage,
 } from "./common.js";
 
 const FILTERS = ["service", "since"];
@@ -38,26 +38,14 @@ function errorRow(group) {
   );
 }
 
-async function main() {
-  const params = urlParams(FILTERS);
-  const form = document.getElementById("filters");
-  fillForm(form, params);
-  tidyForm(form);
-  const status = document.getElementById("status");
-  status.textContent = "Loading…";
-  try {
-    await header();
-    const data = await api("/ui/api/overview", params);
-    const routes = clear(document.querySelector("#routes tbody"));
-    for (const route of data.routes) routes.append(routeRow(route));
-    const errors = clear(document.querySelector("#errors tbody"));
-    for (const group of data.errors) errors.append(errorRow(group));
-    status.textContent = data.routes.length
-      ? "" : "No requests measured by the middleware in this window.";
-    document.body.dataset.ready = "true";
-  } catch (error) {
-    if (error.status !== 401) showError(status, error);
-  }
+function render(data) {
+  const routes = clear(document.querySelector("#routes tbody"));
+  for (const route of data.routes) routes.append(routeRow(route));
+  const errors = clear(document.querySelector("#errors tbody"));
+  for (const group of data.errors) errors.append(errorRow(group));
+  return data.routes.length
+    ? "" : "No requests measured by the middleware in this window.";
 }
 
-main();
+loadPage(FILTERS, "/ui/api/overview", render);
+
