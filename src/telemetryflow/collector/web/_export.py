@@ -30,7 +30,7 @@ _PAGE = 50  # traces per page of /ui/api/traces
 _JSON_ESCAPES = {c: f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"}
 _IMPORT_BLOCK = re.compile(r"^import\s*\{[^}]*\}\s*from\s*\"\./common\.js\";\s*$", re.M)
 _EXPORT_WORD = re.compile(r"^export\s+", re.M)
-_MARKER = re.compile(r"@@(CSP|TITLE|STYLE|DATA|SCRIPT)@@")
+_MARKER = re.compile(r"@@(CSP|TITLE|STYLE|MAIN|DATA|SCRIPT)@@")
 _TEMPLATE = """<!doctype html>
 <html lang="en">
 <head>
@@ -48,30 +48,11 @@ _TEMPLATE = """<!doctype html>
     <span class="spacer"></span>
     <span class="muted">exported trace file</span>
   </header>
-  <main class="trace">
-    <ul id="exported" class="exported" hidden></ul>
-    <div id="summary" class="summary"></div>
-    <div id="status" class="muted" role="status"></div>
-    <div class="split">
-      <section class="waterfall" id="waterfall" aria-label="Spans">
-        <div class="axis" id="axis"><div class="label-col">Span</div><div class="ticks" id="ticks"></div></div>
-        <div class="viewport" id="viewport" tabindex="0"><div class="spacer" id="spacer"><div class="rows" id="rows"></div></div></div>
-      </section>
-      <aside class="detail" id="detail" aria-label="Span detail"></aside>
-    </div>
-    <section class="trace-logs">
-      <h2>Logs of this trace</h2>
-      <table class="list" id="trace-logs">
-        <thead><tr><th class="num">At</th><th>Level</th><th>Service</th><th>Message</th><th>Span</th></tr></thead>
-        <tbody></tbody>
-      </table>
-    </section>
-  </main>
-  <script type="application/json" id="trace-data">@@DATA@@</script>
+@@MAIN@@  <script type="application/json" id="trace-data">@@DATA@@</script>
   <script>@@SCRIPT@@</script>
 </body>
 </html>
-"""  # noqa: E501
+"""
 
 
 class ExportError(Exception):
@@ -107,6 +88,15 @@ def _hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
+def _trace_main() -> str:
+    """The trace page's own ``<main>``, plus the list that switches between traces."""
+    opening = '  <main class="trace">\n'
+    main = _static("trace.main.html")
+    if not main.startswith(opening):
+        raise RuntimeError("trace.main.html no longer opens with the trace page's <main>")
+    return opening + '    <ul id="exported" class="exported" hidden></ul>\n' + main[len(opening) :]
+
+
 def build_html(traces: list[dict[str, Any]]) -> str:
     """The self-contained page for ``traces`` (each shaped as ``/ui/api/traces/{id}``)."""
     style, script = _static("app.css"), bundled_script()
@@ -117,7 +107,7 @@ def build_html(traces: list[dict[str, Any]]) -> str:
     first = traces[0].get("root_name") if traces else None
     title = f"{first or 'Traces'} · TelemetryFlow export"
     parts = {
-        "CSP": csp, "TITLE": html.escape(title), "STYLE": style,
+        "CSP": csp, "TITLE": html.escape(title), "STYLE": style, "MAIN": _trace_main(),
         "DATA": embedded_json({"traces": traces}), "SCRIPT": script,
     }  # fmt: skip
     return _MARKER.sub(lambda m: parts[m.group(1)], _TEMPLATE)
