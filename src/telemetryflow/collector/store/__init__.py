@@ -1,0 +1,1 @@
+"""Where the collector keeps what it receives: one package per backend."""

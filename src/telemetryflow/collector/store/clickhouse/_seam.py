@@ -1,0 +1,155 @@
+"""The one seam between our ClickHouse SQL and the engine that runs it.
+
+The same SQL text runs on chDB (ClickHouse's engine inside this process) and on a
+ClickHouse server over its HTTP interface. Both sides take query parameters in
+ClickHouse's own ``{name:Type}`` syntax, so values are never spliced into SQL, and both
+answer in ``JSONCompact`` with 64-bit integers unquoted, decoded by one function: a query
+module cannot tell which engine it talks to.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+__all__ = [
+    "ChdbConnection",
+    "ClickHouseConnection",
+    "ServerConnection",
+    "decode_compact",
+    "encode_rows",
+    "missing_extra",
+]
+
+Params = Mapping[str, Any]
+
+# JSON output with plain numbers for UInt64/Int64 (ClickHouse quotes them by default)
+_SETTINGS = {"output_format_json_quote_64bit_integers": 0}
+_SETTINGS_SQL = " SETTINGS output_format_json_quote_64bit_integers = 0"
+
+
+class ClickHouseConnection(Protocol):
+    """What the ClickHouse store and its queries need from an engine."""
+
+    def query(self, sql: str, params: Params | None = None) -> list[list[Any]]:
+        """Run a SELECT; the rows as lists, values decoded from JSON."""
+        ...
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        """Run a statement that answers nothing (DDL, ALTER, TRUNCATE)."""
+        ...
+
+    def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Insert rows given as column → value (``JSONEachRow``)."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine."""
+        ...
+
+
+def missing_extra(module: str) -> ImportError:
+    """The error a user sees when the ClickHouse extra is not installed."""
+    return ImportError(
+        f"the ClickHouse store needs {module!r}: pip install 'telemetryflow[clickhouse]'"
+    )
+
+
+def _import(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise missing_extra(module.split(".")[0]) from exc
+
+
+def decode_compact(payload: bytes) -> list[list[Any]]:
+    """The ``data`` rows of a ``JSONCompact`` answer (empty for an empty answer)."""
+    if not payload.strip():
+        return []
+    rows: list[list[Any]] = json.loads(payload)["data"]
+    return rows
+
+
+def encode_rows(rows: Iterable[Mapping[str, Any]]) -> bytes:
+    """Rows as ``JSONEachRow`` bytes: one JSON object per line."""
+    return b"".join(
+        json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode() + b"\n" for row in rows
+    )
+
+
+class ChdbConnection:
+    """chDB, ClickHouse's engine embedded in this process, over a data directory.
+
+    chDB runs one session per process; calls are serialized by a lock so threads of
+    the collector can share it.
+    """
+
+    def __init__(self, path: str) -> None:
+        session = _import("chdb.session")
+        self._session = session.Session(path)
+        self._lock = threading.Lock()
+
+    def query(self, sql: str, params: Params | None = None) -> list[list[Any]]:
+        with self._lock:
+            result = self._session.query(
+                sql + _SETTINGS_SQL, "JSONCompact", params=dict(params or {})
+            )
+        return decode_compact(result.bytes())
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        with self._lock:
+            self._session.query(sql, "CSV", params=dict(params or {}))
+
+    def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        data = encode_rows(rows)
+        if not data:
+            return
+        with self._lock:
+            self._session.query(f"INSERT INTO {table} FORMAT JSONEachRow\n" + data.decode())
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
+class ServerConnection:
+    """A ClickHouse server over its HTTP interface (``clickhouse-connect``)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        database: str,
+        secure: bool = False,
+    ) -> None:
+        driver = _import("clickhouse_connect")
+        self._client = driver.get_client(
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            database=database,
+            secure=secure,
+        )
+
+    def query(self, sql: str, params: Params | None = None) -> list[list[Any]]:
+        payload = self._client.raw_query(
+            sql, parameters=dict(params or {}), settings=_SETTINGS, fmt="JSONCompact"
+        )
+        return decode_compact(payload)
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        self._client.command(sql, parameters=dict(params or {}))
+
+    def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        data = encode_rows(rows)
+        if data:
+            self._client.raw_insert(table, insert_block=data, fmt="JSONEachRow")
+
+    def close(self) -> None:
+        self._client.close()
