@@ -49,7 +49,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from telemetryflow.collector._store import Store, WriteBatch
+from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
 
 KEY = "tfk_bench0001:tfs_bench-secret@bench"
 AUTH = "Bearer tfk_bench0001:tfs_bench-secret"

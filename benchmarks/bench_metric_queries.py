@@ -31,8 +31,8 @@ from typing import Any
 
 import httpx
 
-from telemetryflow.collector._schema import POINT_COLUMNS
-from telemetryflow.collector._store import Store, WriteBatch
+from telemetryflow.collector.store.sqlite._schema import POINT_COLUMNS
+from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
 
 KEY = "tfk_bench0001:tfs_bench-secret@bench"
 AUTH = "Bearer tfk_bench0001:tfs_bench-secret"

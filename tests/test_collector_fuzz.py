@@ -50,7 +50,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from telemetryflow.collector import ApiKey, Collector, CollectorConfig
-from telemetryflow.collector import _grpc as grpc_receiver
+from telemetryflow.collector.server import _grpc as grpc_receiver
 
 pytestmark = pytest.mark.slow
 

@@ -31,8 +31,8 @@ def parse_size(text: str) -> int:
 
 
 def _duration(text: str) -> float:
-    from telemetryflow.collector._decode import BadRequestError
-    from telemetryflow.collector._params import parse_duration
+    from telemetryflow.collector.ingest._decode import BadRequestError
+    from telemetryflow.collector.query._params import parse_duration
 
     try:
         return parse_duration(text, "duration")

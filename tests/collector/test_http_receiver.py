@@ -160,7 +160,7 @@ def test_accepted_connections_send_without_nagle_delay() -> None:
     import asyncio
     import socket
 
-    from telemetryflow.collector._http_server import _bind
+    from telemetryflow.collector.server._http_server import _bind
 
     async def accept_one() -> int:
         listener = _bind("127.0.0.1", 0, 8)

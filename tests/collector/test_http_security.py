@@ -65,7 +65,7 @@ def test_x_telemetryflow_headers_authenticate(collector: Collector) -> None:
 def test_secret_compared_in_constant_time(
     collector: Collector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import telemetryflow.collector._auth as auth_module
+    import telemetryflow.collector.server._auth as auth_module
 
     calls: list[tuple[bytes, bytes]] = []
     real = auth_module.hmac.compare_digest

@@ -16,7 +16,7 @@ import pytest
 from collector_helpers import gz, make_span, trace_request
 from google.protobuf import json_format
 
-from telemetryflow.collector._store import (
+from telemetryflow.collector.store.sqlite._store import (
     StorageFullError,
     Store,
     StoreClosedError,

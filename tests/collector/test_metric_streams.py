@@ -30,10 +30,10 @@ from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from opentelemetry.sdk.resources import Resource
 
 from telemetryflow.collector import Collector
-from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
-from telemetryflow.collector._exponential import ExpBuckets
-from telemetryflow.collector._metrics_query import ENV_MAX_POINTS, ENV_MAX_SERIES
 from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector.query._exponential import ExpBuckets
+from telemetryflow.collector.query._metrics import ENV_MAX_POINTS, ENV_MAX_SERIES
+from telemetryflow.collector.server._auth import Authenticator, Principal, RateLimiter
 
 PB = {"Content-Type": "application/x-protobuf"}
 HOUR = 3600 * 10**9

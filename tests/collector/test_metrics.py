@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetryflow.collector import Collector
-from telemetryflow.collector._aggregate import exact_quantile, histogram_quantile
+from telemetryflow.collector.query._aggregate import exact_quantile, histogram_quantile
 
 PB = {"Content-Type": "application/x-protobuf"}
 BOUNDS = [1.0, 2.0, 4.0, 8.0]

@@ -21,11 +21,11 @@ from telemetryflow import TelemetryFlowBuilder, TelemetryFlowClient
 from telemetryflow._capture import fingerprint_stack_text
 from telemetryflow._flags import FlagSet
 from telemetryflow.collector import ApiKey, Collector
-from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
-from telemetryflow.collector._decode import BadRequestError
 from telemetryflow.collector._pipeline import Pipeline
-from telemetryflow.collector._schema import SCHEMA_VERSION
-from telemetryflow.collector._store import Store
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.server._auth import Authenticator, Principal, RateLimiter
+from telemetryflow.collector.store.sqlite._schema import SCHEMA_VERSION
+from telemetryflow.collector.store.sqlite._store import Store
 
 ALPHA = Principal(KEY_A.project, KEY_A.key_id)
 BETA = Principal(KEY_B.project, KEY_B.key_id)

@@ -8,10 +8,10 @@ import pytest
 from collector_helpers import KEY_A
 
 from telemetryflow.collector import Collector
-from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._observability_api import LIMITS
 from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector.api._observability import LIMITS
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.server._auth import Authenticator, Principal, RateLimiter
 
 ALPHA = Principal(KEY_A.project, KEY_A.key_id)
 

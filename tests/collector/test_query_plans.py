@@ -25,10 +25,10 @@ from collector_helpers import (
 )
 
 from telemetryflow.collector import Collector
-from telemetryflow.collector._logs_query import query_logs
-from telemetryflow.collector._metric_names import query_metric_names
-from telemetryflow.collector._metrics_query import query_metrics
-from telemetryflow.collector._traces_query import query_traces
+from telemetryflow.collector.query._logs import query_logs
+from telemetryflow.collector.query._metric_names import query_metric_names
+from telemetryflow.collector.query._metrics import query_metrics
+from telemetryflow.collector.query._traces import query_traces
 
 PB = {"Content-Type": "application/x-protobuf"}
 DAY_NS = 86400 * 10**9

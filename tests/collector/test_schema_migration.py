@@ -12,7 +12,7 @@ import httpx
 from collector_helpers import KEY_A, headers_for, log_request, make_log, make_span, trace_request
 
 from telemetryflow.collector import Collector
-from telemetryflow.collector._schema import SCHEMA_VERSION
+from telemetryflow.collector.store.sqlite._schema import SCHEMA_VERSION
 
 PB = {"Content-Type": "application/x-protobuf"}
 OLD_TRACE = "0123456789abcdef0123456789abcdef"

@@ -23,7 +23,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from telemetryflow import TelemetryFlowBuilder
 from telemetryflow.collector import Collector
-from telemetryflow.collector._store import StorageFullError, Store, WriteBatch, storage_trouble
+from telemetryflow.collector.store.sqlite._store import (
+    StorageFullError,
+    Store,
+    WriteBatch,
+    storage_trouble,
+)
 
 PB = {"Content-Type": "application/x-protobuf"}
 UNLIMITED_PAGES = 2**30

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from web_helpers import KEY_A, KEY_B
 
-from telemetryflow.collector._auth import Authenticator
+from telemetryflow.collector.server._auth import Authenticator
 from telemetryflow.collector.web import COOKIE, SessionStore
 
 

@@ -9,20 +9,20 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
-from telemetryflow.collector._auth import Authenticator, RateLimiter
 from telemetryflow.collector._config import CollectorConfig
-from telemetryflow.collector._grpc import GrpcLimits, start_grpc_server
-from telemetryflow.collector._http import HTTPLimits, create_app
-from telemetryflow.collector._http_protocol import ConnectionLimits
-from telemetryflow.collector._http_server import HTTPServer
-from telemetryflow.collector._limits import (
+from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector.query._gate import QueryGate
+from telemetryflow.collector.server._auth import Authenticator, RateLimiter
+from telemetryflow.collector.server._grpc import GrpcLimits, start_grpc_server
+from telemetryflow.collector.server._http import HTTPLimits, create_app
+from telemetryflow.collector.server._http_protocol import ConnectionLimits
+from telemetryflow.collector.server._http_server import HTTPServer
+from telemetryflow.collector.server._limits import (
     connection_caps,
     raise_fd_limit,
     return_large_buffers_to_the_os,
 )
-from telemetryflow.collector._pipeline import Pipeline
-from telemetryflow.collector._query_gate import QueryGate
-from telemetryflow.collector._store import Store
+from telemetryflow.collector.store.sqlite._store import Store
 from telemetryflow.collector.web import close_live_tails
 
 __all__ = ["Collector"]

@@ -25,25 +25,25 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from telemetryflow.collector._auth import Authenticator, Principal, RateLimiter
-from telemetryflow.collector._errors_events import otlp_captures
-from telemetryflow.collector._exemplars import exemplar_rows
-from telemetryflow.collector._ingest import Ingested, log_rows, point_rows, span_rows
-from telemetryflow.collector._logs_query import query_logs
-from telemetryflow.collector._metric_names import query_metric_names
-from telemetryflow.collector._metrics_api import (
+from telemetryflow.collector.api._observability import ObservabilityAPI
+from telemetryflow.collector.ingest._errors_events import otlp_captures
+from telemetryflow.collector.ingest._exemplars import exemplar_rows
+from telemetryflow.collector.ingest._metrics_api import (
     FINGERPRINT,
     batch_rows,
     check_replay,
     fingerprint,
     report_row,
 )
-from telemetryflow.collector._metrics_query import QueryLimits, query_metrics
-from telemetryflow.collector._observability_api import ObservabilityAPI
-from telemetryflow.collector._params import iso
-from telemetryflow.collector._query_gate import QueryGate, reading
-from telemetryflow.collector._store import Store, WriteBatch
-from telemetryflow.collector._traces_query import query_traces
+from telemetryflow.collector.ingest._otlp import Ingested, log_rows, point_rows, span_rows
+from telemetryflow.collector.query._gate import QueryGate, reading
+from telemetryflow.collector.query._logs import query_logs
+from telemetryflow.collector.query._metric_names import query_metric_names
+from telemetryflow.collector.query._metrics import QueryLimits, query_metrics
+from telemetryflow.collector.query._params import iso
+from telemetryflow.collector.query._traces import query_traces
+from telemetryflow.collector.server._auth import Authenticator, Principal, RateLimiter
+from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
 
 __all__ = ["SIGNALS", "Pipeline", "Signal"]
 

@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from telemetryflow.collector._auth import Principal
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._params import iso
 from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.query._params import iso
+from telemetryflow.collector.server._auth import Principal
 from telemetryflow.collector.web._security import RefusedError, error
 from telemetryflow.collector.web._session import SessionStore
 from telemetryflow.collector.web._shape import flat_trace, list_row, log_row

@@ -16,9 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from telemetryflow.collector._auth import Principal
-from telemetryflow.collector._params import parse_instant
 from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector.query._params import parse_instant
+from telemetryflow.collector.server._auth import Principal
 from telemetryflow.collector.web._api import _params, admit
 from telemetryflow.collector.web._session import SessionStore
 

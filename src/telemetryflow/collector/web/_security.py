@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from telemetryflow.collector._auth import DuplicateCredentialsError
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._store import OverloadedError, StoreClosedError
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.server._auth import DuplicateCredentialsError
+from telemetryflow.collector.store.sqlite._store import OverloadedError, StoreClosedError
 
 __all__ = ["CSP", "Endpoint", "RefusedError", "error", "same_origin", "secured"]
 

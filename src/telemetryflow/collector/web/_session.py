@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from starlette.requests import HTTPConnection
 
-from telemetryflow.collector._auth import Authenticator, Principal
+from telemetryflow.collector.server._auth import Authenticator, Principal
 
 __all__ = ["COOKIE", "SessionStore"]
 

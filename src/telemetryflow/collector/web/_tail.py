@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from telemetryflow.collector._auth import Principal
-from telemetryflow.collector._params import iso
 from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector.query._params import iso
+from telemetryflow.collector.server._auth import Principal
 from telemetryflow.collector.web._api import _LOG_PARAMS, _params, admit, log_params
 from telemetryflow.collector.web._security import error
 from telemetryflow.collector.web._session import SessionStore

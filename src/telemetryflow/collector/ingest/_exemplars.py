@@ -7,7 +7,7 @@ exemplars carrying a valid trace id are kept (the rest link nowhere), and at mos
 histogram bucket, and a point's exemplars only need to show where its trace lies.
 
 A row names its series as ``metric_points`` does, so the metric query's filters and
-series keys (:class:`~telemetryflow.collector._metrics_sql.SqlParts`) select them.
+series keys (:class:`~telemetryflow.collector.query._metrics_sql.SqlParts`) select them.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from telemetryflow.collector._ingest import _tags, attributes, compact_json
-from telemetryflow.collector._metrics_sql import MetricFilter, SqlParts
-from telemetryflow.collector._params import iso
+from telemetryflow.collector.ingest._otlp import _tags, attributes, compact_json
+from telemetryflow.collector.query._metrics_sql import MetricFilter, SqlParts
+from telemetryflow.collector.query._params import iso
 
 __all__ = ["MAX_PER_POINT", "MAX_PER_SERIES", "exemplar_rows", "series_exemplars"]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from telemetryflow.collector._decode import BadRequestError
+from telemetryflow.collector.ingest._decode import BadRequestError
 
 __all__ = [
     "MAX_FILTERS",

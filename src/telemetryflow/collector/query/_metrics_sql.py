@@ -14,7 +14,7 @@ Histogram points are few (one per series per export) and are streamed to Python,
 which adds up their buckets.
 
 Every fragment inlined in SQL text is an integer, a float literal or a tag key checked
-against :data:`~telemetryflow.collector._params.TAG_KEY_PATTERN`; values are bound.
+against :data:`~telemetryflow.collector.query._params.TAG_KEY_PATTERN`; values are bound.
 """
 
 from __future__ import annotations

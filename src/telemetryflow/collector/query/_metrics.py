@@ -6,7 +6,7 @@ per-interval increases against the previous point of the same stream (same servi
 resource, tags and start time), looking back before the window for the first one, so
 sums and percentiles over a window describe what happened in that window. An
 exponential histogram whose scale changed between two points of a stream is compared
-at the lower scale (:mod:`~telemetryflow.collector._exponential`).
+at the lower scale (:mod:`~telemetryflow.collector.query._exponential`).
 
 Before any aggregation, one pass counts the points the query covers (stopping past
 the limit) and its series: past :attr:`QueryLimits.max_points` or
@@ -24,12 +24,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from telemetryflow.collector._aggregate import Accumulator, Aggregation, parse_agg
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._exemplars import series_exemplars
-from telemetryflow.collector._exponential import ExpBuckets
-from telemetryflow.collector._metrics_sql import CUMSUM, HIST, MetricFilter, SqlParts, rows
-from telemetryflow.collector._params import (
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.ingest._exemplars import series_exemplars
+from telemetryflow.collector.query._aggregate import Accumulator, Aggregation, parse_agg
+from telemetryflow.collector.query._exponential import ExpBuckets
+from telemetryflow.collector.query._metrics_sql import CUMSUM, HIST, MetricFilter, SqlParts, rows
+from telemetryflow.collector.query._params import (
     MAX_FILTERS,
     Params,
     check_tag_key,

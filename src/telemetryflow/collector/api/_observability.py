@@ -19,13 +19,13 @@ from typing import Any
 from telemetryflow._attributes import clean_value
 from telemetryflow._capture import fingerprint_reported
 from telemetryflow._flags import EMPTY_FLAGS, ERROR, FlagSet, targeting_key_of
-from telemetryflow.collector._auth import Principal
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._errors_events import find_error, list_error_groups, list_events
-from telemetryflow.collector._ingest import compact_json
-from telemetryflow.collector._params import Params
-from telemetryflow.collector._query_gate import reading
-from telemetryflow.collector._store import Store, WriteBatch
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.ingest._errors_events import find_error, list_error_groups, list_events
+from telemetryflow.collector.ingest._otlp import compact_json
+from telemetryflow.collector.query._gate import reading
+from telemetryflow.collector.query._params import Params
+from telemetryflow.collector.server._auth import Principal
+from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
 
 __all__ = ["LIMITS", "ObservabilityAPI", "error_row", "event_row", "flag_answer"]
 

@@ -3,7 +3,7 @@
 Both ways in land in the same two tables (``error_occurrences``, ``product_events``,
 see ``_schema.py``):
 
-* the REST API (``_observability_api.py``) validates a JSON body into a row;
+* the REST API (``api._observability``) validates a JSON body into a row;
 * OTLP ingest hands every logs or traces request to :func:`otlp_captures`, which picks
   out what the SDK's ``capture_error``/``capture_exception``/``track_event`` produce:
 
@@ -28,8 +28,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from telemetryflow.collector._ingest import attributes, compact_json
-from telemetryflow.collector._params import Params, iso
+from telemetryflow.collector.ingest._otlp import attributes, compact_json
+from telemetryflow.collector.query._params import Params, iso
 
 __all__ = [
     "ERROR_EVENT",

@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from telemetryflow.collector._exponential import ExpBuckets
+from telemetryflow.collector.query._exponential import ExpBuckets
 
 __all__ = [
     "Ingested",

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from telemetryflow._version import __version__
-from telemetryflow.collector._observability_openapi import (
+from telemetryflow.collector.api._openapi import (
     OBSERVABILITY_PATHS,
     OBSERVABILITY_SCHEMAS,
 )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect, Request
 
-from telemetryflow.collector._auth import DuplicateCredentialsError, Principal
+from telemetryflow.collector.server._auth import DuplicateCredentialsError, Principal
 
 if TYPE_CHECKING:
     from telemetryflow.collector._pipeline import Pipeline

@@ -7,9 +7,9 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._params import Params, iso
-from telemetryflow.collector._refs_query import REF_COLUMNS, REF_JOINS, RefReader
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.query._params import Params, iso
+from telemetryflow.collector.query._refs import REF_COLUMNS, REF_JOINS, RefReader
 
 __all__ = ["SEVERITY_NUMBERS", "query_logs", "severity_name"]
 

@@ -11,8 +11,8 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from telemetryflow.collector._params import Params, iso
-from telemetryflow.collector._refs_query import REF_COLUMNS, REF_JOINS, RefReader
+from telemetryflow.collector.query._params import Params, iso
+from telemetryflow.collector.query._refs import REF_COLUMNS, REF_JOINS, RefReader
 
 __all__ = ["build_tree", "query_traces"]
 

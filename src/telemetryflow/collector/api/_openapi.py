@@ -1,6 +1,6 @@
-"""The OpenAPI description of the observability API (``_observability_api.py``).
+"""The OpenAPI description of the observability API (``api._observability``).
 
-Kept apart from ``_openapi.py`` so the field bounds come straight from
+Kept apart from ``server/_openapi.py`` so the field bounds come straight from
 :data:`LIMITS`: the document cannot promise a bound the validation does not keep.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from telemetryflow.collector._observability_api import LIMITS
+from telemetryflow.collector.api._observability import LIMITS
 
 __all__ = ["OBSERVABILITY_PATHS", "OBSERVABILITY_SCHEMAS"]
 

@@ -32,8 +32,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from telemetryflow.collector._retention import Retention
-from telemetryflow.collector._schema import (
+from telemetryflow.collector.store.sqlite._retention import Retention
+from telemetryflow.collector.store.sqlite._schema import (
     ERROR_COLUMNS,
     EVENT_COLUMNS,
     EXEMPLAR_COLUMNS,
@@ -133,7 +133,7 @@ class WriteBatch:
     logs: list[Row] = field(default_factory=list)
     points: list[Row] = field(default_factory=list)
     resources: dict[int, Row] = field(default_factory=dict)
-    """Resource rows the spans and logs refer to, by key (stored once, see ``_ingest``)."""
+    """Resource rows the spans and logs refer to, by key (stored once, see ``ingest._otlp``)."""
     scopes: dict[int, Row] = field(default_factory=dict)
     errors: list[Row] = field(default_factory=list)
     """Error occurrences (``_errors_events``); a repeated ``error_id`` is stored once."""

@@ -33,10 +33,10 @@ from google.protobuf.duration_pb2 import Duration  # type: ignore[import-untyped
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc._cython import cygrpc  # type: ignore[attr-defined]
 
-from telemetryflow.collector._auth import DuplicateCredentialsError, Principal
-from telemetryflow.collector._decode import BadRequestError, parse_otlp
 from telemetryflow.collector._pipeline import SIGNALS, Pipeline, Signal
-from telemetryflow.collector._store import OverloadedError, StoreClosedError
+from telemetryflow.collector.ingest._decode import BadRequestError, parse_otlp
+from telemetryflow.collector.server._auth import DuplicateCredentialsError, Principal
+from telemetryflow.collector.store.sqlite._store import OverloadedError, StoreClosedError
 
 __all__ = ["GrpcLimits", "start_grpc_server"]
 

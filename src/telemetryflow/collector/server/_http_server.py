@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from telemetryflow.collector._http_protocol import ConnectionLimits, protocol_class
+from telemetryflow.collector.server._http_protocol import ConnectionLimits, protocol_class
 
 __all__ = ["HTTPServer"]
 

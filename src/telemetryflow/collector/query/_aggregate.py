@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._exponential import ExpBuckets
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.query._exponential import ExpBuckets
 
 __all__ = ["Accumulator", "Aggregation", "exact_quantile", "histogram_quantile", "parse_agg"]
 

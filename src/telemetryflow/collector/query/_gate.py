@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._store import OverloadedError, Store, storage_trouble
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.store.sqlite._store import OverloadedError, Store, storage_trouble
 
 __all__ = ["QueryBusyError", "QueryGate", "ReadTroubleError", "reading"]
 

@@ -16,9 +16,9 @@ import math
 import time
 from typing import Any
 
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._ingest import compact_json
-from telemetryflow.collector._params import parse_instant
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.ingest._otlp import compact_json
+from telemetryflow.collector.query._params import parse_instant
 
 __all__ = [
     "FINGERPRINT",

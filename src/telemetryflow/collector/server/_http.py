@@ -34,19 +34,19 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route, compile_path
 
-from telemetryflow.collector._auth import Principal
-from telemetryflow.collector._decode import BadRequestError, decode_json, inflate, parse_otlp
-from telemetryflow.collector._http_admission import (
+from telemetryflow.collector._pipeline import SIGNALS, Pipeline, Signal
+from telemetryflow.collector.ingest._decode import BadRequestError, decode_json, inflate, parse_otlp
+from telemetryflow.collector.server._auth import Principal
+from telemetryflow.collector.server._http_admission import (
     Admission,
     BodyBudget,
     RefusedError,
     Reservation,
     retry_after,
 )
-from telemetryflow.collector._limits import return_free_memory_to_the_os
-from telemetryflow.collector._openapi import openapi_document
-from telemetryflow.collector._pipeline import SIGNALS, Pipeline, Signal
-from telemetryflow.collector._store import OverloadedError, StoreClosedError
+from telemetryflow.collector.server._limits import return_free_memory_to_the_os
+from telemetryflow.collector.server._openapi import openapi_document
+from telemetryflow.collector.store.sqlite._store import OverloadedError, StoreClosedError
 from telemetryflow.collector.web import routes as web_routes
 
 __all__ = ["ROUTES", "HTTPLimits", "create_app"]

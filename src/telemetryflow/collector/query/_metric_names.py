@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from telemetryflow.collector._params import Params, iso
+from telemetryflow.collector.query._params import Params, iso
 
 __all__ = ["query_metric_names"]
 
