@@ -60,16 +60,11 @@ class Signal:
     rejected_field: str
 
 
-def _points(request: ExportMetricsServiceRequest, project: str, received_ns: int) -> Ingested:
-    rows, rejected, message = point_rows(request, project, received_ns)
-    return Ingested(rows, rejected, message)
-
-
 SIGNALS: dict[str, Signal] = {
     "traces": Signal("traces", ExportTraceServiceRequest, ExportTraceServiceResponse,
                      span_rows, "spans", "rejected_spans"),
     "metrics": Signal("metrics", ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-                      _points, "points", "rejected_data_points"),
+                      point_rows, "points", "rejected_data_points"),
     "logs": Signal("logs", ExportLogsServiceRequest, ExportLogsServiceResponse,
                    log_rows, "logs", "rejected_log_records"),
 }  # fmt: skip
