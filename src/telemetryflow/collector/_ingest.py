@@ -1,10 +1,10 @@
 """OTLP export requests to database rows.
 
 Each ``*_rows`` function returns an :class:`Ingested`: its rows, the number of items it
-refused and a message, and the resources and scopes the span and log rows refer to.
-Items that cannot be stored (a span without a valid id, a metric without data) are
-counted so the receiver can answer with OTLP partial success instead of failing the
-whole request.
+refused and a message, the resources and scopes the span and log rows refer to, and
+whether a later pass (error captures, exemplars) has anything to find. Items that
+cannot be stored (a span without a valid id, a metric without data) are counted so the
+receiver can answer with OTLP partial success instead of failing the whole request.
 
 Every request passes through here item by item, so the loops are kept lean: one
 shared JSON encoder, no per-item helper calls where a per-block one does.
@@ -31,6 +31,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from telemetryflow.collector._exponential import ExpBuckets
 
 __all__ = [
+    "CAPTURE_EVENT",
     "Ingested",
     "any_value",
     "attributes",
@@ -47,6 +48,8 @@ Row = tuple[Any, ...]
 DELTA = 1
 CUMULATIVE = 2
 _INT64 = 2**63 - 1  # OTLP times and counts are uint64; SQLite integers are int64
+CAPTURE_EVENT = "exception"
+"""The event name of an SDK error capture (a span event or a log record)."""
 _MAX_EXP_BUCKETS = 4096
 
 
@@ -106,6 +109,13 @@ class Ingested:
     message: str = ""
     resources: dict[int, Row] = field(default_factory=dict)
     scopes: dict[int, Row] = field(default_factory=dict)
+    captures: bool = False
+    """Whether an item may be an SDK error capture or product event: an ``exception``
+    span event, a log record with an event name. Without one, the capture pass
+    (``_errors_events.otlp_captures``) would find nothing, so it is skipped."""
+    exemplars: bool = False
+    """Whether a metric data point carries exemplars (the exemplar pass is skipped
+    without one)."""
 
 
 def content_key(text: str) -> int:
@@ -171,6 +181,11 @@ def _events(span: Any) -> str:
     ])  # fmt: skip
 
 
+def _names_capture(span: Any) -> bool:
+    """Whether ``span`` has an event of the name SDK error captures use."""
+    return any(e.name == CAPTURE_EVENT for e in span.events)
+
+
 def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int) -> Ingested:
     out = Ingested([])
     rows = out.rows
@@ -182,6 +197,8 @@ def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int
             for span in ss.spans:
                 trace_id, span_id = span.trace_id, span.span_id
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                if span.events and not out.captures:
+                    out.captures = _names_capture(span)
                 if (
                     len(trace_id) != 16
                     or len(span_id) != 8
@@ -236,6 +253,8 @@ def log_rows(request: ExportLogsServiceRequest, project: str, received_ns: int) 
             scope = _scope_ref(sl, project)
             kept = len(rows)
             for rec in sl.log_records:
+                if rec.event_name:
+                    out.captures = True
                 observed = rec.observed_time_unix_nano
                 if max(rec.time_unix_nano, observed) > _INT64:
                     out.rejected += 1
@@ -335,6 +354,8 @@ def _metric_rows(out: Ingested, metric: Any, head: tuple[str, str, str],
             out.rejected += 1
         else:
             out.rows.append(row)
+        if kind != "summary" and not out.exemplars and p.exemplars:
+            out.exemplars = True
 
 
 def _number_rows(out: Ingested, points: Iterable[Any], head: tuple[str, str, str, str],
@@ -345,6 +366,8 @@ def _number_rows(out: Ingested, points: Iterable[Any], head: tuple[str, str, str
     temporality = data.aggregation_temporality if head[3] == "sum" else 0
     rows = out.rows
     for p in points:
+        if not out.exemplars and p.exemplars:
+            out.exemplars = True
         when, start = p.time_unix_nano or received_ns, p.start_time_unix_nano
         value = _number(p)
         if max(when, start) > _INT64 or value is None:

@@ -124,10 +124,12 @@ class Pipeline(ObservabilityAPI):
         """The rows to store (``None`` when there are none) and the answer to send."""
         received_ns = time.time_ns()
         parsed = signal.rows(request, principal.project, received_ns)
+        project = principal.project
         # errors and product events the SDK captured, for the observability listings
-        errors, events = otlp_captures(signal.name, request, principal.project, received_ns)
-        metrics = signal.name == "metrics"  # their exemplars go in the same batch
-        exemplars = exemplar_rows(request, principal.project, received_ns) if metrics else []
+        errors, events = (otlp_captures(signal.name, request, project, received_ns)
+                          if parsed.captures else ([], []))  # fmt: skip
+        # exemplars of metric points go in the same batch
+        exemplars = exemplar_rows(request, project, received_ns) if parsed.exemplars else []
         batch = None
         if parsed.rows or errors or events:
             batch = WriteBatch(resources=parsed.resources, scopes=parsed.scopes,
