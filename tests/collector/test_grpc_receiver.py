@@ -161,3 +161,14 @@ def test_grpc_size_cap_applies_after_decompression(
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     with collector.store.reader() as conn:
         assert conn.execute("SELECT count(*) FROM logs").fetchone() == (0,)
+
+
+def test_many_calls_on_one_channel(collector: Collector, channel: grpc.Channel) -> None:
+    """Each finished call gives its stream back: more calls than a connection's stream
+    limit (16) go through one channel, one after another."""
+    stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+    for n in range(40):
+        span = make_span(TRACE, f"{n + 1:016x}", f"call-{n}")
+        stub.Export(trace_request("svc", [span]), metadata=metadata_for(KEY_A), timeout=20)
+    spans = query(collector, "traces", trace_id=TRACE)["traces"][0]["spans"]
+    assert len(spans) == 40

@@ -60,16 +60,11 @@ class Signal:
     rejected_field: str
 
 
-def _points(request: ExportMetricsServiceRequest, project: str, received_ns: int) -> Ingested:
-    rows, rejected, message = point_rows(request, project, received_ns)
-    return Ingested(rows, rejected, message)
-
-
 SIGNALS: dict[str, Signal] = {
     "traces": Signal("traces", ExportTraceServiceRequest, ExportTraceServiceResponse,
                      span_rows, "spans", "rejected_spans"),
     "metrics": Signal("metrics", ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-                      _points, "points", "rejected_data_points"),
+                      point_rows, "points", "rejected_data_points"),
     "logs": Signal("logs", ExportLogsServiceRequest, ExportLogsServiceResponse,
                    log_rows, "logs", "rejected_log_records"),
 }  # fmt: skip
@@ -129,10 +124,12 @@ class Pipeline(ObservabilityAPI):
         """The rows to store (``None`` when there are none) and the answer to send."""
         received_ns = time.time_ns()
         parsed = signal.rows(request, principal.project, received_ns)
+        project = principal.project
         # errors and product events the SDK captured, for the observability listings
-        errors, events = otlp_captures(signal.name, request, principal.project, received_ns)
-        metrics = signal.name == "metrics"  # their exemplars go in the same batch
-        exemplars = exemplar_rows(request, principal.project, received_ns) if metrics else []
+        errors, events = (otlp_captures(signal.name, request, project, received_ns)
+                          if parsed.captures else ([], []))  # fmt: skip
+        # exemplars of metric points go in the same batch
+        exemplars = exemplar_rows(request, project, received_ns) if parsed.exemplars else []
         batch = None
         if parsed.rows or errors or events:
             batch = WriteBatch(resources=parsed.resources, scopes=parsed.scopes,

@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from telemetryflow.collector.ingest._otlp import attributes, compact_json
+from telemetryflow.collector.ingest._otlp import CAPTURE_EVENT, attributes, compact_json
 from telemetryflow.collector.query._params import Params, iso
 
 __all__ = [
@@ -45,7 +45,7 @@ Row = tuple[Any, ...]
 Captured = tuple[list[Row], list[Row]]
 """``(error rows, event rows)``."""
 
-ERROR_EVENT = "exception"
+ERROR_EVENT = CAPTURE_EVENT
 _NOT_PRODUCT = frozenset({ERROR_EVENT, "feature_flag.evaluation"})
 _ERROR_ID, _FINGERPRINT = "error.id", "error.fingerprint"
 _DISTINCT_ID = "enduser.id"

@@ -1,10 +1,13 @@
 """OTLP export requests to database rows.
 
-Each ``*_rows`` function returns its rows with the number of items it refused and a
-message (:class:`Ingested` for spans and logs, which also carries the resources and
-scopes the rows refer to; ``(rows, rejected, message)`` for metric points): items that
-cannot be stored (a span without a valid id, a metric without data) are counted so
-the receiver can answer with OTLP partial success instead of failing the whole request.
+Each ``*_rows`` function returns an :class:`Ingested`: its rows, the number of items it
+refused and a message, the resources and scopes the span and log rows refer to, and
+whether a later pass (error captures, exemplars) has anything to find. Items that
+cannot be stored (a span without a valid id, a metric without data) are counted so the
+receiver can answer with OTLP partial success instead of failing the whole request.
+
+Every request passes through here item by item, so the loops are kept lean: one
+shared JSON encoder, no per-item helper calls where a per-block one does.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from telemetryflow.collector.query._exponential import ExpBuckets
 
 __all__ = [
+    "CAPTURE_EVENT",
     "Ingested",
-    "Parsed",
     "any_value",
     "attributes",
     "compact_json",
@@ -41,21 +44,32 @@ __all__ = [
 ]
 
 Row = tuple[Any, ...]
-Parsed = tuple[list[Row], int, str]
 
 DELTA = 1
 CUMULATIVE = 2
 _INT64 = 2**63 - 1  # OTLP times and counts are uint64; SQLite integers are int64
+CAPTURE_EVENT = "exception"
+"""The event name of an SDK error capture (a span event or a log record)."""
 _MAX_EXP_BUCKETS = 4096
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str)
+
+
 def compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    """Canonical JSON text: ``json.dumps`` with sorted keys and no spaces.
+
+    One shared encoder: ``json.dumps`` with options builds a new one per call, which
+    cost as much as the encoding itself for the small dicts of a span or a point.
+    """
+    return _ENCODER.encode(value)
 
 
 def any_value(value: AnyValue, *, b64: bool = False) -> Any:
     """An OTLP ``AnyValue`` as plain JSON-able Python (bytes as hex, or base64 if ``b64``)."""
     kind = value.WhichOneof("value")
+    if kind == "string_value":  # most attributes: the quick way out
+        return value.string_value
     if kind is None:
         return None
     if kind == "array_value":
@@ -95,6 +109,13 @@ class Ingested:
     message: str = ""
     resources: dict[int, Row] = field(default_factory=dict)
     scopes: dict[int, Row] = field(default_factory=dict)
+    captures: bool = False
+    """Whether an item may be an SDK error capture or product event: an ``exception``
+    span event, a log record with an event name. Without one, the capture pass
+    (``_errors_events.otlp_captures``) would find nothing, so it is skipped."""
+    exemplars: bool = False
+    """Whether a metric data point carries exemplars (the exemplar pass is skipped
+    without one)."""
 
 
 def content_key(text: str) -> int:
@@ -129,15 +150,14 @@ def _scope_ref(block: Any, project: str) -> Row:
     return (content_key(compact_json(row)), *row)
 
 
-def _refer(out: Ingested, resource: Row, scope: Row) -> tuple[int, int]:
-    """Register the resource and scope a stored row refers to; their keys.
+def _refer(out: Ingested, resource: Row, scope: Row) -> None:
+    """Register the resource and scope stored rows refer to.
 
-    Called only for rows actually kept, so a resource block without items (or whose
+    Called only when a block kept rows, so a resource block without items (or whose
     items were all refused) stores nothing.
     """
     out.resources.setdefault(resource[0], resource)
     out.scopes.setdefault(scope[0], scope)
-    return resource[0], scope[0]
 
 
 def _links(span: Any) -> str:
@@ -150,35 +170,53 @@ def _links(span: Any) -> str:
     ])  # fmt: skip
 
 
+def _events(span: Any) -> str:
+    """A span's events as canonical JSON (``[]`` for most spans, which have none)."""
+    if not span.events:
+        return "[]"
+    return compact_json([
+        {"name": e.name, "time_unix_nano": e.time_unix_nano,
+         "attributes": attributes(e.attributes)}
+        for e in span.events
+    ])  # fmt: skip
+
+
+def _names_capture(span: Any) -> bool:
+    """Whether ``span`` has an event of the name SDK error captures use."""
+    return any(e.name == CAPTURE_EVENT for e in span.events)
+
+
 def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int) -> Ingested:
     out = Ingested([])
+    rows = out.rows
     for rs in request.resource_spans:
         resource, service = _resource_ref(rs, project)
         for ss in rs.scope_spans:
             scope = _scope_ref(ss, project)
+            kept = len(rows)
             for span in ss.spans:
+                trace_id, span_id = span.trace_id, span.span_id
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                if span.events and not out.captures:
+                    out.captures = _names_capture(span)
                 if (
-                    len(span.trace_id) != 16
-                    or len(span.span_id) != 8
-                    or not any(span.trace_id)
+                    len(trace_id) != 16
+                    or len(span_id) != 8
+                    or not any(trace_id)
                     or max(start, end) > _INT64
                 ):
                     out.rejected += 1
                     continue
-                events = [
-                    {"name": e.name, "time_unix_nano": e.time_unix_nano,
-                     "attributes": attributes(e.attributes)}
-                    for e in span.events
-                ]  # fmt: skip
-                resource_id, scope_id = _refer(out, resource, scope)
-                out.rows.append((
-                    project, service, span.trace_id.hex(), span.span_id.hex(),
+                status = span.status
+                rows.append((
+                    project, service, trace_id.hex(), span_id.hex(),
                     span.parent_span_id.hex(), span.name, span.kind, start, end,
-                    max(0, end - start), span.status.code, span.status.message,
-                    compact_json(attributes(span.attributes)), compact_json(events),
-                    "", "", received_ns, span.trace_state, _links(span), resource_id, scope_id,
+                    max(0, end - start), status.code, status.message,
+                    compact_json(attributes(span.attributes)), _events(span),
+                    "", "", received_ns, span.trace_state, _links(span), resource[0], scope[0],
                 ))  # fmt: skip
+            if len(rows) > kept:
+                _refer(out, resource, scope)
     if out.rejected:
         out.message = f"{out.rejected} span(s) without valid ids or with times past 2262"
     return out
@@ -208,23 +246,29 @@ def log_body(body: AnyValue) -> tuple[str, str]:
 
 def log_rows(request: ExportLogsServiceRequest, project: str, received_ns: int) -> Ingested:
     out = Ingested([])
+    rows = out.rows
     for rl in request.resource_logs:
         resource, service = _resource_ref(rl, project)
         for sl in rl.scope_logs:
             scope = _scope_ref(sl, project)
+            kept = len(rows)
             for rec in sl.log_records:
-                if max(rec.time_unix_nano, rec.observed_time_unix_nano) > _INT64:
+                if rec.event_name:
+                    out.captures = True
+                observed = rec.observed_time_unix_nano
+                if max(rec.time_unix_nano, observed) > _INT64:
                     out.rejected += 1
                     continue
-                when = rec.time_unix_nano or rec.observed_time_unix_nano or received_ns
+                when = rec.time_unix_nano or observed or received_ns
                 kind, text = log_body(rec.body)
-                resource_id, scope_id = _refer(out, resource, scope)
-                out.rows.append((
-                    project, service, when, rec.observed_time_unix_nano or received_ns,
+                rows.append((
+                    project, service, when, observed or received_ns,
                     rec.severity_number, rec.severity_text, text, rec.trace_id.hex(),
                     rec.span_id.hex(), compact_json(attributes(rec.attributes)),
-                    "", "", received_ns, kind, resource_id, scope_id,
+                    "", "", received_ns, kind, resource[0], scope[0],
                 ))  # fmt: skip
+            if len(rows) > kept:
+                _refer(out, resource, scope)
     if out.rejected:
         out.message = f"{out.rejected} log record(s) with times past 2262"
     return out
@@ -233,8 +277,9 @@ def log_rows(request: ExportLogsServiceRequest, project: str, received_ns: int) 
 def _tags(pairs: Iterable[KeyValue]) -> str:
     """Metric tags as canonical JSON with string values (tag filters compare text)."""
     out: dict[str, str] = {}
-    for key, value in attributes(pairs).items():
-        out[key] = value if isinstance(value, str) else compact_json(value)
+    for kv in pairs:
+        value = any_value(kv.value)
+        out[kv.key] = value if isinstance(value, str) else compact_json(value)
     return compact_json(out)
 
 
@@ -278,39 +323,59 @@ def _valid_buckets(bounds: list[float], counts: list[int]) -> bool:
     )
 
 
-def point_rows(request: ExportMetricsServiceRequest, project: str, received_ns: int) -> Parsed:
+def point_rows(request: ExportMetricsServiceRequest, project: str, received_ns: int) -> Ingested:
     """Metric data points as rows; the resource's attributes are kept beside the tags."""
-    rows: list[Row] = []
-    rejected = 0
+    out = Ingested([])
     for rm in request.resource_metrics:
         service = _service(attributes(rm.resource.attributes))
         resource = _tags(kv for kv in rm.resource.attributes if kv.key != "service.name")
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                made, bad = _metric_rows(metric, project, service, (received_ns, resource))
-                rows.extend(made)
-                rejected += bad
-    message = f"{rejected} data point(s) without a finite value or valid buckets"
-    message = message if rejected else ""
-    return rows, rejected, message
+                _metric_rows(out, metric, (project, service, metric.name), (received_ns, resource))
+    if out.rejected:
+        out.message = f"{out.rejected} data point(s) without a finite value or valid buckets"
+    return out
 
 
-def _metric_rows(
-    metric: Any, project: str, service: str, received: tuple[int, str]
-) -> tuple[list[Row], int]:
+def _metric_rows(out: Ingested, metric: Any, head: tuple[str, str, str],
+                 received: tuple[int, str]) -> None:  # fmt: skip
+    """Add the rows of ``metric``'s data points to ``out``."""
     kind = metric.WhichOneof("data")
     if kind is None:
-        return [], 0
+        return
     data = getattr(metric, kind)
-    rows: list[Row] = []
-    rejected = 0
-    for p in data.data_points:
-        row = _point_row(kind, data, p, (project, service, metric.name), metric.unit, received)
+    points = data.data_points
+    if kind in ("gauge", "sum"):
+        _number_rows(out, points, (*head, kind), data, metric.unit, received)
+        return
+    for p in points:
+        row = _point_row(kind, data, p, head, metric.unit, received)
         if row is None:
-            rejected += 1
+            out.rejected += 1
         else:
-            rows.append(row)
-    return rows, rejected
+            out.rows.append(row)
+        if kind != "summary" and not out.exemplars and p.exemplars:
+            out.exemplars = True
+
+
+def _number_rows(out: Ingested, points: Iterable[Any], head: tuple[str, str, str, str],
+                 data: Any, unit: str, received: tuple[int, str]) -> None:  # fmt: skip
+    """Gauge and sum points: the bulk of most requests, so one tight loop for them."""
+    received_ns, resource = received
+    monotonic = int(head[3] == "sum" and data.is_monotonic)
+    temporality = data.aggregation_temporality if head[3] == "sum" else 0
+    rows = out.rows
+    for p in points:
+        if not out.exemplars and p.exemplars:
+            out.exemplars = True
+        when, start = p.time_unix_nano or received_ns, p.start_time_unix_nano
+        value = _number(p)
+        if max(when, start) > _INT64 or value is None:
+            out.rejected += 1
+            continue
+        rows.append((*head, monotonic, temporality, unit, _tags(p.attributes), when, start,
+                     value, None, None, None, None, None, None, received_ns, resource,
+                     None, None, None))  # fmt: skip
 
 
 def _point_row(
@@ -324,15 +389,6 @@ def _point_row(
         return None
     tags = _tags(p.attributes)
     tail = (unit, tags, when, p.start_time_unix_nano)
-    if kind in ("gauge", "sum"):
-        value = _number(p)
-        if value is None:
-            return None
-        monotonic = int(kind == "sum" and data.is_monotonic)
-        temporality = data.aggregation_temporality if kind == "sum" else 0
-        return (*head, kind, monotonic, temporality, *tail, value,
-                None, None, None, None, None, None, received_ns, resource,
-                None, None, None)  # fmt: skip
     if kind == "summary":  # keep count and sum
         return (*head, "summary", 0, CUMULATIVE, *tail, None, count, _finite(p.sum),
                 None, None, None, None, received_ns, resource, None, None, None)  # fmt: skip

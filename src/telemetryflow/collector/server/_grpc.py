@@ -13,7 +13,8 @@ connections and on streams per connection, idle and maximum connection ages, and
 keepalive pings limited, so idle sockets cannot hold the receiver's resources.
 
 A worker thread waits for an admitted call's message, so that wait is bounded too:
-a call whose message has not arrived within the body timeout is cancelled, one key
+a call whose message has not arrived within the body timeout is cancelled (one
+thread keeps every call's deadline, see ``_deadlines.py``), one key
 may hold at most half of the worker threads (its further calls get ``UNAVAILABLE``),
 and calls past ``maximum_concurrent_rpcs`` are refused by gRPC itself.
 """
@@ -36,6 +37,7 @@ from grpc._cython import cygrpc  # type: ignore[attr-defined]
 from telemetryflow.collector._pipeline import SIGNALS, Pipeline, Signal
 from telemetryflow.collector.ingest._decode import BadRequestError, parse_otlp
 from telemetryflow.collector.server._auth import DuplicateCredentialsError, Principal
+from telemetryflow.collector.server._deadlines import Deadlines
 from telemetryflow.collector.store.sqlite._store import OverloadedError, StoreClosedError
 
 __all__ = ["GrpcLimits", "start_grpc_server"]
@@ -143,13 +145,13 @@ class _Export:
     ``INTERNAL``, and it pulls the message only once the caller is admitted.
     """
 
-    def __init__(
-        self, pipeline: Pipeline, signal: Signal, calls: _CallsInFlight, body_timeout: float
-    ) -> None:
+    def __init__(self, pipeline: Pipeline, signal: Signal, calls: _CallsInFlight,
+                 body_timeout: float, deadlines: Deadlines) -> None:  # fmt: skip
         self._pipeline = pipeline
         self._signal = signal
         self._calls = calls
         self._body_timeout = body_timeout
+        self._deadlines = deadlines
 
     def __call__(self, messages: Iterator[bytes], context: Any) -> Any:
         principal = self._admit(context)
@@ -165,13 +167,12 @@ class _Export:
 
     def _receive(self, messages: Iterator[bytes], context: Any) -> bytes | None:
         """The request message, waited for at most the body timeout."""
-        timer = threading.Timer(self._body_timeout, _expire, (context, self._body_timeout))
-        timer.daemon = True
-        timer.start()
+        timeout = self._body_timeout
+        deadline = self._deadlines.call_later(timeout, _expire, context, timeout)
         try:
             return next(messages, None)
         finally:
-            timer.cancel()
+            deadline.cancel()
 
     def _export(self, principal: Principal, messages: Iterator[bytes], context: Any) -> Any:
         try:
@@ -212,9 +213,10 @@ class _Export:
 def _handlers(pipeline: Pipeline, calls_per_key: int = 4, body_timeout: float = 60.0) -> list[Any]:
     handlers = []
     calls = _CallsInFlight(calls_per_key)  # shared by the three services
+    deadlines = Deadlines("tf-collector-grpc-deadlines")  # one thread for every call's wait
     for name, service in _SERVICES.items():
         method = grpc.stream_unary_rpc_method_handler(
-            _Export(pipeline, SIGNALS[name], calls, body_timeout),
+            _Export(pipeline, SIGNALS[name], calls, body_timeout, deadlines),
             request_deserializer=None,
             response_serializer=lambda message: message.SerializeToString(),
         )
