@@ -59,6 +59,7 @@ def fresh_tables(time_type: str = "DateTime64(9)") -> Iterator[Tables]:
     for ddl in metric_tables_ddl(tables):
         if "otel_metrics_sum" in ddl and time_type != "DateTime64(9)":
             ddl = ddl.replace("TimeUnix DateTime64(9) CODEC", f"TimeUnix {time_type} CODEC")
+            ddl = ddl.replace("toUnixTimestamp64Nano(TimeUnix)", "TimeUnix")
         ch.command(ddl)
     try:
         yield tables
