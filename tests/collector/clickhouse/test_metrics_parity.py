@@ -30,13 +30,15 @@ from ch_metrics_support import (
 
 from telemetryflow.collector._decode import BadRequestError
 from telemetryflow.collector._metric_names import query_metric_names as sqlite_names
+from telemetryflow.collector._metrics_api import batch_rows, report_row
 from telemetryflow.collector._metrics_query import QueryLimits
 from telemetryflow.collector._metrics_query import query_metrics as sqlite_query
-from telemetryflow.collector._store import Store
+from telemetryflow.collector._store import Store, WriteBatch
 from telemetryflow.collector.store.clickhouse._metrics_read import (
     query_metric_names,
     query_metrics,
 )
+from telemetryflow.collector.store.clickhouse._metrics_write import api_metric_rows
 from telemetryflow.collector.store.clickhouse._tables import Tables
 
 PROJECT = "acme"
@@ -246,3 +248,39 @@ def test_metric_names_answer_as_sqlite(stores: tuple[Store, Tables], params: dic
     if "project_name" not in params:
         assert expected["metrics"]
     assert got == expected
+
+
+def test_points_of_the_report_and_batch_api_answer_as_sqlite(tmp_path: Any) -> None:
+    """001 points (counter, gauge, timing, distribution) land in the gauge and sum tables."""
+    points = [
+        {"name": kind_name, "value": float(v), "type": kind, "timestamp": (BASE + v * S) // S,
+         "tags": {"service.name": "pay", "agent_name": "a" + str(v % 2)}}
+        for v in range(1, 30)
+        for kind, kind_name in (("counter", "tokens"), ("gauge", "temp"),
+                                ("timing", "step.ms"), ("distribution", "size"))
+    ]  # fmt: skip
+    rows, errors, _ = batch_rows({"points": points}, PROJECT)
+    single, _ = report_row({"name": "tokens", "value": 7, "type": "counter",
+                            "timestamp": BASE // S + 5}, PROJECT)  # fmt: skip
+    assert not errors
+    rows.append(single)
+    store = Store(str(tmp_path / "api.sqlite"))
+    try:
+        store.submit(WriteBatch(points=rows))
+        with fresh_tables() as tables:
+            for kind, made in api_metric_rows(rows).items():
+                engine().insert(tables.qualified(getattr(tables, kind)), made)
+            window = {"since": str(BASE // S), "until": str(BASE // S + 40)}
+            for name in ("tokens", "temp", "step.ms", "size"):
+                for agg in ("sum", "p50", "p99", "last", "rate", "count"):
+                    params = {"name": name, "agg": agg, "step": "10s", **window}
+                    with store.reader() as conn:
+                        expected = sqlite_query(conn, PROJECT, params, QueryLimits())
+                    got = query_metrics(engine(), tables, PROJECT, params, QueryLimits())
+                    assert expected["series"]
+                    _same(expected, got)
+            with store.reader() as conn:
+                names = sqlite_names(conn, PROJECT, window, 0.0)
+            assert query_metric_names(engine(), tables, PROJECT, window, 0.0) == names
+    finally:
+        store.close()
