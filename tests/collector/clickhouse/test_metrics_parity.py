@@ -46,7 +46,11 @@ BOUNDS = [10.0, 50.0, 100.0, 500.0]
 
 
 def _requests() -> list[Any]:
-    """Every kind of point, several series and services, cumulative and delta, a reset."""
+    """Every kind of point, several series and services, cumulative and delta, a reset.
+
+    Streams export at different instants: which of two values recorded at the same
+    nanosecond is the "last" of a merged series is not defined.
+    """
     api = {"service.name": "api", "host.name": "h1", "deployment.environment": "prod"}
     web = {"service.name": "web", "host.name": "h2", "deployment.environment": "prod"}
     out = []
@@ -60,11 +64,13 @@ def _requests() -> list[Any]:
         out.append(
             request(
                 api,
-                gauge("queue.depth", number(t, 10.0 + i, get), number(t, 3.5 * i, post), unit="1"),
+                gauge(
+                    "queue.depth", number(t, 10.0 + i, get), number(t + S, 3.5 * i, post), unit="1"
+                ),
                 counter(
                     "http.requests",
                     number(t, float(reqs), get, start=BASE - 600 * S),
-                    number(t, float(10 * i), post, start=BASE - 600 * S),
+                    number(t + S, float(10 * i), post, start=BASE - 600 * S),
                 ),
                 counter("bytes.delta", number(t, float(i % 4), get), temporality=DELTA),
                 counter("conns", number(t, float(i % 5 - 2), get), monotonic=False),
@@ -81,7 +87,9 @@ def _requests() -> list[Any]:
                         high=400.0 + i,
                         exemplars=[exemplar(t - S, 42.0 + i, 1000 + i)],
                     ),
-                    hist_point(t, BOUNDS, [i, i, 0, 0, 0], 15.0 * i, post, start=BASE - 600 * S),
+                    hist_point(
+                        t + S, BOUNDS, [i, i, 0, 0, 0], 15.0 * i, post, start=BASE - 600 * S
+                    ),
                 ),
                 histogram(  # percentiles inside the first bucket, no min/max to clamp to
                     "fast.duration",
@@ -114,12 +122,14 @@ def _requests() -> list[Any]:
         out.append(
             request(
                 web,
-                gauge("queue.depth", number(t, 7.0 * i - 20, get), unit="1"),
-                counter("http.requests", number(t, float(total), get, start=BASE - 600 * S)),
+                gauge("queue.depth", number(t + 2 * S, 7.0 * i - 20, get), unit="1"),
+                counter(
+                    "http.requests", number(t + 2 * S, float(total), get, start=BASE - 600 * S)
+                ),
                 histogram(
                     "http.duration",
                     hist_point(
-                        t,
+                        t + 2 * S,
                         BOUNDS,
                         [0, i, i, 2 * i, 0],
                         120.0 * i,

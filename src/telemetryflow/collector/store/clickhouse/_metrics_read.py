@@ -37,10 +37,15 @@ from telemetryflow.collector._metrics_query import (
 from telemetryflow.collector._params import Params, iso
 from telemetryflow.collector.store.clickhouse._metrics_sql import WHOLE, ChParts
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
-from telemetryflow.collector.store.clickhouse._tables import Tables, project_clause
+from telemetryflow.collector.store.clickhouse._tables import (
+    PROJECT_ATTRIBUTE,
+    Tables,
+    project_clause,
+)
 
 __all__ = ["query_metric_names", "query_metrics"]
 
+_HIDDEN = ("service.name", PROJECT_ATTRIBUTE)
 _GAUGE, _PLAIN_SUM, _CUM_SUM, _HIST, _EXP, _SUMMARY = range(6)
 Found = tuple[dict[Key, Buckets], dict[Key, set[str]]]
 
@@ -117,7 +122,11 @@ def _key(parts: ChParts, row: list[Any]) -> Key:
 
 
 def _add_resources(found: Found, key: Key, resources: list[dict[str, str]]) -> None:
-    found[1].setdefault(key, set()).update(compact_json(r) for r in resources)
+    """Resources as the SQLite store keeps them: without ``service.name`` (a column
+    there) and without the project attribute (ours, not the application's)."""
+    found[1].setdefault(key, set()).update(
+        compact_json({k: v for k, v in r.items() if k not in _HIDDEN}) for r in resources
+    )
 
 
 def _raw_values(
