@@ -143,7 +143,7 @@ def main() -> int:
             ms, ch_answer = _timed(lambda: query_metrics(ch, tables, PROJECT, QUERY, limits))
             ch_ms.append(ms)
             with store.reader() as conn:
-                ms, lite_answer = _timed(lambda: sqlite_query(conn, PROJECT, QUERY, limits))  # noqa: B023
+                ms, lite_answer = _timed(lambda: sqlite_query(conn, PROJECT, QUERY, limits))
             lite_ms.append(ms)
         store.close()
         ch.close()

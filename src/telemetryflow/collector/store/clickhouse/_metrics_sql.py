@@ -202,10 +202,22 @@ class ChParts:
             f"FROM ({source} UNION ALL {baseline})) WINDOW w AS (PARTITION BY sid {_LAG_WINDOW})"
         )
 
-    def _points(self, lagged: str, columns: str) -> str:
+    def _streams(self, lagged: str, columns: str, aggregates: str, group: str, whole: bool) -> str:
+        """The window's points (``columns`` of each) added up per stream and bucket (and
+        ``group``), then keyed: a series key is worked out once per stream and bucket,
+        not once per point."""
+        points = (
+            f"SELECT sid, ServiceName, Attributes, ResourceAttributes, {self.step} AS step_i, "
+            f"{columns} FROM ({lagged}) WHERE inside"
+        )
+        per_stream = (
+            f"SELECT sid, {self.bucket(whole)} AS b{group}, {aggregates}, any(ServiceName) AS sn, "
+            "any(Attributes) AS at, any(ResourceAttributes) AS ra "
+            f"FROM ({points}) GROUP BY sid, b{group}"
+        )
         return (
-            f"SELECT {self.keys}, {self.step} AS step_i, {_RES} AS res, {columns} "
-            f"FROM ({lagged}) WHERE inside"
+            f"SELECT {self.keys}, * FROM (SELECT sn AS ServiceName, at AS Attributes, "
+            f"ra AS ResourceAttributes, * EXCEPT (sn, at, ra) FROM ({per_stream}))"
         )
 
     def explicit(self, whole: bool) -> str:
@@ -236,13 +248,19 @@ class ChParts:
             "bounds, t, "
             f"if({_PRESENT}, Min, NULL) AS lo, if({_PRESENT}, Max, NULL) AS hi"
         )
-        points = self._points(self._lagged(source, baseline, lags), columns)
+        streams = self._streams(
+            self._lagged(source, baseline, lags),
+            columns,
+            "sumForEach(c) AS cs0, sum(n) AS n0, sum(s) AS s0, min(lo) AS lo0, max(hi) AS hi0, "
+            "min(t) AS t0",
+            ", bounds",
+            whole,
+        )
         k = self.key_names
         layouts = (
-            f"SELECT {k}, {self.bucket(whole)} AS b, bounds, sumForEach(c) AS cs, sum(n) AS n1, "
-            "sum(s) AS s1, min(lo) AS lo1, max(hi) AS hi1, min(t) AS t1, "
-            "groupUniqArray(res) AS rs1 "
-            f"FROM ({points}) GROUP BY {k}, b, bounds"
+            f"SELECT {k}, b, bounds, sumForEach(cs0) AS cs, sum(n0) AS n1, sum(s0) AS s1, "
+            "min(lo0) AS lo1, max(hi0) AS hi1, min(t0) AS t1, "
+            f"groupUniqArray(ResourceAttributes) AS rs1 FROM ({streams}) GROUP BY {k}, b, bounds"
         )
         with_ref = (
             f"SELECT *, argMin(bounds, t1) OVER (PARTITION BY {k}, b) AS ref FROM ({layouts})"
@@ -311,12 +329,19 @@ class ChParts:
             "if(d, zc - pzc, zc) AS zero, if(d, dm, arrayReduce('sumMap', [ks], [vs])) AS kv, t, "
             f"if({_PRESENT}, Min, NULL) AS lo, if({_PRESENT}, Max, NULL) AS hi"
         )
-        points = self._points(self._lagged(source, baseline, lags), columns)
+        streams = self._streams(
+            self._lagged(source, baseline, lags),
+            columns,
+            "sumMap(kv.1, kv.2) AS m0, sum(zero) AS z0, sum(n) AS n0, sum(s) AS s0, "
+            "min(lo) AS lo0, max(hi) AS hi0",
+            ", scale",
+            whole,
+        )
         k = self.key_names
         scales = (
-            f"SELECT {k}, {self.bucket(whole)} AS b, scale, sumMap(kv.1, kv.2) AS m, "
-            "sum(zero) AS z1, sum(n) AS n1, sum(s) AS s1, min(lo) AS lo1, max(hi) AS hi1, "
-            f"groupUniqArray(res) AS rs1 FROM ({points}) GROUP BY {k}, b, scale"
+            f"SELECT {k}, b, scale, sumMap(m0.1, m0.2) AS m, sum(z0) AS z1, sum(n0) AS n1, "
+            "sum(s0) AS s1, min(lo0) AS lo1, max(hi0) AS hi1, "
+            f"groupUniqArray(ResourceAttributes) AS rs1 FROM ({streams}) GROUP BY {k}, b, scale"
         )
         lowest = f"SELECT *, min(scale) OVER (PARTITION BY {k}, b) AS ms FROM ({scales})"
         merged = (
@@ -352,12 +377,14 @@ class ChParts:
         lags = "lagInFrame(Count) OVER w AS pn, lagInFrame(Sum) OVER w AS ps"
         columns = (f"(rn > 1 AND Count >= pn) AS d, {_INCREASE} AS n, "
                    "if(d, Sum - ps, Sum) AS s")  # fmt: skip
-        points = self._points(self._lagged(source, baseline, lags), columns)
+        streams = self._streams(
+            self._lagged(source, baseline, lags), columns, "sum(n) AS n0, sum(s) AS s0", "", whole
+        )
         k = self.key_names
         return (
-            f"SELECT {k}, {self.bucket(whole)} AS b, groupUniqArray(res) AS rs, sum(n), sum(s), "
-            f"CAST(NULL AS Nullable(Float64)), CAST(NULL AS Nullable(Float64)), "
-            f"CAST(NULL AS Nullable(Float64)) FROM ({points}) GROUP BY {k}, b"
+            f"SELECT {k}, b, groupUniqArray(ResourceAttributes) AS rs, sum(n0), sum(s0), "
+            "CAST(NULL AS Nullable(Float64)), CAST(NULL AS Nullable(Float64)), "
+            f"CAST(NULL AS Nullable(Float64)) FROM ({streams}) GROUP BY {k}, b"
         )
 
     # -- exemplars -----------------------------------------------------------------
