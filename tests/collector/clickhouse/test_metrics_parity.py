@@ -91,6 +91,13 @@ def _requests() -> list[Any]:
                         t + S, BOUNDS, [i, i, 0, 0, 0], 15.0 * i, post, start=BASE - 600 * S
                     ),
                 ),
+                histogram(  # the bucket layout changes: counts move onto the first layout
+                    "mixed.duration",
+                    hist_point(t, BOUNDS, [1, i, 2, 1, 0], 60.0 + i, get)
+                    if i < 7
+                    else hist_point(t, [20.0, 200.0], [i, 3, 1], 90.0 + i, get),
+                    temporality=DELTA,
+                ),
                 histogram(  # percentiles inside the first bucket, no min/max to clamp to
                     "fast.duration",
                     hist_point(t, BOUNDS, [8, 1, i % 2, 0, 0], 30.0 + i, get),
@@ -183,7 +190,7 @@ def _both(stores: tuple[Store, Tables], params: dict[str, Any],
 
 WINDOW = {"since": str((BASE + 2 * 60 * S) // S), "until": str((BASE + 11 * 60 * S) // S)}
 NAMES = ["queue.depth", "http.requests", "bytes.delta", "conns", "http.duration",
-         "db.duration", "fast.duration", "rpc.duration", "gc.pause"]  # fmt: skip
+         "db.duration", "fast.duration", "mixed.duration", "rpc.duration", "gc.pause"]  # fmt: skip
 AGGS = ["avg", "sum", "count", "min", "max", "last", "rate", "p50", "p90", "p99"]
 
 
