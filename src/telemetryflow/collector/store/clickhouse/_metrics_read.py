@@ -1,0 +1,245 @@
+"""Metric queries over the exporter's ClickHouse tables, answered as the SQLite store answers.
+
+Parameters are read and checked by the same code as the SQLite store's
+(:mod:`~telemetryflow.collector._metrics_query`, :mod:`~telemetryflow.collector._params`),
+the answer is rendered by the same code, and every aggregation runs in ClickHouse
+(:mod:`~telemetryflow.collector.store.clickhouse._metrics_sql`): what comes back is one
+row per series and step, which only needs to be put into the answer's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from telemetryflow.collector._aggregate import Accumulator, Aggregation, parse_agg
+from telemetryflow.collector._decode import BadRequestError
+from telemetryflow.collector._exemplars import MAX_PER_SERIES
+from telemetryflow.collector._ingest import compact_json
+from telemetryflow.collector._metric_names import _DEFAULT_WINDOW_S, _type
+from telemetryflow.collector._metric_names import _KNOWN as _NAMES_KNOWN
+from telemetryflow.collector._metrics_query import (
+    _KNOWN,
+    _MAX_BUCKETS,
+    _NARROW,
+    ENV_MAX_POINTS,
+    Buckets,
+    Key,
+    QueryLimits,
+    _bucket,
+    _check_size,
+    _filter,
+    _render,
+    _series_id,
+    _split_raw,
+    _too_many,
+)
+from telemetryflow.collector._params import Params, iso
+from telemetryflow.collector.store.clickhouse._metrics_sql import WHOLE, ChParts
+from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
+from telemetryflow.collector.store.clickhouse._tables import (
+    PROJECT_ATTRIBUTE,
+    Tables,
+    project_clause,
+)
+
+__all__ = ["query_metric_names", "query_metrics"]
+
+_HIDDEN = ("service.name", PROJECT_ATTRIBUTE)
+_GAUGE, _PLAIN_SUM, _CUM_SUM, _HIST, _EXP, _SUMMARY = range(6)
+Found = tuple[dict[Key, Buckets], dict[Key, set[str]]]
+
+
+def query_metrics(
+    ch: ClickHouseConnection,
+    tables: Tables,
+    project: str,
+    params: Mapping[str, Any],
+    limits: QueryLimits,
+) -> dict[str, Any]:
+    """Answer ``GET/POST /v1/metrics/query`` for ``project`` from ClickHouse."""
+    named, extra_tags = _split_raw(params)
+    checked = Params(named, _KNOWN)
+    agg = parse_agg(checked.text("agg"), checked.text("percentile"))
+    flt = _filter(project, checked, extra_tags)
+    with_exemplars = checked.flag("exemplars", False)
+    answer: dict[str, Any] = {
+        "name": flt.name,
+        "agg": agg.label,
+        "since": iso(flt.since),
+        "until": iso(flt.until),
+        "step": checked.text("step"),
+        "series": [],
+    }
+    if checked.text("project_name") not in (None, project):
+        return answer
+    parts = ChParts(flt, tables, agg.q)
+    covered = _survey(ch, parts, limits)
+    found: Found = ({}, {})
+    whole = agg.name == "quantile" and flt.step is not None
+    if any(covered[:3]):
+        _raw_values(ch, parts, agg, found, covered)
+    hist_q: dict[tuple[Key, int], float | None] = {}
+    for kind, sql in ((_SUMMARY, parts.summaries), (_EXP, parts.exponential),
+                      (_HIST, parts.explicit)):  # fmt: skip
+        if covered[kind]:
+            _histograms(ch, parts, sql(whole), found, hist_q)
+    for (key, index), value in hist_q.items():  # buckets, when a series has them, decide
+        found[0][key][index].quantile = value
+    exemplars: dict[str, list[dict[str, Any]]] = {}
+    if with_exemplars and found[0]:
+        exemplars = _exemplars(ch, parts)
+    series, resources = found
+    _check_size(series, limits)
+    rendered = [
+        _render(flt, agg, key, buckets, resources.get(key, set()))
+        for key, buckets in series.items()
+    ]
+    if with_exemplars:
+        for name, body in rendered:
+            body["exemplars"] = exemplars.get(name, [])
+    answer["series"] = [s for _, s in sorted(rendered, key=lambda item: item[0]) if s["points"]]
+    return answer
+
+
+def _survey(ch: ClickHouseConnection, parts: ChParts, limits: QueryLimits) -> list[int]:
+    """Points covered per source; refuses a query covering too many points."""
+    covered = [int(n) for n in ch.query(parts.survey(limits.max_points), parts.params)[0]]
+    if sum(covered) > limits.max_points:
+        raise BadRequestError(
+            422,
+            f"the query covers more than {limits.max_points} points (the collector's "
+            f"limit, {ENV_MAX_POINTS}); {_NARROW}",
+        )
+    return covered
+
+
+def _key(parts: ChParts, row: list[Any]) -> Key:
+    """A series key as the SQLite store's: ``(service, tags JSON)`` or the group values."""
+    if parts.flt.group_by is None:
+        return (row[0], compact_json(row[1]))
+    return tuple(row[: parts.width])
+
+
+def _add_resources(found: Found, key: Key, resources: list[dict[str, str]]) -> None:
+    """Resources as the SQLite store keeps them: without ``service.name`` (a column
+    there) and without the project attribute (ours, not the application's)."""
+    found[1].setdefault(key, set()).update(
+        compact_json({k: v for k, v in r.items() if k not in _HIDDEN}) for r in resources
+    )
+
+
+def _raw_values(
+    ch: ClickHouseConnection, parts: ChParts, agg: Aggregation, found: Found, covered: list[int]
+) -> None:
+    values = parts.raw_values(bool(covered[_GAUGE]), bool(covered[_PLAIN_SUM]),
+                              bool(covered[_CUM_SUM]))  # fmt: skip
+    quantile = agg.name == "quantile"
+    whole = quantile and parts.flt.step is not None
+    rows = ch.query(parts.raw_stats(values, quantile, whole, _MAX_BUCKETS), parts.params)
+    if len(rows) > _MAX_BUCKETS:
+        raise _too_many(len({_key(parts, row) for row in rows}))
+    width = parts.width
+    for row in rows:
+        key, index = _key(parts, row), int(row[width])
+        acc = _bucket(found[0], key, index)
+        rs, count, total, low, high, last_t, last_v, exact = row[width + 1 : width + 9]
+        if index != WHOLE:
+            _add_resources(found, key, rs)
+            acc.add_stats(count, total, low, high)
+            acc.add_last(int(last_t), last_v)
+        acc.quantile = exact
+
+
+def _histograms(
+    ch: ClickHouseConnection,
+    parts: ChParts,
+    sql: str,
+    found: Found,
+    hist_q: dict[tuple[Key, int], float | None],
+) -> None:
+    """Histogram-like rows, one per series and bucket, added into their accumulators."""
+    width = parts.width
+    for row in ch.query(sql, parts.params):
+        key, index = _key(parts, row), int(row[width])
+        rs, count, summed, low, high, estimate = row[width + 1 : width + 7]
+        acc: Accumulator = _bucket(found[0], key, index)
+        if index != WHOLE:
+            _add_resources(found, key, rs)
+            acc._add_hist_stats(count, summed, low, high)
+        hist_q[(key, index)] = estimate
+
+
+def _exemplars(ch: ClickHouseConnection, parts: ChParts) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    width = parts.width
+    for row in ch.query(parts.exemplars(MAX_PER_SERIES), parts.params):
+        time_ns, value, trace_id, span_id = row[width:]
+        name = _series_id(parts.flt, _key(parts, row))
+        found.setdefault(name, []).append({
+            "time": iso(int(time_ns)), "time_unix_nano": int(time_ns), "value": value,
+            "trace_id": trace_id, "span_id": span_id,
+        })  # fmt: skip
+    return found
+
+
+# -- the catalogue ---------------------------------------------------------------------
+_KIND_SQL = {
+    "gauge": "'gauge' AS kind, toUInt8(0) AS monotonic",
+    "sum": "'sum' AS kind, toUInt8(IsMonotonic) AS monotonic",
+    "histogram": "'histogram' AS kind, toUInt8(0) AS monotonic",
+    "exponential_histogram": "'histogram' AS kind, toUInt8(0) AS monotonic",
+    "summary": "'summary' AS kind, toUInt8(0) AS monotonic",
+}
+
+
+def query_metric_names(
+    ch: ClickHouseConnection,
+    tables: Tables,
+    project: str,
+    params: Mapping[str, Any],
+    retention_s: float,
+) -> dict[str, Any]:
+    """Answer ``GET /v1/metrics/names`` from ClickHouse, as the SQLite store answers it."""
+    checked = Params(params, _NAMES_KNOWN)
+    default = retention_s if retention_s > 0 else _DEFAULT_WINDOW_S
+    since, until = checked.time_range(("window",), f"{int(default)}s")
+    limit = checked.integer("limit", 1000)
+    if checked.text("project_name") not in (None, project):
+        return {"metrics": [], "count": 0}
+    where = [project_clause(), "TimeUnix >= fromUnixTimestamp64Nano({since:Int64})",
+             "TimeUnix <= fromUnixTimestamp64Nano({until:Int64})"]  # fmt: skip
+    args: dict[str, Any] = {"project": project, "default_project": tables.default_project,
+                            "since": since, "until": until, "limit": limit}  # fmt: skip
+    service = checked.text("service")
+    if service is not None:
+        where.append("ServiceName = {service:String}")
+        args["service"] = service
+    prefix = checked.text("prefix")
+    if prefix:
+        where.append("startsWith(MetricName, {prefix:String})")
+        args["prefix"] = prefix
+    t = "toUnixTimestamp64Nano(toDateTime64(TimeUnix, 9))"
+    union = " UNION ALL ".join(
+        f"SELECT MetricName, {kind}, MetricUnit, ServiceName, Attributes, "  # noqa: S608
+        f"{t} AS t FROM {tables.qualified(getattr(tables, table))} WHERE {' AND '.join(where)}"
+        for table, kind in _KIND_SQL.items()
+    )
+    sql = (
+        "SELECT MetricName, argMax(kind, t), argMax(monotonic, t), argMax(MetricUnit, t), "  # noqa: S608
+        f"uniqExact(ServiceName, Attributes), count(), max(t) FROM ({union}) "
+        "GROUP BY MetricName ORDER BY MetricName LIMIT {limit:UInt32}"
+    )
+    metrics = [
+        {
+            "name": name,
+            "type": _type(kind, monotonic),
+            "unit": unit,
+            "series": int(series),
+            "points": int(points),
+            "last_seen": iso(int(last)),
+            "last_seen_unix_nano": int(last),
+        }
+        for name, kind, monotonic, unit, series, points, last in ch.query(sql, args)
+    ]
+    return {"metrics": metrics, "count": len(metrics)}
