@@ -27,13 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from telemetryflow.collector._metrics_query import QueryLimits
-from telemetryflow.collector._metrics_query import query_metrics as sqlite_query
-from telemetryflow.collector._store import Store
+from telemetryflow.collector.query._metrics import QueryLimits
+from telemetryflow.collector.query._metrics import query_metrics as sqlite_query
 from telemetryflow.collector.store.clickhouse._metrics_ddl import metric_tables_ddl
 from telemetryflow.collector.store.clickhouse._metrics_read import query_metrics
 from telemetryflow.collector.store.clickhouse._seam import ChdbConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
+from telemetryflow.collector.store.sqlite._store import Store
 
 GOAL_MS = 300.0
 S = 10**9

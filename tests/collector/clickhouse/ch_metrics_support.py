@@ -21,13 +21,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
-from telemetryflow.collector._exemplars import exemplar_rows
-from telemetryflow.collector._ingest import point_rows
-from telemetryflow.collector._store import Store, WriteBatch
+from telemetryflow.collector.ingest._exemplars import exemplar_rows
+from telemetryflow.collector.ingest._otlp import point_rows
 from telemetryflow.collector.store.clickhouse._metrics_ddl import metric_tables_ddl
 from telemetryflow.collector.store.clickhouse._metrics_write import metric_rows
 from telemetryflow.collector.store.clickhouse._seam import ChdbConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
+from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
 
 S = 1_000_000_000
 BASE = 1_700_000_000 * S

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from ch_metrics_support import BASE, S, engine, fresh_tables
 
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._metrics_query import QueryLimits
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.query._metrics import QueryLimits
 from telemetryflow.collector.store.clickhouse._metrics_read import (
     query_metric_names,
     query_metrics,

@@ -28,18 +28,18 @@ from ch_metrics_support import (
     write_sqlite,
 )
 
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._metric_names import query_metric_names as sqlite_names
-from telemetryflow.collector._metrics_api import batch_rows, report_row
-from telemetryflow.collector._metrics_query import QueryLimits
-from telemetryflow.collector._metrics_query import query_metrics as sqlite_query
-from telemetryflow.collector._store import Store, WriteBatch
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.ingest._metrics_api import batch_rows, report_row
+from telemetryflow.collector.query._metric_names import query_metric_names as sqlite_names
+from telemetryflow.collector.query._metrics import QueryLimits
+from telemetryflow.collector.query._metrics import query_metrics as sqlite_query
 from telemetryflow.collector.store.clickhouse._metrics_read import (
     query_metric_names,
     query_metrics,
 )
 from telemetryflow.collector.store.clickhouse._metrics_write import api_metric_rows
 from telemetryflow.collector.store.clickhouse._tables import Tables
+from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
 
 PROJECT = "acme"
 BOUNDS = [10.0, 50.0, 100.0, 500.0]

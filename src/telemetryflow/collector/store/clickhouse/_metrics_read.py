@@ -1,7 +1,7 @@
 """Metric queries over the exporter's ClickHouse tables, answered as the SQLite store answers.
 
 Parameters are read and checked by the same code as the SQLite store's
-(:mod:`~telemetryflow.collector._metrics_query`, :mod:`~telemetryflow.collector._params`),
+(:mod:`~telemetryflow.collector.query._metrics`, :mod:`~telemetryflow.collector.query._params`),
 the answer is rendered by the same code, and every aggregation runs in ClickHouse
 (:mod:`~telemetryflow.collector.store.clickhouse._metrics_sql`): what comes back is one
 row per series and step, which only needs to be put into the answer's shape.
@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from telemetryflow.collector._aggregate import Accumulator, Aggregation, parse_agg
-from telemetryflow.collector._decode import BadRequestError
-from telemetryflow.collector._exemplars import MAX_PER_SERIES
-from telemetryflow.collector._ingest import compact_json
-from telemetryflow.collector._metric_names import _DEFAULT_WINDOW_S, _type
-from telemetryflow.collector._metric_names import _KNOWN as _NAMES_KNOWN
-from telemetryflow.collector._metrics_query import (
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.ingest._exemplars import MAX_PER_SERIES
+from telemetryflow.collector.ingest._otlp import compact_json
+from telemetryflow.collector.query._aggregate import Accumulator, Aggregation, parse_agg
+from telemetryflow.collector.query._metric_names import _DEFAULT_WINDOW_S, _type
+from telemetryflow.collector.query._metric_names import _KNOWN as _NAMES_KNOWN
+from telemetryflow.collector.query._metrics import (
     _KNOWN,
     _MAX_BUCKETS,
     _NARROW,
@@ -34,7 +34,7 @@ from telemetryflow.collector._metrics_query import (
     _split_raw,
     _too_many,
 )
-from telemetryflow.collector._params import Params, iso
+from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.store.clickhouse._metrics_sql import WHOLE, ChParts
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import (

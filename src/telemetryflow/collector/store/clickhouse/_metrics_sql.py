@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from telemetryflow.collector._metrics_sql import MetricFilter
+from telemetryflow.collector.query._metrics_sql import MetricFilter
 from telemetryflow.collector.store.clickhouse._tables import (
     PROJECT_ATTRIBUTE,
     Tables,

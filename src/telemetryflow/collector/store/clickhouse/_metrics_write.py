@@ -22,8 +22,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from telemetryflow.collector._exemplars import _point_exemplars
-from telemetryflow.collector._ingest import (
+from telemetryflow.collector.ingest._exemplars import _point_exemplars
+from telemetryflow.collector.ingest._otlp import (
     _exponential_point,
     _number,
     _opt,
@@ -31,9 +31,9 @@ from telemetryflow.collector._ingest import (
     attributes,
     compact_json,
 )
-from telemetryflow.collector._schema import POINT_COLUMNS
 from telemetryflow.collector.store.clickhouse._metrics_ddl import METRIC_KINDS
 from telemetryflow.collector.store.clickhouse._tables import PROJECT_ATTRIBUTE
+from telemetryflow.collector.store.sqlite._schema import POINT_COLUMNS
 
 __all__ = ["api_metric_rows", "ch_time", "metric_rows", "text_map"]
 
@@ -209,7 +209,7 @@ def _json_object(text: str) -> dict[str, Any]:
 def api_metric_rows(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[dict[str, Any]]]:
     """The points of ``POST /v1/metrics/report`` and ``/batch`` as exporter rows.
 
-    ``rows`` are what :func:`~telemetryflow.collector._metrics_api.report_row` and
+    ``rows`` are what :func:`~telemetryflow.collector.ingest._metrics_api.report_row` and
     ``batch_rows`` make for the SQLite store: a ``counter`` becomes a monotonic delta
     sum, ``gauge``/``timing``/``distribution`` a gauge (raw values, aggregated exactly).
     """
