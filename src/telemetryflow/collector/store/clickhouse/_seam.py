@@ -19,6 +19,7 @@ __all__ = [
     "ChdbConnection",
     "ClickHouseConnection",
     "ServerConnection",
+    "chdb_params",
     "decode_compact",
     "encode_rows",
     "missing_extra",
@@ -65,6 +66,32 @@ def _import(module: str) -> Any:
         raise missing_extra(module.split(".")[0]) from exc
 
 
+def _literal(value: Any) -> str:
+    """One value as a ClickHouse literal (strings quoted and escaped)."""
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, list):
+        return "[" + ",".join(_literal(item) for item in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ",".join(_literal(item) for item in value) + ")"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def chdb_params(params: Params | None) -> dict[str, Any]:
+    """Parameters as chDB takes them: scalars as they are, arrays as literal text.
+
+    The server client formats Python lists (and tuples inside them) itself; chDB
+    wants the text of an ``Array(...)`` literal, so the same ``{ids:Array(String)}``
+    works on both.
+    """
+    return {
+        name: _literal(list(value)) if isinstance(value, (list, tuple)) else value
+        for name, value in (params or {}).items()
+    }
+
+
 def decode_compact(payload: bytes) -> list[list[Any]]:
     """The ``data`` rows of a ``JSONCompact`` answer (empty for an empty answer)."""
     if not payload.strip():
@@ -87,21 +114,24 @@ class ChdbConnection:
     the collector can share it.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_execution_time: float = 0.0) -> None:
         session = _import("chdb.session")
         self._session = session.Session(path)
         self._lock = threading.Lock()
+        self._settings = _SETTINGS_SQL + (
+            f", max_execution_time = {max_execution_time:g}" if max_execution_time > 0 else ""
+        )
 
     def query(self, sql: str, params: Params | None = None) -> list[list[Any]]:
         with self._lock:
             result = self._session.query(
-                sql + _SETTINGS_SQL, "JSONCompact", params=dict(params or {})
+                sql + self._settings, "JSONCompact", params=chdb_params(params)
             )
         return decode_compact(result.bytes())
 
     def command(self, sql: str, params: Params | None = None) -> None:
         with self._lock:
-            self._session.query(sql, "CSV", params=dict(params or {}))
+            self._session.query(sql, "CSV", params=chdb_params(params))
 
     def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
         data = encode_rows(rows)
@@ -126,8 +156,10 @@ class ServerConnection:
         password: str,
         database: str,
         secure: bool = False,
+        max_execution_time: float = 0.0,
     ) -> None:
         driver = _import("clickhouse_connect")
+        settings = {"max_execution_time": max_execution_time} if max_execution_time > 0 else {}
         self._client = driver.get_client(
             host=host,
             port=port,
@@ -135,6 +167,7 @@ class ServerConnection:
             password=password,
             database=database,
             secure=secure,
+            settings=settings,
         )
 
     def query(self, sql: str, params: Params | None = None) -> list[list[Any]]:
