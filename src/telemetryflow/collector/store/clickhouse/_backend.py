@@ -73,7 +73,7 @@ class ClickHouseBackend:
         self.tables = tables
         self.retention_seconds = retention_seconds
         self.deadline = deadline
-        for statement in self._ddl():
+        for statement in self._ddl(frozenset(self._existing_tables())):
             ch.command(statement)
         existing = self._existing_tables()
         self.metric_tables = tuple(t for t in METRIC_TABLES if getattr(tables, t) in existing)
@@ -82,8 +82,8 @@ class ClickHouseBackend:
         )
         self._writer = Writer(ch, tables, self._qualified, max_pending)
 
-    def _ddl(self) -> list[str]:
-        statements = tables_ddl(self.tables)
+    def _ddl(self, existing: frozenset[str]) -> list[str]:
+        statements = tables_ddl(self.tables, existing)
         ddl = _metric_side("_metrics_ddl")
         if ddl is not None:
             statements += ddl.metric_tables_ddl(self.tables)

@@ -128,12 +128,17 @@ def _ours(t: Tables) -> list[str]:
     ]
 
 
-def tables_ddl(tables: Tables) -> list[str]:
-    """Statements creating the database and every table this store reads or writes,
-    each ``IF NOT EXISTS`` (metric tables come from the metric side's DDL)."""
-    return [
-        f"CREATE DATABASE IF NOT EXISTS `{tables.database}`",
-        *_traces(tables),
-        _logs(tables),
-        *_ours(tables),
-    ]
+def tables_ddl(tables: Tables, existing: frozenset[str] = frozenset()) -> list[str]:
+    """Statements creating the database and the tables this store reads or writes that
+    are not in ``existing`` (metric tables come from the metric side's DDL).
+
+    The trace-id table and its view are created only with the traces table: added to a
+    traces table the exporter already filled, the id table would know only the spans
+    written after it, and a lookup bounded by it would miss the others.
+    """
+    statements = [f"CREATE DATABASE IF NOT EXISTS `{tables.database}`"]
+    if tables.traces not in existing:
+        statements += _traces(tables)
+    if tables.logs not in existing:
+        statements.append(_logs(tables))
+    return statements + _ours(tables)
