@@ -1,7 +1,8 @@
 """The store URL: ``sqlite:///file.db``, ``chdb:///dir``, ``clickhouse://user:pw@host:8123/db``.
 
 Query parameters name the exporter's tables when they differ from its defaults
-(``traces_table``, ``logs_table``, ``gauge_table``, ...), the default project of rows
+(``traces_table``, ``logs_table``, ``gauge_table``, ...), the database of a chDB store
+(``database``, default ``otel``; a server's is the URL's path), the default project of rows
 the exporter wrote (``default_project``), and TLS (``secure=1``, or the
 ``clickhouses://`` scheme). The password is kept apart from everything printable:
 :meth:`StoreURL.masked` and ``repr`` show ``***`` in its place.
@@ -21,7 +22,7 @@ _TABLE_PARAMS = {
     "sum_table": "sum", "histogram_table": "histogram",
     "exponential_histogram_table": "exponential_histogram", "summary_table": "summary",
 }  # fmt: skip
-_CH_PARAMS = (*_TABLE_PARAMS, "default_project", "secure")
+_CH_PARAMS = (*_TABLE_PARAMS, "default_project", "secure", "database")
 _SCHEMES = ("sqlite", "chdb", "clickhouse", "clickhouses")
 
 
@@ -90,7 +91,7 @@ def parse_store_url(text: str) -> StoreURL:
         path = unquote(parts.path)
         if parts.netloc or not path.strip("/"):
             raise StoreURLError("a chDB store is chdb:///path/to/directory")
-        return StoreURL("chdb", path=path, tables=_tables(query, "otel"))
+        return StoreURL("chdb", path=path, tables=_tables(query, query.get("database", "")))
     return _server(parts, query, secure=scheme == "clickhouses")
 
 
@@ -102,7 +103,7 @@ def _server(split: SplitResult, query: dict[str, str], secure: bool) -> StoreURL
     host = split.hostname or ""
     if not host:
         raise StoreURLError("a ClickHouse store needs a host: clickhouse://user:pw@host:8123/db")
-    database = unquote(split.path.strip("/")) or "otel"
+    database = unquote(split.path.strip("/")) or query.get("database", "")
     secure = secure or query.get("secure", "").lower() in ("1", "true", "yes")
     return StoreURL(
         "clickhouse",
