@@ -179,8 +179,19 @@ class ClickHouseBackend:
                 raise BadRequestError(400, f"ClickHouse refused the {what} query") from None
             raise ReadTroubleError() from exc
 
-    def query(self, signal: str, project: str, params: Mapping[str, Any], limits: Any) -> Any:
-        """Answer ``logs``, ``traces``, ``metrics`` or ``metric_names`` for ``project``."""
+    def query(
+        self,
+        signal: str,
+        project: str,
+        params: Mapping[str, Any],
+        limits: Any,
+        gate: Any = None,
+    ) -> Any:
+        """Answer ``logs``, ``traces``, ``metrics`` or ``metric_names`` for ``project``.
+
+        The deadline is the engine's ``max_execution_time``, set on the connection from
+        the same setting as the gate's (``query_timeout``).
+        """
         if signal == "traces":
             return self._read(signal, lambda: _traces.query_traces(self.source, project, params))
         if signal == "logs":
@@ -209,20 +220,21 @@ class ClickHouseBackend:
         """
         args = {"since": since_ns, "project": project,
                 "default_project": self.tables.default_project}  # fmt: skip
-        where = f"Timestamp >= fromUnixTimestamp64Nano({{since:Int64}}) AND {project_clause()}"
+        where = f"PREWHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}}) WHERE {project_clause()}"
         parts = [
             f"SELECT 'spans', count(), max(toUnixTimestamp64Nano(Timestamp)) "  # noqa: S608
-            f"FROM {self._qualified('traces')} WHERE {where}",
+            f"FROM {self._qualified('traces')} {where}",
             f"SELECT 'logs', count(), max(toUnixTimestamp64Nano(Timestamp)) "  # noqa: S608
-            f"FROM {self._qualified('logs')} WHERE {where}",
+            f"FROM {self._qualified('logs')} {where}",
         ]
         metric_time = "toDateTime64(TimeUnix, 9)"
         metric_where = (
-            f"{metric_time} >= fromUnixTimestamp64Nano({{since:Int64}}) AND {project_clause()}"
+            f"PREWHERE {metric_time} >= fromUnixTimestamp64Nano({{since:Int64}}) "
+            f"WHERE {project_clause()}"
         )
         parts += [
             f"SELECT 'metric_points', count(), max(toUnixTimestamp64Nano({metric_time})) "  # noqa: S608
-            f"FROM {self._qualified(table)} WHERE {metric_where}"
+            f"FROM {self._qualified(table)} {metric_where}"
             for table in self.metric_tables
         ]
         rows = self._read("status", lambda: self.ch.query(" UNION ALL ".join(parts), args))
