@@ -220,7 +220,10 @@ class ClickHouseBackend:
         """
         args = {"since": since_ns, "project": project,
                 "default_project": self.tables.default_project}  # fmt: skip
-        where = f"PREWHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}}) WHERE {project_clause()}"
+        where = (
+            f"PREWHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}}) "
+            f"WHERE {project_clause()}"
+        )
         parts = [
             f"SELECT 'spans', count(), max(toUnixTimestamp64Nano(Timestamp)) "  # noqa: S608
             f"FROM {self._qualified('traces')} {where}",

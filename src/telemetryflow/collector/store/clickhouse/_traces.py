@@ -253,6 +253,7 @@ def _matching_trace_ids(
         where.append(_ERROR)
     sql = (
         f"SELECT TraceId FROM {src.table} PREWHERE {' AND '.join(where)} "  # noqa: S608
-        f"WHERE {project_clause()} GROUP BY TraceId ORDER BY max(Timestamp) DESC, TraceId LIMIT {limit:d}"
+        f"WHERE {project_clause()} GROUP BY TraceId "
+        f"ORDER BY max(Timestamp) DESC, TraceId LIMIT {limit:d}"
     )
     return [row[0] for row in src.ch.query(sql, args)]
