@@ -64,6 +64,9 @@ def test_chdb_round_trip_with_parameters(ch: ChdbConnection, database: str) -> N
     )
     assert rows == [["b", 1, {}], [tricky, 2**64 - 1, {"k": "v"}]]
     assert ch.query(f"SELECT s FROM {table} WHERE s = {{s:String}}", {"s": tricky}) == [[tricky]]
+    ch.insert_lines(table, ("n", "s"), b'[7,"from lines \\u00e9"]\n[8,"x"]\n')
+    rows = ch.query(f"SELECT s FROM {table} WHERE n IN (7, 8) ORDER BY n")
+    assert rows == [["from lines \u00e9"], ["x"]]
 
 
 def test_missing_module_raises_the_extra_message() -> None:

@@ -28,7 +28,12 @@ from telemetryflow.collector.store.clickhouse._ddl import (
 )
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables, project_clause
-from telemetryflow.collector.store.clickhouse._write import log_rows, span_rows
+from telemetryflow.collector.store.clickhouse._write import (
+    LOG_COLUMNS,
+    SPAN_COLUMNS,
+    log_rows,
+    span_rows,
+)
 from telemetryflow.collector.store.clickhouse._writer import ChBatch, Writer
 
 __all__ = ["METRIC_TABLES", "ClickHouseBackend", "ReadTroubleError"]
@@ -119,14 +124,16 @@ class ClickHouseBackend:
                 batch.rows[key] = table_rows
                 batch.stored += len(table_rows)
         else:
-            parsed = (span_rows if signal == "traces" else log_rows)(request, project, received_ns)
+            traces = signal == "traces"
+            parsed = (span_rows if traces else log_rows)(request, project, received_ns)
             rejected, message = parsed.rejected, parsed.message
-            if parsed.rows:
-                batch.rows["traces" if signal == "traces" else "logs"] = parsed.rows
-                batch.stored = len(parsed.rows)
+            if parsed.lines:
+                columns = SPAN_COLUMNS if traces else LOG_COLUMNS
+                batch.lines["traces" if traces else "logs"] = (columns, parsed.lines)
+                batch.stored = len(parsed.lines)
             errors, events = otlp_captures(signal, request, project, received_ns)
             self._add_captures(batch, errors, events)
-        return (batch if batch.rows else None), rejected, message
+        return (batch if batch.rows or batch.lines else None), rejected, message
 
     @staticmethod
     def _add_captures(batch: ChBatch, errors: list[Any], events: list[Any]) -> None:

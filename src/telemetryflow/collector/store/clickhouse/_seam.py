@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 __all__ = [
@@ -45,6 +45,10 @@ class ClickHouseConnection(Protocol):
 
     def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """Insert rows given as column → value (``JSONEachRow``)."""
+        ...
+
+    def insert_lines(self, table: str, columns: Sequence[str], data: bytes) -> None:
+        """Insert rows already encoded as ``JSONCompactEachRow`` lines of ``columns``."""
         ...
 
     def close(self) -> None:
@@ -140,6 +144,15 @@ class ChdbConnection:
         with self._lock:
             self._session.query(f"INSERT INTO {table} FORMAT JSONEachRow\n" + data.decode())
 
+    def insert_lines(self, table: str, columns: Sequence[str], data: bytes) -> None:
+        if not data:
+            return
+        names = ", ".join(f"`{name}`" for name in columns)
+        with self._lock:
+            self._session.query(
+                f"INSERT INTO {table} ({names}) FORMAT JSONCompactEachRow\n" + data.decode()
+            )
+
     def close(self) -> None:
         with self._lock:
             self._session.close()
@@ -183,6 +196,12 @@ class ServerConnection:
         data = encode_rows(rows)
         if data:
             self._client.raw_insert(table, insert_block=data, fmt="JSONEachRow")
+
+    def insert_lines(self, table: str, columns: Sequence[str], data: bytes) -> None:
+        if data:
+            self._client.raw_insert(
+                table, column_names=list(columns), insert_block=data, fmt="JSONCompactEachRow"
+            )
 
     def close(self) -> None:
         self._client.close()

@@ -46,6 +46,8 @@ class ChBatch:
     """Rows of one request by table name (as :class:`Tables` fields or our own tables)."""
 
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    lines: dict[str, tuple[tuple[str, ...], list[str]]] = field(default_factory=dict)
+    """Rows already encoded: table key → (columns, ``JSONCompactEachRow`` lines)."""
     stored: int = 0
     """How many items of the request these rows hold (spans, records, points)."""
     idempotency: tuple[str, str, dict[str, Any]] | None = None
@@ -159,6 +161,7 @@ class Writer:
     def _insert(self, jobs: list[_Job]) -> list[WriteResult]:
         previous = self._replays(jobs)
         merged: dict[str, list[dict[str, Any]]] = {}
+        encoded: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         results: list[WriteResult] = []
         for job in jobs:
             batch = job.batch
@@ -168,6 +171,8 @@ class Writer:
                 continue
             for key, rows in batch.rows.items():
                 merged.setdefault(key, []).extend(rows)
+            for key, (columns, lines) in batch.lines.items():
+                encoded.setdefault((key, columns), []).extend(lines)
             if batch.idempotency is not None:
                 project, key, answer = batch.idempotency
                 merged.setdefault(IDEMPOTENCY_TABLE, []).append({
@@ -175,6 +180,10 @@ class Writer:
                     "received_ns": time.time_ns(),
                 })  # fmt: skip
             results.append(WriteResult(batch.stored))
+        for (key, columns), lines in encoded.items():
+            if lines:
+                data = ("\n".join(lines) + "\n").encode()
+                self._ch.insert_lines(self._table_of(key), columns, data)
         for key, rows in merged.items():
             if rows:
                 self._ch.insert(self._table_of(key), rows)
