@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sqlite3
 import statistics
 import threading
 import time
@@ -87,7 +88,8 @@ def _sqlite_fill(store: Store, spans: int, logs: int, start: int) -> None:
     with store.reader() as probe:
         have = probe.execute("SELECT count(*) FROM spans").fetchone()[0]
         have_logs = probe.execute("SELECT count(*) FROM logs").fetchone()[0]
-    conn = store._writer  # the benchmark fills the file directly, as one bulk load
+    conn = sqlite3.connect(store.path, isolation_level=None)  # a bulk load beside the writer
+    conn.execute("PRAGMA busy_timeout=60000")
     step = WEEK // max(spans, 1)
     for low in range(have, spans, CHUNK):
         n = min(CHUNK, spans - low)
