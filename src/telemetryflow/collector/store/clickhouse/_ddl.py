@@ -13,7 +13,9 @@ Our own tables hold what the exporter has no place for:
 
 Each carries the project as a column. They are ``ReplacingMergeTree`` where a repeat
 must count once (an error captured twice arrives as a log record and a span event with
-one ``error_id``); reads use ``FINAL`` on them, small as they are.
+one ``error_id``): the copy received first is kept, as SQLite's ``INSERT OR IGNORE``
+keeps it (the version column ``first`` is larger for earlier arrivals); reads use
+``FINAL`` on them, small as they are.
 """
 
 from __future__ import annotations
@@ -115,8 +117,9 @@ def _ours(t: Tables) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {t.qualified(ERRORS_TABLE)} (
     project String, service String, error_id String, fingerprint String, type String,
     code String, message String, stack String, tags String, trace_id String,
-    span_id String, source LowCardinality(String), time_ns Int64, received_ns Int64
-) ENGINE = ReplacingMergeTree ORDER BY (project, error_id)""",
+    span_id String, source LowCardinality(String), time_ns Int64, received_ns Int64,
+    first UInt64 DEFAULT 9223372036854775807 - received_ns
+) ENGINE = ReplacingMergeTree(first) ORDER BY (project, error_id)""",
         f"""CREATE TABLE IF NOT EXISTS {t.qualified(EVENTS_TABLE)} (
     project String, service String, event String, distinct_id String, properties String,
     trace_id String, span_id String, source LowCardinality(String), time_ns Int64,
