@@ -48,7 +48,8 @@ class StoreURL:
         if self.kind == "sqlite":
             return f"sqlite:///{self.path.lstrip('/')}" if self.path else "sqlite://"
         if self.kind == "chdb":
-            return f"chdb://{self.path}"
+            database = self.tables.database
+            return f"chdb://{self.path}" + ("" if database == "otel" else f"?database={database}")
         scheme = "clickhouses" if self.secure else "clickhouse"
         secret = ":***" if self.password else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
