@@ -2,11 +2,11 @@
 
 Both collectors are real (``Collector`` on loopback ports); the same requests go to each
 (what the SDK exported is recorded once by the testing receiver, then sent to both, so
-both hold the same ids and times), then the same queries are asked over HTTP (the query API and the web
-view's JSON) and the answers compared. The differences the
-exporter's tables impose are applied to the SQLite answer first, and only those
-(``docs/scale.md``): attribute values as strings, log bodies as text, no scope attributes
-on spans, no ``since``/``until`` (they are "now").
+both hold the same ids and times), then the same queries are asked over HTTP (the query
+API and the web view's JSON) and the answers compared. The differences the exporter's
+tables impose are applied to the SQLite answer first, and only those (``docs/scale.md``):
+attribute values as strings, log bodies as text, no scope attributes on spans, no
+``since``/``until`` (they are "now").
 """
 
 from __future__ import annotations
@@ -92,13 +92,12 @@ def sdk_exports() -> list[tuple[str, bytes]]:
             .with_signals(metrics=False).build()
         )  # fmt: skip
         client.initialize()
-        with client.span("POST /buy", SpanKind.SERVER):
-            with client.span("charge card"):
-                client.log_error("card declined by the SDK", {"order": "o-1"})
-                try:
-                    raise ValueError("card 4242 declined")
-                except ValueError:
-                    client.capture_exception()
+        with client.span("POST /buy", SpanKind.SERVER), client.span("charge card"):
+            client.log_error("card declined by the SDK", {"order": "o-1"})
+            try:
+                raise ValueError("card 4242 declined")
+            except ValueError:
+                client.capture_exception()
         client.capture_error("timed out", code="E_TIMEOUT", tags={"tenant": "acme"})
         client.track_event("signup", {"plan": "pro"}, distinct_id="u1")
         client.shutdown(timeout=10)
