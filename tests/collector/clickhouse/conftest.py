@@ -19,7 +19,13 @@ _names = itertools.count()
 
 @pytest.fixture(scope="session")
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb")
+    """The one data path of this process: the metric tests' engine's when they are here
+    (whichever module opens chDB first fixes the path for all)."""
+    try:
+        from ch_metrics_support import engine  # type: ignore[import-not-found]
+    except ImportError:
+        return tmp_path_factory.mktemp("chdb")
+    return Path(engine().path)
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,11 @@
 
 Both collectors are real (``Collector`` on loopback ports); the same requests go to each
 (what the SDK exported is recorded once by the testing receiver, then sent to both, so
-both hold the same ids and times), then the same queries are asked over HTTP (the query
-API and the web view's JSON) and the answers compared. The differences the exporter's
-tables impose are applied to the SQLite answer first, and only those (``docs/scale.md``):
-attribute values as strings, log bodies as text, no scope attributes on spans, no
-``since``/``until`` (they are "now").
+both hold the same ids and times), then the same queries are asked over HTTP (the query API and the web
+view's JSON) and the answers compared. The differences the
+exporter's tables impose are applied to the SQLite answer first, and only those
+(``docs/scale.md``): attribute values as strings, log bodies as text, no scope attributes
+on spans, no ``since``/``until`` (they are "now").
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ import pytest
 from collector_helpers import (
     KEY_A,
     KEY_B,
+    counter,
+    gauge,
     headers_for,
+    histogram,
     log_request,
     make_log,
     make_span,
+    metrics_request,
     trace_request,
 )
 
@@ -225,3 +229,59 @@ def test_projects_stay_apart_over_clickhouse(
     with _client(pair["chdb"], KEY_B) as http:
         assert http.get("/v1/traces/query", params={"trace_id": T1}).json()["traces"] == []
         assert http.get(f"/ui/api/traces/{T1}").status_code == 404
+
+
+METRIC_QUERIES: list[dict[str, Any]] = [
+    {"name": "latency", "agg": "p50"}, {"name": "latency", "agg": "p99", "tags": "route:/a"},
+    {"name": "latency", "agg": "count"}, {"name": "rt", "agg": "p50"},
+    {"name": "rt", "agg": "sum"}, {"name": "hits", "agg": "sum"},
+    {"name": "temp", "agg": "last"}, {"name": "latency", "agg": "avg", "step": "1m"},
+]  # fmt: skip
+
+
+def _metric_data() -> tuple[list[dict[str, Any]], bytes]:
+    """001 points (with their time: else each collector stamps its own) and OTLP metrics."""
+    when = time.time() - 30
+    points: list[dict[str, Any]] = [
+        {"name": "latency", "value": v, "tags": {"route": "/a"}, "timestamp": when + i}
+        for i, v in enumerate((1, 2, 3, 4, 10))
+    ]
+    points.append({"name": "latency", "value": 100, "tags": {"route": "/b"}, "type": "timing",
+                   "timestamp": when})  # fmt: skip
+    metrics = [
+        histogram("rt", [1.0, 2.0, 4.0, 8.0], [1, 1, 2, 0, 0], total_sum=9.0),
+        histogram("rt", [1.0, 2.0, 4.0, 8.0], [1, 2, 2, 1, 0], total_sum=21.0),
+        counter("hits", [5, 8], cumulative=True, start_ns=1),
+        gauge("temp", [21.5, 20.0]),
+    ]
+    return points, metrics_request("api", metrics).SerializeToString()
+
+
+def _feed_metrics(collector: Collector, points: list[dict[str, Any]], body: bytes) -> None:
+    with _client(collector, KEY_A) as http:
+        answer = http.post("/v1/metrics/batch", json={"points": points, "idempotency_key": "k1"})
+        assert answer.status_code == 200 and answer.json()["accepted"] == 6, answer.text
+        again = http.post("/v1/metrics/batch", json={"points": points, "idempotency_key": "k1"})
+        assert again.json()["duplicate"] is True
+        assert http.post("/v1/metrics", content=body, headers=PB).status_code == 200
+
+
+def test_metric_queries_answer_alike_over_both_stores(pair: dict[str, Collector]) -> None:
+    pytest.importorskip("telemetryflow.collector.store.clickhouse._metrics_read")
+    answers: dict[str, list[Any]] = {}
+    points, body = _metric_data()
+    now = int(time.time())
+    window = {"since": str(now - 3600), "until": str(now + 60)}  # the same for both
+    for name, collector in pair.items():
+        _feed_metrics(collector, points, body)
+        with _client(collector, KEY_A) as http:
+            got = [http.get("/v1/metrics/query", params={**params, **window})
+                   for params in METRIC_QUERIES]  # fmt: skip
+            got.append(http.get("/v1/metrics/names"))
+        assert all(r.status_code == 200 for r in got), [r.text for r in got]
+        answers[name] = [_as_exporter_stores(r.json()) for r in got]
+    assert answers["sqlite"][0]["series"]  # the data arrived
+    for params, sqlite, chdb in zip(
+        [*METRIC_QUERIES, "names"], answers["sqlite"], answers["chdb"], strict=True
+    ):
+        assert chdb == sqlite, params

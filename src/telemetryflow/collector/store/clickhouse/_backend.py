@@ -121,8 +121,9 @@ class ClickHouseBackend:
             )
             rejected, message = 0, ""
             for key, table_rows in by_table.items():
-                batch.rows[key] = table_rows
-                batch.stored += len(table_rows)
+                if table_rows:
+                    batch.rows[key] = table_rows
+                    batch.stored += len(table_rows)
         else:
             traces = signal == "traces"
             parsed = (span_rows if traces else log_rows)(request, project, received_ns)
@@ -155,9 +156,9 @@ class ClickHouseBackend:
         module = _metric_side("_metrics_write")
         if module is None:
             raise BadRequestError(501, "metrics are not stored in ClickHouse yet")
-        by_table: dict[str, list[dict[str, Any]]] = module.point_rows_by_table(rows)
+        by_table: dict[str, list[dict[str, Any]]] = module.api_metric_rows(rows)
         batch = ChBatch(stored=len(rows), idempotency=idempotency)
-        batch.rows.update(by_table)
+        batch.rows.update({key: found for key, found in by_table.items() if found})
         return batch
 
     def submit(self, batch: ChBatch, timeout: float = 30.0) -> WriteResult:

@@ -119,6 +119,8 @@ class ChdbConnection:
     """
 
     def __init__(self, path: str, max_execution_time: float = 0.0) -> None:
+        self.path = path
+        """The data directory (chDB serves one per process)."""
         session = _import("chdb.session")
         self._session = session.Session(path)
         self._lock = threading.Lock()
