@@ -2,11 +2,11 @@
 
 Both collectors are real (``Collector`` on loopback ports); the same requests go to each
 (what the SDK exported is recorded once by the testing receiver, then sent to both, so
-both hold the same ids and times), then the same queries are asked over HTTP (the query API and the web
-view's JSON) and the answers compared. The differences the
-exporter's tables impose are applied to the SQLite answer first, and only those
-(``docs/scale.md``): attribute values as strings, log bodies as text, no scope attributes
-on spans, no ``since``/``until`` (they are "now").
+both hold the same ids and times), then the same queries are asked over HTTP (the query
+API and the web view's JSON) and the answers compared. The differences the exporter's
+tables impose are applied to the SQLite answer first, and only those (``docs/scale.md``):
+attribute values as strings, log bodies as text, no scope attributes on spans, no
+``since``/``until`` (they are "now").
 """
 
 from __future__ import annotations
@@ -210,8 +210,6 @@ def test_the_same_data_gets_the_same_answers_from_both_stores(
     assert chdb.pop("status")["received"] == {k: v - old[k] for k, v in received.items()}
     for name, answer in sqlite.items():
         if chdb[name] != answer:
-            import json as _j
-
             print(_j.dumps(chdb[name], indent=0, sort_keys=True))
             print(_j.dumps(answer, indent=0, sort_keys=True))
         assert chdb[name] == answer, name
