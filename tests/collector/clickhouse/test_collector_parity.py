@@ -209,9 +209,6 @@ def test_the_same_data_gets_the_same_answers_from_both_stores(
     received = sqlite.pop("status")["received"]
     assert chdb.pop("status")["received"] == {k: v - old[k] for k, v in received.items()}
     for name, answer in sqlite.items():
-        if chdb[name] != answer:
-            print(_j.dumps(chdb[name], indent=0, sort_keys=True))
-            print(_j.dumps(answer, indent=0, sort_keys=True))
         assert chdb[name] == answer, name
 
 
