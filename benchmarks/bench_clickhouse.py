@@ -18,13 +18,14 @@ requests at once, into empty tables) into each store. Answers are SQLite's time 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
-from telemetryflow.collector.ingest._otlp import span_rows
-from telemetryflow.collector.query._logs import query_logs
-from telemetryflow.collector.query._traces import query_traces
-from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
 
+from telemetryflow.collector.store._open import StoreSettings, open_store
+from telemetryflow.collector.store._url import StoreURL
 from telemetryflow.collector.store.clickhouse._backend import ClickHouseBackend
 from telemetryflow.collector.store.clickhouse._seam import ChdbConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
@@ -85,7 +84,20 @@ def _ch_fill(backend: ClickHouseBackend, spans: int, logs: int, start: int) -> N
         FROM (SELECT number + {low} AS i FROM numbers({n}))""")
 
 
-def _sqlite_fill(store: Store, spans: int, logs: int, start: int) -> None:
+class _NoDeadline:
+    """The query gate's deadline left out: both stores are timed to the end."""
+
+    @contextlib.contextmanager
+    def bounded(self, conn: Any) -> Iterator[None]:
+        yield
+
+
+def _sqlite(path: Path) -> Any:
+    """The SQLite store at ``path`` behind its backend (the collector's own code)."""
+    return open_store(StoreURL("sqlite", path=str(path)), StoreSettings(max_pending_writes=1024))
+
+
+def _sqlite_fill(store: Any, spans: int, logs: int, start: int) -> None:
     with store.reader() as probe:
         have = probe.execute("SELECT count(*) FROM spans").fetchone()[0]
         have_logs = probe.execute("SELECT count(*) FROM logs").fetchone()[0]
@@ -213,7 +225,8 @@ def main() -> None:
         start_file.write_text(str(time.time_ns() - WEEK))
     start = int(start_file.read_text())
     backend = ClickHouseBackend(ChdbConnection(str(base / "chdb")), Tables(database="bench"))
-    store = Store(str(base / "sqlite.db"), max_pending=1024)
+    opened = _sqlite(base / "sqlite.db")
+    store, sqlite_backend = opened.sqlite, opened.backend
     began = time.perf_counter()
     _ch_fill(backend, args.spans, args.logs, start)
     print(f"chDB filled in {time.perf_counter() - began:.0f} s", flush=True)
@@ -235,9 +248,7 @@ def main() -> None:
         return backend.query(signal, PROJECT, params, None)
 
     def sqlite_query(signal: str, params: dict[str, Any]) -> Any:
-        with store.reader() as conn:
-            run = query_traces if signal == "traces" else query_logs
-            return run(conn, PROJECT, params)
+        return sqlite_backend.query(signal, PROJECT, params, None, _NoDeadline())
 
     ch_times = [_timed(lambda t=t: ch_query("traces", {"trace_id": t}), 1)[0] for t in ids]
     sq_times = [_timed(lambda t=t: sqlite_query("traces", {"trace_id": t}), 1)[0] for t in ids]
@@ -255,7 +266,7 @@ def main() -> None:
 
     # ingest into empty tables beside the query data (same engine, other database/file)
     ch_target = ClickHouseBackend(ChdbConnection(str(base / "chdb")), Tables(database="ingest"))
-    sqlite_target = Store(str(base / "ingest.db"), max_pending=1024)
+    sqlite_target = _sqlite(base / "ingest.db").backend
 
     def ch_submit(request: ExportTraceServiceRequest) -> None:
         batch, _, _ = ch_target.rows("traces", request, PROJECT, time.time_ns())
@@ -263,9 +274,8 @@ def main() -> None:
         ch_target.submit(batch)
 
     def sqlite_submit(request: ExportTraceServiceRequest) -> None:
-        parsed = span_rows(request, PROJECT, time.time_ns())
-        sqlite_target.submit(WriteBatch(spans=parsed.rows, resources=parsed.resources,
-                                        scopes=parsed.scopes))  # fmt: skip
+        batch, _, _ = sqlite_target.rows("traces", request, PROJECT, time.time_ns())
+        sqlite_target.submit(batch)
 
     ingest = {
         "chdb_spans_per_s": _ingest(ch_submit, args.ingest_requests),
@@ -283,7 +293,7 @@ def main() -> None:
     print(json.dumps({"spans": args.spans, "logs": args.logs, "queries": results,
                       "ingest": ingest}, indent=2))  # fmt: skip
     backend.close()
-    store.close()
+    sqlite_backend.close()
 
 
 if __name__ == "__main__":
