@@ -61,6 +61,15 @@ def _network_arguments(p: argparse.ArgumentParser) -> None:
         help="database file (env TELEMETRYFLOW_COLLECTOR_DB; default %(default)s)",
     )
     p.add_argument(
+        "--store",
+        metavar="URL",
+        default=os.environ.get("TELEMETRYFLOW_COLLECTOR_STORE", ""),
+        help="where data is kept: sqlite:///file.db (the default, at --db), chdb:///dir or "
+        "clickhouse://user:password@host:8123/database, the tables the OpenTelemetry "
+        "Collector's clickhouse exporter writes (env TELEMETRYFLOW_COLLECTOR_STORE; "
+        "docs/scale.md; ClickHouse needs pip install 'telemetryflow[clickhouse]')",
+    )
+    p.add_argument(
         "--host", default="127.0.0.1", help="address for both receivers (default %(default)s)"
     )
     p.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (0: any free)")
@@ -170,6 +179,7 @@ def _flags(path: str | None) -> FlagSet:
 def _run(args: argparse.Namespace) -> int:
     from telemetryflow._errors import ConfigError
     from telemetryflow.collector import Collector, CollectorConfig, resolve_keys
+    from telemetryflow.collector.store._open import StoreOpenError, store_url
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
@@ -177,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         keys = () if args.no_auth else resolve_keys(args.key, args.keys_file)
         config = CollectorConfig(
-            db_path=args.db, grpc_host=args.host, http_host=args.host,
+            db_path=args.db, store=args.store, grpc_host=args.host, http_host=args.host,
             grpc_port=None if args.no_grpc else args.grpc_port, http_port=args.http_port,
             keys=keys, auth=not args.no_auth, allow_remote=args.allow_remote,
             max_body_bytes=args.max_body_size, rate_limit=args.rate_limit,
@@ -193,17 +203,22 @@ def _run(args: argparse.Namespace) -> int:
     collector = Collector(config)
     try:
         collector.start()
+    except (ImportError, StoreOpenError) as exc:  # the extra is missing, or ClickHouse is
+        print(f"telemetryflow collector: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"telemetryflow collector: cannot listen: {exc}", file=sys.stderr)
         return 1
     auth = f"{len(keys)} key(s)" if config.auth else "OFF (--no-auth)"
+    url = store_url(config.store, config.db_path)  # printed masked: never the password
+    where = f"database   {url.path}" if url.kind == "sqlite" else f"store      {url.masked()}"
     flags = f"  flags      {len(config.feature_flags)} from {args.flags}\n" if args.flags else ""
     print(
         "TelemetryFlow collector\n"
         f"  OTLP/gRPC  {collector.grpc_endpoint or 'disabled'}\n"
         f"  OTLP/HTTP  {collector.http_endpoint}  (query API; OpenAPI at /openapi.json)\n"
         f"  web view   {collector.http_endpoint}/ui\n"
-        f"  database   {config.db_path}\n"
+        f"  {where}\n"
         f"  auth       {auth}\n"
         f"{flags}"
         "Press Ctrl+C to stop.",

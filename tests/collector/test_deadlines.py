@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from telemetryflow.collector import _deadlines
+from telemetryflow.collector.server import _deadlines
 from telemetryflow.collector.server._deadlines import Deadlines
 
 

@@ -22,6 +22,8 @@ from telemetryflow.collector.server._limits import (
     raise_fd_limit,
     return_large_buffers_to_the_os,
 )
+from telemetryflow.collector.store._backend import Backend
+from telemetryflow.collector.store._open import StoreSettings, open_store, store_url
 from telemetryflow.collector.store.sqlite._store import Store
 from telemetryflow.collector.web import close_live_tails
 
@@ -31,7 +33,7 @@ _log = logging.getLogger("telemetryflow.collector")
 
 
 class Collector:
-    """A local OTLP collector with an embedded database and a query API.
+    """A local OTLP collector with a store (SQLite, or ClickHouse) and a query API.
 
     Example:
         >>> config = CollectorConfig(db_path="t.db", grpc_port=0, http_port=0, auth=False)
@@ -46,6 +48,7 @@ class Collector:
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
         self._store: Store | None = None
+        self._backend: Backend | None = None
         self._http: HTTPServer | None = None
         self._http_work: ThreadPoolExecutor | None = None
         self._grpc: Any = None
@@ -56,9 +59,17 @@ class Collector:
 
     @property
     def store(self) -> Store:
+        """The SQLite store (a collector over ClickHouse has none: see :attr:`backend`)."""
         if self._store is None:
-            raise RuntimeError("the collector is not started")
+            raise RuntimeError("the collector is not started, or its store is not SQLite")
         return self._store
+
+    @property
+    def backend(self) -> Backend:
+        """The store the pipeline writes to and reads from, whichever engine it is."""
+        if self._backend is None:
+            raise RuntimeError("the collector is not started")
+        return self._backend
 
     @property
     def http_endpoint(self) -> str:
@@ -79,17 +90,20 @@ class Collector:
         readers = cfg.http_workers + cfg.max_queries  # the web view reads only via queries
         max_connections = connection_caps(cfg.max_connections, raise_fd_limit(), receivers, readers)
         return_large_buffers_to_the_os()
-        self._store = Store(
-            cfg.db_path,
-            sync_full=cfg.sync_full,
-            max_pending=cfg.max_pending_writes,
-            retention_seconds=cfg.retention_seconds,
-            max_db_bytes=cfg.max_db_bytes,
-            retention_interval=cfg.retention_interval,
+        url = store_url(cfg.store, cfg.db_path)
+        settings = StoreSettings(
+            cfg.sync_full,
+            cfg.max_pending_writes,
+            cfg.retention_seconds,
+            cfg.max_db_bytes,
+            cfg.retention_interval,
+            cfg.query_timeout,
         )
+        opened = open_store(url, settings)
+        self._backend, self._store = opened.backend, opened.sqlite
         gate = QueryGate(cfg.max_queries, cfg.max_queries_per_key, cfg.query_timeout)
         pipeline = Pipeline(
-            self._store,
+            self._backend,
             Authenticator(cfg.keys, cfg.auth),
             RateLimiter(cfg.rate_limit),
             query_gate=gate,
@@ -107,8 +121,8 @@ class Collector:
         except BaseException:
             self.stop()
             raise
-        _log.info("collector listening: OTLP/gRPC %s, HTTP %s, database %s",
-                  self.grpc_endpoint, self.http_endpoint, cfg.db_path)  # fmt: skip
+        _log.info("collector listening: OTLP/gRPC %s, HTTP %s, store %s",
+                  self.grpc_endpoint, self.http_endpoint, url.masked())  # fmt: skip
         return self
 
     def _start_http(self, pipeline: Pipeline, max_connections: int) -> None:
@@ -140,9 +154,9 @@ class Collector:
         if self._http_work is not None:
             self._http_work.shutdown(wait=True, cancel_futures=True)
             self._http_work = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = self._store = None
         self._stopped.set()
 
     def serve_forever(self) -> None:

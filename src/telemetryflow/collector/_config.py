@@ -23,6 +23,7 @@ __all__ = [
     "ENV_FLAGS",
     "ENV_KEYS",
     "ENV_KEYS_FILE",
+    "ENV_STORE",
     "ApiKey",
     "CollectorConfig",
     "is_loopback",
@@ -35,6 +36,9 @@ ENV_KEYS = "TELEMETRYFLOW_COLLECTOR_KEYS"
 """Comma- or whitespace-separated ``KEY_ID:KEY_SECRET[@PROJECT]`` entries."""
 ENV_KEYS_FILE = "TELEMETRYFLOW_COLLECTOR_KEYS_FILE"
 """Path of a file with one ``KEY_ID:KEY_SECRET[@PROJECT]`` per line (``#`` comments)."""
+
+ENV_STORE = "TELEMETRYFLOW_COLLECTOR_STORE"
+"""The store URL, as ``--store`` (``sqlite:///…``, ``chdb:///…``, ``clickhouse://…``)."""
 
 ENV_FLAGS = "TELEMETRYFLOW_COLLECTOR_FLAGS"
 """Path of a JSON or YAML file of feature flags (the SDK's format), as ``--flags``."""
@@ -146,7 +150,11 @@ class CollectorConfig:
     """
 
     db_path: str = "telemetryflow.db"
-    """SQLite database file (created if missing)."""
+    """SQLite database file (created if missing), when :attr:`store` is not set."""
+    store: str = field(default="", repr=False)
+    """Store URL: ``sqlite:///path.db``, ``chdb:///dir`` or
+    ``clickhouse://user:password@host:8123/db`` (``docs/scale.md``); empty: SQLite at
+    :attr:`db_path`. Kept out of ``repr`` (it may hold a password)."""
     grpc_host: str = "127.0.0.1"
     grpc_port: int | None = 4317
     """OTLP/gRPC port; ``None`` disables the gRPC receiver."""
@@ -223,6 +231,13 @@ class CollectorConfig:
                     problems.append(
                         f"binding to {host!r} exposes the collector; pass --allow-remote"
                     )
+        if self.store:
+            from telemetryflow.collector.store._url import StoreURLError, parse_store_url
+
+            try:
+                parse_store_url(self.store)
+            except StoreURLError as exc:
+                problems.append(str(exc))
         if self.auth and not self.keys:
             problems.append(
                 "no API key given: use --key, TELEMETRYFLOW_COLLECTOR_KEYS, a keys file, "

@@ -7,7 +7,7 @@ partial success and project scoping behave the same whichever one a client uses.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from telemetryflow.collector.api._observability import ObservabilityAPI
-from telemetryflow.collector.ingest._errors_events import otlp_captures
-from telemetryflow.collector.ingest._exemplars import exemplar_rows
 from telemetryflow.collector.ingest._metrics_api import (
     FINGERPRINT,
     batch_rows,
@@ -35,15 +33,13 @@ from telemetryflow.collector.ingest._metrics_api import (
     fingerprint,
     report_row,
 )
-from telemetryflow.collector.ingest._otlp import Ingested, log_rows, point_rows, span_rows
-from telemetryflow.collector.query._gate import QueryGate, reading
-from telemetryflow.collector.query._logs import query_logs
-from telemetryflow.collector.query._metric_names import query_metric_names
-from telemetryflow.collector.query._metrics import QueryLimits, query_metrics
+from telemetryflow.collector.query._gate import QueryGate
+from telemetryflow.collector.query._metrics import QueryLimits
 from telemetryflow.collector.query._params import iso
-from telemetryflow.collector.query._traces import query_traces
 from telemetryflow.collector.server._auth import Authenticator, Principal, RateLimiter
-from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
+from telemetryflow.collector.store._backend import Backend
+from telemetryflow.collector.store.sqlite._backend import SqliteBackend
+from telemetryflow.collector.store.sqlite._store import Store
 
 __all__ = ["SIGNALS", "Pipeline", "Signal"]
 
@@ -55,21 +51,17 @@ class Signal:
     name: str
     request: type[Message]
     response: type[Message]
-    rows: Callable[[Any, str, int], Ingested]
-    table: str
     rejected_field: str
 
 
 SIGNALS: dict[str, Signal] = {
     "traces": Signal("traces", ExportTraceServiceRequest, ExportTraceServiceResponse,
-                     span_rows, "spans", "rejected_spans"),
+                     "rejected_spans"),
     "metrics": Signal("metrics", ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-                      point_rows, "points", "rejected_data_points"),
+                      "rejected_data_points"),
     "logs": Signal("logs", ExportLogsServiceRequest, ExportLogsServiceResponse,
-                   log_rows, "logs", "rejected_log_records"),
+                   "rejected_log_records"),
 }  # fmt: skip
-
-_QUERIES = {"logs": query_logs, "metric_names": query_metric_names, "traces": query_traces}
 
 
 class Pipeline(ObservabilityAPI):
@@ -81,13 +73,14 @@ class Pipeline(ObservabilityAPI):
 
     def __init__(
         self,
-        store: Store,
+        store: Store | Backend,
         auth: Authenticator,
         limiter: RateLimiter,
         query_limits: QueryLimits | None = None,
         query_gate: QueryGate | None = None,
     ) -> None:
-        self.store = store
+        """``store``: a backend, or the SQLite :class:`Store` (served by its backend)."""
+        self.backend: Backend = SqliteBackend(store) if isinstance(store, Store) else store
         self.auth = auth
         self.limiter = limiter
         self.query_limits = QueryLimits.from_env() if query_limits is None else query_limits
@@ -102,7 +95,7 @@ class Pipeline(ObservabilityAPI):
         """
         batch, response = self._export_batch(signal, principal, request)
         if batch is not None:
-            self.store.submit(batch)
+            self.backend.submit(batch)
         return response
 
     async def export_async(self, signal: Signal, principal: Principal, request: Any) -> Message:
@@ -115,31 +108,21 @@ class Pipeline(ObservabilityAPI):
         """
         batch, response = self._export_batch(signal, principal, request)
         if batch is not None:
-            await self.store.submit_async(batch)
+            await self.backend.submit_async(batch)
         return response
 
     def _export_batch(
         self, signal: Signal, principal: Principal, request: Any
-    ) -> tuple[WriteBatch | None, Message]:
-        """The rows to store (``None`` when there are none) and the answer to send."""
-        received_ns = time.time_ns()
-        parsed = signal.rows(request, principal.project, received_ns)
-        project = principal.project
-        # errors and product events the SDK captured, for the observability listings
-        errors, events = (otlp_captures(signal.name, request, project, received_ns)
-                          if parsed.captures else ([], []))  # fmt: skip
-        # exemplars of metric points go in the same batch
-        exemplars = exemplar_rows(request, project, received_ns) if parsed.exemplars else []
-        batch = None
-        if parsed.rows or errors or events:
-            batch = WriteBatch(resources=parsed.resources, scopes=parsed.scopes,
-                               errors=errors, events=events, exemplars=exemplars)  # fmt: skip
-            getattr(batch, signal.table).extend(parsed.rows)
+    ) -> tuple[Any, Message]:
+        """The batch to store (``None`` when there is nothing) and the answer to send."""
+        batch, rejected, message = self.backend.rows(
+            signal.name, request, principal.project, time.time_ns()
+        )
         response = signal.response()
-        if parsed.rejected:
+        if rejected:
             partial = response.partial_success  # type: ignore[attr-defined]
-            setattr(partial, signal.rejected_field, parsed.rejected)
-            partial.error_message = parsed.message
+            setattr(partial, signal.rejected_field, rejected)
+            partial.error_message = message
         return batch, response
 
     def report(self, principal: Principal, body: Any) -> dict[str, Any]:
@@ -179,12 +162,12 @@ class Pipeline(ObservabilityAPI):
         answer: dict[str, Any],
     ) -> dict[str, Any]:
         if key is None:
-            self.store.submit(WriteBatch(points=rows))
+            self.backend.submit(self.backend.points_batch(rows))
             return {**answer, "duplicate": False}
         digest = fingerprint(content)
         stored = {**answer, FINGERPRINT: digest}
-        result = self.store.submit(
-            WriteBatch(points=rows, idempotency=(principal.project, f"{kind}:{key}", stored))
+        result = self.backend.submit(
+            self.backend.points_batch(rows, (principal.project, f"{kind}:{key}", stored))
         )
         if result.previous is not None:
             return {**check_replay(result.previous, digest, key), "duplicate": True}
@@ -201,34 +184,13 @@ class Pipeline(ObservabilityAPI):
                 503 with a retry hint); nothing was run.
         """
         gate = self.query_gate
-        with gate.admit(principal.key_id), reading(self.store) as conn, gate.bounded(conn):
-            if signal == "metrics":
-                return query_metrics(conn, principal.project, params, self.query_limits)
-            if signal == "metric_names":  # by default over the retention window
-                return query_metric_names(
-                    conn, principal.project, params, self.store.retention_seconds
-                )
-            return _QUERIES[signal](conn, principal.project, params)
+        with gate.admit(principal.key_id):
+            return self.backend.query(signal, principal.project, params, self.query_limits, gate)
 
     def status(self, principal: Principal, window_s: float = 900.0) -> dict[str, Any]:
         """What this project sent lately: counts over ``window_s`` and the last arrival."""
         since = time.time_ns() - int(window_s * 1e9)
-        received: dict[str, int] = {}
-        last = 0
-        with reading(self.store) as conn:
-            for label, table in (
-                ("spans", "spans"),
-                ("metric_points", "metric_points"),
-                ("logs", "logs"),
-            ):
-                # by the collector's receive stamp: a client's clock cannot hide its data
-                count, newest = conn.execute(
-                    f"SELECT count(*), max(received_ns) FROM {table} "  # noqa: S608
-                    "WHERE received_ns >= ? AND project = ?",
-                    (since, principal.project),
-                ).fetchone()
-                received[label] = int(count)
-                last = max(last, int(newest or 0))
+        received, last = self.backend.status_counts(principal.project, since)
         return {
             "ok": True,
             "project": principal.project,

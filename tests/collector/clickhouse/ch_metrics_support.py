@@ -179,5 +179,5 @@ def write_clickhouse(tables: Tables, project: str, *requests: ExportMetricsServi
 
 def write_sqlite(store: Store, project: str, *requests: ExportMetricsServiceRequest) -> None:
     for req in requests:
-        rows, _, _ = point_rows(req, project, BASE)
+        rows = point_rows(req, project, BASE).rows
         store.submit(WriteBatch(points=rows, exemplars=exemplar_rows(req, project, BASE)))

@@ -20,12 +20,10 @@ from telemetryflow._attributes import clean_value
 from telemetryflow._capture import fingerprint_reported
 from telemetryflow._flags import EMPTY_FLAGS, ERROR, FlagSet, targeting_key_of
 from telemetryflow.collector.ingest._decode import BadRequestError
-from telemetryflow.collector.ingest._errors_events import find_error, list_error_groups, list_events
 from telemetryflow.collector.ingest._otlp import compact_json
-from telemetryflow.collector.query._gate import reading
 from telemetryflow.collector.query._params import Params
 from telemetryflow.collector.server._auth import Principal
-from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
+from telemetryflow.collector.store._backend import Backend
 
 __all__ = ["LIMITS", "ObservabilityAPI", "error_row", "event_row", "flag_answer"]
 
@@ -202,7 +200,7 @@ def flag_answer(flags: FlagSet, key: str, params: Mapping[str, Any]) -> dict[str
 class ObservabilityAPI:
     """The observability endpoints as :class:`Pipeline` methods, one per route."""
 
-    store: Store
+    backend: Backend
     flags: FlagSet = EMPTY_FLAGS
     """The definitions ``GET /v1/observability/flags/{key}`` reads (``--flags FILE``)."""
 
@@ -212,12 +210,13 @@ class ObservabilityAPI:
     def capture_error(self, principal: Principal, body: Any) -> dict[str, Any]:
         """Store one error occurrence; answer ``{"ok": true, "error_id": ...}``."""
         row, error_id = error_row(body, principal.project, time.time_ns())
-        self.store.submit(WriteBatch(errors=[row]))
+        self.backend.submit(self.backend.captures_batch([row], []))
         return {"ok": True, "error_id": error_id}
 
     def track_event(self, principal: Principal, body: Any) -> dict[str, Any]:
         """Store one product event; answer ``{"ok": true}``."""
-        self.store.submit(WriteBatch(events=[event_row(body, principal.project, time.time_ns())]))
+        row = event_row(body, principal.project, time.time_ns())
+        self.backend.submit(self.backend.captures_batch([], [row]))
         return {"ok": True}
 
     def report_metric(self, principal: Principal, body: Any) -> dict[str, Any]:
@@ -233,8 +232,7 @@ class ObservabilityAPI:
 
     def error_groups(self, principal: Principal, params: Mapping[str, Any]) -> dict[str, Any]:
         """``GET /v1/observability/errors``: this project's error groups."""
-        with reading(self.store) as conn:
-            return list_error_groups(conn, principal.project, params)
+        return self.backend.error_groups(principal.project, params)
 
     def error_by_id(self, principal: Principal, error_id: str) -> dict[str, Any]:
         """``GET /v1/observability/errors/{error_id}``: the occurrence a capture answered.
@@ -242,13 +240,11 @@ class ObservabilityAPI:
         Raises:
             BadRequestError: 404 when this project has no such error.
         """
-        with reading(self.store) as conn:
-            found = find_error(conn, principal.project, error_id)
+        found = self.backend.find_error(principal.project, error_id)
         if found is None:
             raise BadRequestError(404, "no error with this error_id in this project")
         return found
 
     def event_counts(self, principal: Principal, params: Mapping[str, Any]) -> dict[str, Any]:
         """``GET /v1/observability/events``: this project's events by name."""
-        with reading(self.store) as conn:
-            return list_events(conn, principal.project, params)
+        return self.backend.event_counts(principal.project, params)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import importlib
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 __all__ = [
     "ChdbConnection",
     "ClickHouseConnection",
     "ServerConnection",
+    "chdb_params",
     "decode_compact",
     "encode_rows",
     "missing_extra",
@@ -46,6 +47,10 @@ class ClickHouseConnection(Protocol):
         """Insert rows given as column → value (``JSONEachRow``)."""
         ...
 
+    def insert_lines(self, table: str, columns: Sequence[str], data: bytes) -> None:
+        """Insert rows already encoded as ``JSONCompactEachRow`` lines of ``columns``."""
+        ...
+
     def close(self) -> None:
         """Release the engine."""
         ...
@@ -63,6 +68,32 @@ def _import(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise missing_extra(module.split(".")[0]) from exc
+
+
+def _literal(value: Any) -> str:
+    """One value as a ClickHouse literal (strings quoted and escaped)."""
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, list):
+        return "[" + ",".join(_literal(item) for item in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ",".join(_literal(item) for item in value) + ")"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def chdb_params(params: Params | None) -> dict[str, Any]:
+    """Parameters as chDB takes them: scalars as they are, arrays as literal text.
+
+    The server client formats Python lists (and tuples inside them) itself; chDB
+    wants the text of an ``Array(...)`` literal, so the same ``{ids:Array(String)}``
+    works on both.
+    """
+    return {
+        name: _literal(list(value)) if isinstance(value, (list, tuple)) else value
+        for name, value in (params or {}).items()
+    }
 
 
 def decode_compact(payload: bytes) -> list[list[Any]]:
@@ -87,21 +118,26 @@ class ChdbConnection:
     the collector can share it.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_execution_time: float = 0.0) -> None:
+        self.path = path
+        """The data directory (chDB serves one per process)."""
         session = _import("chdb.session")
         self._session = session.Session(path)
         self._lock = threading.Lock()
+        self._settings = _SETTINGS_SQL + (
+            f", max_execution_time = {max_execution_time:g}" if max_execution_time > 0 else ""
+        )
 
     def query(self, sql: str, params: Params | None = None) -> list[list[Any]]:
         with self._lock:
             result = self._session.query(
-                sql + _SETTINGS_SQL, "JSONCompact", params=dict(params or {})
+                sql + self._settings, "JSONCompact", params=chdb_params(params)
             )
         return decode_compact(result.bytes())
 
     def command(self, sql: str, params: Params | None = None) -> None:
         with self._lock:
-            self._session.query(sql, "CSV", params=dict(params or {}))
+            self._session.query(sql, "CSV", params=chdb_params(params))
 
     def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
         data = encode_rows(rows)
@@ -109,6 +145,15 @@ class ChdbConnection:
             return
         with self._lock:
             self._session.query(f"INSERT INTO {table} FORMAT JSONEachRow\n" + data.decode())
+
+    def insert_lines(self, table: str, columns: Sequence[str], data: bytes) -> None:
+        if not data:
+            return
+        names = ", ".join(f"`{name}`" for name in columns)
+        with self._lock:
+            self._session.query(
+                f"INSERT INTO {table} ({names}) FORMAT JSONCompactEachRow\n" + data.decode()
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -126,8 +171,10 @@ class ServerConnection:
         password: str,
         database: str,
         secure: bool = False,
+        max_execution_time: float = 0.0,
     ) -> None:
         driver = _import("clickhouse_connect")
+        settings = {"max_execution_time": max_execution_time} if max_execution_time > 0 else {}
         self._client = driver.get_client(
             host=host,
             port=port,
@@ -135,6 +182,7 @@ class ServerConnection:
             password=password,
             database=database,
             secure=secure,
+            settings=settings,
         )
 
     def query(self, sql: str, params: Params | None = None) -> list[list[Any]]:
@@ -150,6 +198,12 @@ class ServerConnection:
         data = encode_rows(rows)
         if data:
             self._client.raw_insert(table, insert_block=data, fmt="JSONEachRow")
+
+    def insert_lines(self, table: str, columns: Sequence[str], data: bytes) -> None:
+        if data:
+            self._client.raw_insert(
+                table, column_names=list(columns), insert_block=data, fmt="JSONCompactEachRow"
+            )
 
     def close(self) -> None:
         self._client.close()

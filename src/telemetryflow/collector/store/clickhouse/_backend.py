@@ -1,0 +1,265 @@
+"""The ClickHouse store: the exporter's tables written and read behind the collector's backend.
+
+It builds rows in the exporter's shapes (``_write.py``; metric points by the metric
+side, ``_metrics_write.py``), hands them to one writer thread (``_writer.py``), and
+answers every query with SQL run in the database (``_traces.py``, ``_logs.py``,
+``_captures.py``, ``_metrics_read.py``). A query past the gate's deadline is stopped by
+the engine (``max_execution_time``) and answered 422 like the SQLite store's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.ingest._errors_events import otlp_captures
+from telemetryflow.collector.store.clickhouse import _captures, _logs, _metrics_read, _traces
+from telemetryflow.collector.store.clickhouse._ddl import (
+    ERRORS_TABLE,
+    EVENTS_TABLE,
+    IDEMPOTENCY_TABLE,
+    tables_ddl,
+)
+from telemetryflow.collector.store.clickhouse._metrics_ddl import metric_tables_ddl
+from telemetryflow.collector.store.clickhouse._metrics_write import api_metric_rows, metric_rows
+from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
+from telemetryflow.collector.store.clickhouse._tables import Tables, project_clause
+from telemetryflow.collector.store.clickhouse._write import (
+    LOG_COLUMNS,
+    SPAN_COLUMNS,
+    log_rows,
+    span_rows,
+)
+from telemetryflow.collector.store.clickhouse._writer import ChBatch, Writer
+from telemetryflow.collector.store.sqlite._store import OverloadedError, WriteResult
+
+__all__ = ["METRIC_TABLES", "ClickHouseBackend", "ReadTroubleError"]
+
+_log = logging.getLogger("telemetryflow.collector")
+METRIC_TABLES = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+_OURS = (ERRORS_TABLE, EVENTS_TABLE, IDEMPOTENCY_TABLE)
+_TIMEOUT_CODES = ("TIMEOUT_EXCEEDED", "Code: 159")
+
+
+class ReadTroubleError(OverloadedError):
+    """ClickHouse could not answer (down, unreachable): ``503`` with a retry hint."""
+
+    def __init__(self, retry_after: float = 2.0) -> None:
+        super().__init__(retry_after)
+        self.args = ("the collector cannot read its ClickHouse store; retry later",)
+
+
+class ClickHouseBackend:
+    """Writes and queries over one ClickHouse connection (chDB or a server)."""
+
+    kind = "clickhouse"
+
+    def __init__(
+        self,
+        ch: ClickHouseConnection,
+        tables: Tables,
+        *,
+        max_pending: int = 256,
+        retention_seconds: float = 0.0,
+        deadline: float = 30.0,
+    ) -> None:
+        self.ch = ch
+        self.tables = tables
+        self.retention_seconds = retention_seconds
+        self.deadline = deadline
+        for statement in self._ddl(frozenset(self._existing_tables())):
+            ch.command(statement)
+        existing = self._existing_tables()
+        self.metric_tables = tuple(t for t in METRIC_TABLES if getattr(tables, t) in existing)
+        self.source = _traces.TraceSource(
+            ch, tables, trace_index=f"{tables.traces}_trace_id_ts" in existing
+        )
+        self._writer = Writer(ch, tables, self._qualified, max_pending)
+
+    def _ddl(self, existing: frozenset[str]) -> list[str]:
+        return tables_ddl(self.tables, existing) + metric_tables_ddl(self.tables)
+
+    def _existing_tables(self) -> set[str]:
+        rows = self.ch.query(
+            "SELECT name FROM system.tables WHERE database = {db:String}",
+            {"db": self.tables.database},
+        )
+        return {row[0] for row in rows}
+
+    def _qualified(self, key: str) -> str:
+        """A batch key (a :class:`Tables` field, or one of our tables) as a table name."""
+        name = key if key in _OURS else getattr(self.tables, key)
+        return self.tables.qualified(name)
+
+    # -- writes ------------------------------------------------------------------------
+    def rows(
+        self, signal: str, request: Any, project: str, received_ns: int
+    ) -> tuple[ChBatch | None, int, str]:
+        """The batch to store for an OTLP request (``None`` when empty), refused, why."""
+        batch = ChBatch()
+        if signal == "metrics":
+            by_table: dict[str, list[dict[str, Any]]] = metric_rows(request, project, received_ns)
+            rejected, message = 0, ""
+            for key, table_rows in by_table.items():
+                if table_rows:
+                    batch.rows[key] = table_rows
+                    batch.stored += len(table_rows)
+        else:
+            traces = signal == "traces"
+            parsed = (span_rows if traces else log_rows)(request, project, received_ns)
+            rejected, message = parsed.rejected, parsed.message
+            if parsed.lines:
+                columns = SPAN_COLUMNS if traces else LOG_COLUMNS
+                batch.lines["traces" if traces else "logs"] = (columns, parsed.lines)
+                batch.stored = len(parsed.lines)
+            errors, events = otlp_captures(signal, request, project, received_ns)
+            self._add_captures(batch, errors, events)
+        return (batch if batch.rows or batch.lines else None), rejected, message
+
+    @staticmethod
+    def _add_captures(batch: ChBatch, errors: list[Any], events: list[Any]) -> None:
+        if errors:
+            batch.rows[ERRORS_TABLE] = _captures.error_dicts(errors)
+        if events:
+            batch.rows[EVENTS_TABLE] = _captures.event_dicts(events)
+
+    def captures_batch(self, errors: list[Any], events: list[Any]) -> ChBatch:
+        """A batch of REST-captured errors and events (rows as ``_errors_events`` builds)."""
+        batch = ChBatch()
+        self._add_captures(batch, errors, events)
+        return batch
+
+    def points_batch(
+        self, rows: list[Any], idempotency: tuple[str, str, dict[str, Any]] | None = None
+    ) -> ChBatch:
+        """A batch of 001 report/batch points (SQLite point rows, converted by the metric side)."""
+        by_table: dict[str, list[dict[str, Any]]] = api_metric_rows(rows)
+        batch = ChBatch(stored=len(rows), idempotency=idempotency)
+        batch.rows.update({key: found for key, found in by_table.items() if found})
+        return batch
+
+    def submit(self, batch: ChBatch, timeout: float = 30.0) -> WriteResult:
+        return self._writer.submit(batch, timeout)
+
+    async def submit_async(self, batch: ChBatch, timeout: float = 30.0) -> WriteResult:
+        return await self._writer.submit_async(batch, timeout)
+
+    # -- reads -------------------------------------------------------------------------
+    def _read(self, what: str, run: Any) -> Any:
+        """Run a read; engine trouble → 503, the deadline → 422 naming what to narrow."""
+        try:
+            return run()
+        except (BadRequestError, OverloadedError):
+            raise
+        except Exception as exc:  # the engine's errors have no common type
+            text = str(exc)
+            if any(code in text for code in _TIMEOUT_CODES):
+                raise BadRequestError(
+                    422,
+                    f"the query ran past {self.deadline:g} s; narrow its time range "
+                    "(since/until) or add filters",
+                ) from None
+            if "Code: " in text and "UNKNOWN_TABLE" not in text:
+                _log.warning("ClickHouse refused a %s query: %s", what, text.splitlines()[0][:300])
+                raise BadRequestError(400, f"ClickHouse refused the {what} query") from None
+            raise ReadTroubleError() from exc
+
+    def query(
+        self,
+        signal: str,
+        project: str,
+        params: Mapping[str, Any],
+        limits: Any,
+        gate: Any = None,
+    ) -> Any:
+        """Answer ``logs``, ``traces``, ``metrics`` or ``metric_names`` for ``project``.
+
+        The deadline is the engine's ``max_execution_time``, set on the connection from
+        the same setting as the gate's (``query_timeout``).
+        """
+        if signal == "traces":
+            return self._read(signal, lambda: _traces.query_traces(self.source, project, params))
+        if signal == "logs":
+            return self._read(
+                signal, lambda: _logs.query_logs(self.ch, self.tables, project, params)
+            )
+        if signal == "metrics":
+            return self._read(
+                signal,
+                lambda: _metrics_read.query_metrics(self.ch, self.tables, project, params, limits),
+            )
+        return self._read(
+            signal,
+            lambda: _metrics_read.query_metric_names(
+                self.ch, self.tables, project, params, self.retention_seconds
+            ),
+        )
+
+    def status_counts(self, project: str, since_ns: int) -> tuple[dict[str, int], int]:
+        """Spans, metric points and logs of ``project`` since ``since_ns``; the newest time.
+
+        The exporter's rows carry no receive time: this counts by the data's own time.
+        """
+        args = {"since": since_ns, "project": project,
+                "default_project": self.tables.default_project}  # fmt: skip
+        where = (
+            f"PREWHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}}) "
+            f"WHERE {project_clause()}"
+        )
+        parts = [
+            f"SELECT 'spans', count(), max(toUnixTimestamp64Nano(Timestamp)) "  # noqa: S608
+            f"FROM {self._qualified('traces')} {where}",
+            f"SELECT 'logs', count(), max(toUnixTimestamp64Nano(Timestamp)) "  # noqa: S608
+            f"FROM {self._qualified('logs')} {where}",
+        ]
+        metric_time = "toDateTime64(TimeUnix, 9)"
+        metric_where = (
+            f"PREWHERE {metric_time} >= fromUnixTimestamp64Nano({{since:Int64}}) "
+            f"WHERE {project_clause()}"
+        )
+        parts += [
+            f"SELECT 'metric_points', count(), max(toUnixTimestamp64Nano({metric_time})) "  # noqa: S608
+            f"FROM {self._qualified(table)} {metric_where}"
+            for table in self.metric_tables
+        ]
+        rows = self._read("status", lambda: self.ch.query(" UNION ALL ".join(parts), args))
+        received = {"spans": 0, "metric_points": 0, "logs": 0}
+        last = 0
+        for label, count, newest in rows:
+            received[label] += int(count)
+            if count:
+                last = max(last, int(newest))
+        return received, last
+
+    def error_groups(self, project: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(
+            self._read(
+                "errors",
+                lambda: _captures.list_error_groups(self.ch, self.tables, project, params),
+            )
+        )
+
+    def find_error(self, project: str, error_id: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._read(
+            "errors", lambda: _captures.find_error(self.ch, self.tables, project, error_id)
+        )
+        return found
+
+    def event_counts(self, project: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(
+            self._read(
+                "events", lambda: _captures.list_events(self.ch, self.tables, project, params)
+            )
+        )
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then release the engine."""
+        self._writer.close(timeout)
+        started = time.monotonic()
+        try:
+            self.ch.close()
+        except Exception:  # closing a broken connection: nothing left to save
+            _log.debug("closing ClickHouse took %.1f s and failed", time.monotonic() - started)

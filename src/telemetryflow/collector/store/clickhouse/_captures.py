@@ -1,0 +1,175 @@
+"""Captured errors and product events in ClickHouse: the listings the SQLite store answers.
+
+The rows are the ones the shared model builds (``_errors_events``: the SDK's
+``exception`` log records and span events carrying ``error.id``/``error.fingerprint``,
+product events, and the REST API's), kept in two small tables of ours next to the
+exporter's (``_ddl.py``). Groups, counts, first/last seen and distinct users are
+aggregated by the database when read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from telemetryflow.collector.query._params import Params, iso
+from telemetryflow.collector.store.clickhouse._ddl import ERRORS_TABLE, EVENTS_TABLE
+from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
+from telemetryflow.collector.store.clickhouse._tables import Tables
+
+__all__ = [
+    "ERROR_COLUMNS",
+    "EVENT_COLUMNS",
+    "error_dicts",
+    "event_dicts",
+    "find_error",
+    "list_error_groups",
+    "list_events",
+]
+
+ERROR_COLUMNS = (
+    "project", "service", "error_id", "fingerprint", "type", "code", "message", "stack",
+    "tags", "trace_id", "span_id", "source", "time_ns", "received_ns",
+)  # fmt: skip
+"""The order of an error occurrence row (as ``_errors_events`` builds it)."""
+EVENT_COLUMNS = (
+    "project", "service", "event", "distinct_id", "properties", "trace_id", "span_id",
+    "source", "time_ns", "received_ns",
+)  # fmt: skip
+"""The order of a product event row."""
+_LIST_PARAMS = ("since", "until", "window", "limit", "service")
+_MAX_ID = 128
+_SAMPLE = "error_id, service, type, code, message, stack, tags, trace_id, span_id, source, time_ns"
+
+
+def error_dicts(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(ERROR_COLUMNS, row, strict=True)) for row in rows]
+
+
+def event_dicts(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in rows]
+
+
+def _filters(p: Params, project: str) -> tuple[list[str], dict[str, Any]]:
+    where = ["project = {project:String}"]
+    args: dict[str, Any] = {"project": project}
+    if p.has("since") or p.has("until") or p.has("window"):
+        since, until = p.time_range(("window",), "24h")
+        where.append("time_ns BETWEEN {since:Int64} AND {until:Int64}")
+        args.update(since=since, until=until)
+    service = p.text("service")
+    if service is not None:
+        where.append("service = {service:String}")
+        args["service"] = service
+    return where, args
+
+
+def _sample(row: Sequence[Any]) -> dict[str, Any]:
+    (error_id, service, error_type, code, message, stack, tags, trace_id, span_id, source,
+     time_ns) = row  # fmt: skip
+    return {
+        "error_id": error_id, "service": service, "type": error_type, "code": code or None,
+        "message": message, "stack": stack or None, "tags": json.loads(tags),
+        "trace_id": trace_id or None, "span_id": span_id or None, "source": source,
+        "time": iso(time_ns),
+    }  # fmt: skip
+
+
+def list_error_groups(
+    ch: ClickHouseConnection, tables: Tables, project: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Error groups, most recently seen first: count, first/last seen, the latest sample."""
+    p = Params(params, (*_LIST_PARAMS, "fingerprint", "type"))
+    where, args = _filters(p, project)
+    for column in ("fingerprint", "type"):
+        value = p.text(column)
+        if value is not None:
+            where.append(f"{column} = {{{column}:String}}")
+            args[column] = value
+    limit = p.integer("limit", 100, high=1000)
+    table = f"{tables.qualified(ERRORS_TABLE)} FINAL"
+    clause = " AND ".join(where)
+    groups = ch.query(
+        f"SELECT fingerprint, count(), min(time_ns), max(time_ns), "  # noqa: S608
+        f"argMax(tuple({_SAMPLE}), (time_ns, received_ns, error_id)) "
+        f"FROM {table} WHERE {clause} GROUP BY fingerprint "
+        f"ORDER BY max(time_ns) DESC, fingerprint LIMIT {limit:d}",
+        args,
+    )
+    total = ch.query(
+        f"SELECT count(), uniqExact(fingerprint) FROM {table} WHERE {clause}",  # noqa: S608
+        args,
+    )
+    return {
+        "groups": [_group(row) for row in groups],
+        "total_occurrences": int(total[0][0]) if total else 0,
+        "total_groups": int(total[0][1]) if total else 0,
+    }
+
+
+def _group(row: Sequence[Any]) -> dict[str, Any]:
+    fingerprint, count, first, last, sample_row = row
+    sample = _sample(sample_row)
+    return {
+        "fingerprint": fingerprint,
+        "type": sample["type"],
+        "message": sample["message"],
+        "count": count,
+        "first_seen": iso(first),
+        "last_seen": iso(last),
+        "sample": sample,
+    }
+
+
+def find_error(
+    ch: ClickHouseConnection, tables: Tables, project: str, error_id: str
+) -> dict[str, Any] | None:
+    """One occurrence by the ``error_id`` its capture answered, with its group's figures."""
+    table = f"{tables.qualified(ERRORS_TABLE)} FINAL"
+    args = {"project": project, "error_id": error_id[:_MAX_ID]}
+    rows = ch.query(
+        f"SELECT fingerprint, {_SAMPLE} FROM {table} "  # noqa: S608
+        "WHERE project = {project:String} AND error_id = {error_id:String} LIMIT 1",
+        args,
+    )
+    if not rows:
+        return None
+    fingerprint = rows[0][0]
+    count, first, last = ch.query(
+        f"SELECT count(), min(time_ns), max(time_ns) FROM {table} "  # noqa: S608
+        "WHERE project = {project:String} AND fingerprint = {fingerprint:String}",
+        {"project": project, "fingerprint": fingerprint},
+    )[0]
+    group = {"count": count, "first_seen": iso(first), "last_seen": iso(last)}
+    return {**_sample(rows[0][1:]), "fingerprint": fingerprint, "group": group}
+
+
+def list_events(
+    ch: ClickHouseConnection, tables: Tables, project: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Per event name: how many, how many distinct users, first/last seen; most first."""
+    p = Params(params, (*_LIST_PARAMS, "event"))
+    where, args = _filters(p, project)
+    event = p.text("event")
+    if event is not None:
+        where.append("event = {event:String}")
+        args["event"] = event
+    limit = p.integer("limit", 100, high=1000)
+    rows = ch.query(
+        "SELECT event, count() AS n, uniqExactIf(distinct_id, distinct_id != ''), "  # noqa: S608
+        f"min(time_ns), max(time_ns) FROM {tables.qualified(EVENTS_TABLE)} "
+        f"WHERE {' AND '.join(where)} GROUP BY event ORDER BY n DESC, event LIMIT {limit:d}",
+        args,
+    )
+    return {"events": [_event_summary(*row) for row in rows]}
+
+
+def _event_summary(name: str, count: int, users: int, first: int, last: int) -> dict[str, Any]:
+    return {
+        "event": name,
+        "count": count,
+        "distinct_ids": users,
+        "first_seen": iso(first),
+        "last_seen": iso(last),
+    }

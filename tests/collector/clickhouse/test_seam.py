@@ -1,0 +1,96 @@
+"""The seam between our SQL and the engine: decoding, encoding, parameters, the extra."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from telemetryflow.collector.store.clickhouse._seam import (
+    ChdbConnection,
+    chdb_params,
+    decode_compact,
+    encode_rows,
+    missing_extra,
+)
+
+
+def test_decode_compact_reads_data_rows_and_plain_64_bit_integers() -> None:
+    payload = (
+        b'{"meta":[{"name":"n","type":"UInt64"}],"data":[[18446744073709551615,"x"]],"rows":1}'
+    )
+    assert decode_compact(payload) == [[18446744073709551615, "x"]]
+    assert decode_compact(b"") == []
+    assert decode_compact(b"  \n") == []
+
+
+def test_encode_rows_is_one_json_object_per_line_unicode_kept() -> None:
+    data = encode_rows([{"a": "é", "m": {"k": "v"}}, {"a": "x\ny", "m": {}}])
+    assert data == b'{"a":"\xc3\xa9","m":{"k":"v"}}\n{"a":"x\\ny","m":{}}\n'
+    assert encode_rows([]) == b""
+
+
+def test_chdb_params_turn_lists_into_escaped_literals() -> None:
+    params = chdb_params({"ids": ["a", "o'k", "b\\c"], "pairs": [("p", "k")], "n": 5, "s": "it's"})
+    assert params == {
+        "ids": "['a','o\\'k','b\\\\c']",
+        "pairs": "[('p','k')]",
+        "n": 5,
+        "s": "it's",
+    }
+    assert chdb_params(None) == {}
+
+
+def test_missing_extra_names_the_install_command() -> None:
+    message = str(missing_extra("chdb"))
+    assert "pip install 'telemetryflow[clickhouse]'" in message
+    assert "'chdb'" in message
+
+
+def test_chdb_round_trip_with_parameters(ch: ChdbConnection, database: str) -> None:
+    ch.command(f"CREATE DATABASE `{database}`")
+    table = f"`{database}`.`t`"
+    ch.command(
+        f"CREATE TABLE {table} (s String, n UInt64, m Map(LowCardinality(String), String)) "
+        "ENGINE = MergeTree ORDER BY s"
+    )
+    tricky = "quote ' backslash \\ percent % {brace:String}"
+    ch.insert(table, [{"s": tricky, "n": 2**64 - 1, "m": {"k": "v"}}, {"s": "b", "n": 1, "m": {}}])
+    rows = ch.query(
+        f"SELECT s, n, m FROM {table} WHERE s IN {{ids:Array(String)}} OR n = {{n:UInt64}} "
+        "ORDER BY s",
+        {"ids": [tricky], "n": 1},
+    )
+    assert rows == [["b", 1, {}], [tricky, 2**64 - 1, {"k": "v"}]]
+    assert ch.query(f"SELECT s FROM {table} WHERE s = {{s:String}}", {"s": tricky}) == [[tricky]]
+    ch.insert_lines(table, ("n", "s"), b'[7,"from lines \\u00e9"]\n[8,"x"]\n')
+    rows = ch.query(f"SELECT s FROM {table} WHERE n IN (7, 8) ORDER BY n")
+    assert rows == [["from lines \u00e9"], ["x"]]
+
+
+def test_missing_module_raises_the_extra_message() -> None:
+    code = (
+        "import sys; sys.modules['chdb'] = None; sys.modules['chdb.session'] = None\n"
+        "from telemetryflow.collector.store.clickhouse._seam import ChdbConnection\n"
+        "try:\n    ChdbConnection('/nonexistent')\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'telemetryflow[clickhouse]'" in out.stdout
+
+
+@pytest.mark.parametrize("module", ["clickhouse_connect"])
+def test_missing_server_driver_raises_the_extra_message(module: str) -> None:
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from telemetryflow.collector.store.clickhouse._seam import ServerConnection\n"
+        "try:\n    ServerConnection('127.0.0.1', 1, 'u', 'secret-pw', 'otel')\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'telemetryflow[clickhouse]'" in out.stdout
+    assert "secret-pw" not in out.stdout + out.stderr
