@@ -179,15 +179,18 @@ def test_a_dead_upstream_slows_neither_ingestion_nor_another_upstream(
     """A closed port and an upstream that never answers, beside a healthy one.
 
     Every export to the collector completes within the SDK's export deadline (the
-    default 10 s attempt timeout, as the request's own timeout), and the healthy
-    upstream gets everything while the other two hold their copies.
+    default 10 s attempt timeout, as the request's own timeout) although an attempt
+    upstream may take 30 s, and the healthy upstream gets everything while the other
+    two hold their copies.
     """
     second_upstream.blackhole()
+    patient = LinkLimits(timeout=30.0, retry=FAST.retry)  # an attempt outlasts the export's
     collector = make_collector(
         forward=forwarding(
             f"http://127.0.0.1:{closed_port}",
             upstream_url(second_upstream, "grpc"),
             upstream_url(upstream, "http"),
+            limits=patient,
         )
     )
     names = [f"op-{i}-{j}" for i in range(40) for j in range(5)]
@@ -195,11 +198,11 @@ def test_a_dead_upstream_slows_neither_ingestion_nor_another_upstream(
         post_spans(collector, names[i * 5 : i * 5 + 5], timeout=10.0)
     assert upstream.wait_for(lambda: len(upstream.spans()) >= len(names), timeout=20)
     assert Counter(upstream.span_names()) == Counter(names)
+    assert wait_until(lambda: forward_status(collector)[2]["pending"] == 0, timeout=10)
     dead, hanging, healthy = forward_status(collector)
-    assert healthy["pending"] == 0 and healthy["delivered"] == len(names)
+    assert healthy["delivered"] == len(names)
     assert dead["pending"] == hanging["pending"] == len(names)
     assert dead["delivered"] == hanging["delivered"] == 0
-    assert dead["last_error"] is not None
 
 
 def test_a_restarted_collector_sends_what_was_pending(

@@ -8,6 +8,7 @@ blocking); each link delivers it at least once, through the SDK's export path.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,9 @@ class Forwarder:
 
 
 def spool_root(db_path: str) -> Path:
-    """Where the upstreams' spools live: beside the database, one directory each."""
+    """Where the upstreams' spools live: beside the database, one directory each
+    (``DB.forward/<hash>/``); a database in memory gets a temporary one, not resumed."""
+    if db_path == ":memory:":
+        return Path(tempfile.mkdtemp(prefix="telemetryflow-forward-"))
     db = Path(db_path)
     return db.with_name(db.name + ".forward")
