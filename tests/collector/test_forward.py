@@ -8,7 +8,10 @@ upstreams and collectors, and never wait without a bound.
 from __future__ import annotations
 
 import logging
+import re
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -338,3 +341,64 @@ def test_a_header_is_refused_without_showing_its_value() -> None:
     assert "secret-value-1" not in str(caught.value)
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         forwarding("grpc://127.0.0.1:4317", headers=("no-equals-sign",))
+
+
+def test_the_collector_command_forwards_and_status_shows_it(
+    upstream: OTLPReceiver,
+    tmp_path: Path,
+    subprocess_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``telemetryflow collector`` with the upstream from the environment and a header
+    flag; ``telemetryflow status`` lists it; no secret in the banner, logs or status."""
+    from telemetryflow import cli
+
+    env = {
+        **subprocess_env,
+        "TELEMETRYFLOW_COLLECTOR_FORWARD": f"http://user:url-secret-9@127.0.0.1:{upstream.http_port}",
+    }
+    argv = [sys.executable, "-m", "telemetryflow.collector", "--db", str(tmp_path / "c.db"),
+            "--grpc-port", "0", "--http-port", "0", "--key", "tfk_cli:tfs_cli@cli",
+            "--forward-header", "X-Api-Key=header-secret-7", "--log-level", "DEBUG"]  # fmt: skip
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    text = shown = ""
+    try:
+        banner = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (banner and "Press Ctrl+C" in banner[-1]):
+            banner.append(proc.stderr.readline())
+        text = "".join(banner)
+        url = re.search(r"OTLP/HTTP\s+(http://\S+)", text)
+        assert url is not None, text
+        assert f"forward    http://***@127.0.0.1:{upstream.http_port}" in text
+        assert "X-Api-Key (values hidden)" in text
+        response = httpx.post(
+            f"{url.group(1)}/v1/traces",
+            content=trace_request(
+                "shop", [make_span(f"{1:032x}", f"{1:016x}", "one")]
+            ).SerializeToString(),
+            headers={**PB, "Authorization": "Bearer tfk_cli:tfs_cli"},
+        )
+        assert response.status_code == 200
+        assert upstream.wait_for_spans(1, timeout=10)
+        assert upstream.requests[0].headers["x-api-key"] == "header-secret-7"
+        monkeypatch.setenv("TELEMETRYFLOW_API_KEY_ID", "tfk_cli")
+        monkeypatch.setenv("TELEMETRYFLOW_API_KEY_SECRET", "tfs_cli")
+        monkeypatch.delenv("TELEMETRYFLOW_ENDPOINT", raising=False)
+
+        def status_line() -> str:
+            assert cli.main(["status", "--endpoint", url.group(1)]) == 0
+            out = capsys.readouterr().out
+            return next((ln for ln in out.splitlines() if "forwarding" in ln), "")
+
+        assert wait_until(lambda: "delivered 1 " in status_line(), timeout=10)
+        shown = status_line()
+        assert f"http://***@127.0.0.1:{upstream.http_port}" in shown and "pending 0" in shown
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+        logs = text + proc.stderr.read()
+        proc.stderr.close()
+    assert "header-secret-7" not in logs + shown and "url-secret-9" not in logs + shown
