@@ -288,6 +288,7 @@ def test_headers_reach_the_upstream_and_no_secret_is_shown(
     headers = upstream.requests[0].headers
     assert headers["x-api-key"] == "header-secret-7"
     assert headers["authorization"].startswith("Basic ")
+    assert not [name for name in headers if name.startswith("x-telemetryflow")]  # ours only
     status = httpx.get(f"{collector.http_endpoint}/v1/status", headers=headers_for(KEY_A)).text
     shown = [status, caplog.text, repr(config), repr(config.upstreams), repr(collector.config)]
     for text in shown:
