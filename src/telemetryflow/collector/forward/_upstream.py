@@ -98,15 +98,8 @@ class Upstream:
         config = self.sdk_config(headers, timeout)
         sent = self.headers(headers)
         if self.protocol == "http":
-            http = HttpTransport(config)
-            http._headers = {**sent, **{k: v for k, v in http._headers.items() if k in _HTTP_OWN}}
-            return http
-        grpc = GrpcTransport(config)
-        grpc._metadata = tuple((k.lower(), v) for k, v in sent.items())
-        return grpc
-
-
-_HTTP_OWN = ("Content-Type", "User-Agent", "Content-Encoding")
+            return HttpTransport(config, headers=sent)
+        return GrpcTransport(config, headers=sent)
 
 
 def parse_upstream(text: str) -> Upstream:
