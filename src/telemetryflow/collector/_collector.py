@@ -23,11 +23,14 @@ from telemetryflow.collector._limits import (
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector._query_gate import QueryGate
 from telemetryflow.collector._store import Store
+from telemetryflow.collector.forward import Forwarder, spool_root
 from telemetryflow.collector.web import close_live_tails
 
 __all__ = ["Collector"]
 
 _log = logging.getLogger("telemetryflow.collector")
+_FORWARD_GRACE = 2.0
+"""Seconds a stopping collector gives pending forwards before leaving them on disk."""
 
 
 class Collector:
@@ -97,6 +100,8 @@ class Collector:
         pipeline.flags = cfg.feature_flags
         self._pipeline = pipeline
         try:
+            if cfg.forward:  # before the receivers: nothing accepted goes unforwarded
+                pipeline.forwarder = Forwarder(cfg.forward, spool_root(cfg.db_path))
             self._start_http(pipeline, max_connections)
             if cfg.grpc_port is not None:
                 limits = GrpcLimits(cfg.max_body_bytes, cfg.grpc_workers, max_connections,
@@ -140,6 +145,10 @@ class Collector:
         if self._http_work is not None:
             self._http_work.shutdown(wait=True, cancel_futures=True)
             self._http_work = None
+        if self._pipeline is not None and self._pipeline.forwarder is not None:
+            # receivers stopped: queued copies go to disk, pending ones resume at restart
+            self._pipeline.forwarder.stop(min(grace, _FORWARD_GRACE))
+            self._pipeline.forwarder = None
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -44,6 +44,9 @@ from telemetryflow.collector._params import iso
 from telemetryflow.collector._query_gate import QueryGate, reading
 from telemetryflow.collector._store import Store, WriteBatch
 from telemetryflow.collector._traces_query import query_traces
+
+if TYPE_CHECKING:
+    from telemetryflow.collector.forward import Forwarder
 
 __all__ = ["SIGNALS", "Pipeline", "Signal"]
 
@@ -97,6 +100,8 @@ class Pipeline(ObservabilityAPI):
         self.limiter = limiter
         self.query_limits = QueryLimits.from_env() if query_limits is None else query_limits
         self.query_gate = QueryGate() if query_gate is None else query_gate
+        self.forwarder: Forwarder | None = None
+        """Copies of accepted OTLP requests go to its upstreams (``--forward``)."""
 
     def export(self, signal: Signal, principal: Principal, request: Any) -> Message:
         """Store an OTLP export request; answer with partial success when needed.
@@ -107,7 +112,9 @@ class Pipeline(ObservabilityAPI):
         """
         batch, response = self._export_batch(signal, principal, request)
         if batch is not None:
+            stored = len(getattr(batch, signal.table))
             self.store.submit(batch)
+            self._forward(signal, request, stored, response)
         return response
 
     async def export_async(self, signal: Signal, principal: Principal, request: Any) -> Message:
@@ -120,8 +127,18 @@ class Pipeline(ObservabilityAPI):
         """
         batch, response = self._export_batch(signal, principal, request)
         if batch is not None:
+            stored = len(getattr(batch, signal.table))
             await self.store.submit_async(batch)
+            self._forward(signal, request, stored, response)
         return response
+
+    def _forward(self, signal: Signal, request: Any, stored: int, response: Any) -> None:
+        """Hand a request whose ``stored`` items were committed to the upstreams
+        (never blocks: each upstream queues it on its own)."""
+        if self.forwarder is None:
+            return
+        rejected = getattr(response.partial_success, signal.rejected_field)
+        self.forwarder.offer(signal.name, request, stored, rejected)
 
     def _export_batch(
         self, signal: Signal, principal: Principal, request: Any
@@ -239,4 +256,9 @@ class Pipeline(ObservabilityAPI):
             "window_seconds": window_s,
             "received": received,
             "last_received": iso(last) if last else None,
+            "forwarding": self.forwarding_status(),
         }
+
+    def forwarding_status(self) -> list[dict[str, Any]]:
+        """Per upstream: delivered, pending, dropped, last error (nothing secret)."""
+        return [] if self.forwarder is None else self.forwarder.status()
