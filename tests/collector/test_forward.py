@@ -290,7 +290,12 @@ def test_headers_reach_the_upstream_and_no_secret_is_shown(
     assert headers["authorization"].startswith("Basic ")
     assert not [name for name in headers if name.startswith("x-telemetryflow")]  # ours only
     status = httpx.get(f"{collector.http_endpoint}/v1/status", headers=headers_for(KEY_A)).text
-    shown = [status, caplog.text, repr(config), repr(config.upstreams), repr(collector.config)]
+    overview = httpx.get(f"{collector.http_endpoint}/ui/api/overview", headers=headers_for(KEY_A))
+    assert [u["upstream"] for u in overview.json()["forwarding"]] == [
+        f"http://***@127.0.0.1:{upstream.http_port}"
+    ]
+    shown = [status, overview.text, caplog.text, repr(config), repr(config.upstreams)]
+    shown.append(repr(collector.config))
     for text in shown:
         assert "header-secret-7" not in text and "url-secret-9" not in text
     assert forward_status(collector)[0]["upstream"] == (
