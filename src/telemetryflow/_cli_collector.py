@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from telemetryflow._flags import FlagSet
+    from telemetryflow.collector import CollectorConfig
 
 __all__ = ["parse_size", "register"]
 
@@ -50,6 +51,7 @@ def register(subparsers: Any) -> None:
     _limit_arguments(p)
     _auth_arguments(p)
     _storage_arguments(p)
+    _forward_arguments(p)
     p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     p.set_defaults(func=_run)
 
@@ -169,6 +171,34 @@ def _storage_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _forward_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--forward",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also send everything accepted to this OTLP endpoint: grpc:// or http:// "
+        "(plaintext), grpcs:// or https:// (TLS); repeatable "
+        "(env TELEMETRYFLOW_COLLECTOR_FORWARD, comma-separated)",
+    )
+    p.add_argument(
+        "--forward-header",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="header sent to every upstream, e.g. an API key; repeatable "
+        "(env TELEMETRYFLOW_COLLECTOR_FORWARD_HEADERS)",
+    )
+    p.add_argument(
+        "--forward-buffer-size",
+        type=parse_size,
+        default=os.environ.get("TELEMETRYFLOW_COLLECTOR_FORWARD_BUFFER", "1GiB"),
+        help="disk kept per upstream for data it has not taken yet; past it, new data "
+        "for it is dropped and counted (env TELEMETRYFLOW_COLLECTOR_FORWARD_BUFFER; "
+        "default 1GiB)",
+    )
+
+
 def _flags(path: str | None) -> FlagSet:
     """The flag set of ``--flags`` (empty without one); ``ConfigError`` if unusable."""
     from telemetryflow._flags import EMPTY_FLAGS, FlagSet
@@ -179,6 +209,7 @@ def _flags(path: str | None) -> FlagSet:
 def _run(args: argparse.Namespace) -> int:
     from telemetryflow._errors import ConfigError
     from telemetryflow.collector import Collector, CollectorConfig, resolve_keys
+    from telemetryflow.collector.forward import LinkLimits, resolve_forward
     from telemetryflow.collector.store._open import StoreOpenError, store_url
 
     logging.basicConfig(
@@ -186,6 +217,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     try:
         keys = () if args.no_auth else resolve_keys(args.key, args.keys_file)
+        forward = resolve_forward(
+            args.forward, args.forward_header,
+            limits=LinkLimits(spool_bytes=args.forward_buffer_size),
+        )  # fmt: skip
         config = CollectorConfig(
             db_path=args.db, store=args.store, grpc_host=args.host, http_host=args.host,
             grpc_port=None if args.no_grpc else args.grpc_port, http_port=args.http_port,
@@ -195,6 +230,7 @@ def _run(args: argparse.Namespace) -> int:
             sync_full=args.sync_full, max_inflight_bytes=args.max_inflight_size,
             max_connections=args.max_connections, header_timeout=args.header_timeout,
             body_timeout=args.body_timeout, feature_flags=_flags(args.flags),
+            forward=forward,
         )  # fmt: skip
     except ConfigError as exc:
         for problem in exc.problems:
@@ -221,9 +257,19 @@ def _run(args: argparse.Namespace) -> int:
         f"  {where}\n"
         f"  auth       {auth}\n"
         f"{flags}"
+        f"{_forward_banner(config)}"
         "Press Ctrl+C to stop.",
         file=sys.stderr,
         flush=True,
     )
     collector.serve_forever()
     return 0
+
+
+def _forward_banner(config: CollectorConfig) -> str:
+    """One line per upstream, credentials masked; header names only, never values."""
+    lines = [f"  forward    {u.display}\n" for u in config.forward.upstreams]
+    if lines and config.forward.headers:
+        names = ", ".join(sorted(config.forward.headers))
+        lines.append(f"             headers: {names} (values hidden)\n")
+    return "".join(lines)

@@ -69,7 +69,8 @@ def check_status(endpoint: str | None, otlp_endpoint: str | None, timeout: float
             result.update(credentials_accepted=True, project=status["project"],
                           auth_required=status["auth"], received=status["received"],
                           last_received=status["last_received"],
-                          window_seconds=status["window_seconds"], ok=True)  # fmt: skip
+                          window_seconds=status["window_seconds"], ok=True,
+                          forwarding=status.get("forwarding", []))  # fmt: skip
         except httpx.HTTPStatusError as exc:
             result.update(credentials_accepted=False, error=f"HTTP {exc.response.status_code}")
         except httpx.HTTPError as exc:
@@ -102,6 +103,8 @@ def _print(result: dict[str, Any]) -> None:
         counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result["received"].items())
         line(f"last {minutes} min", counts)
         line("last data", result["last_received"] or "never")
+    for index, upstream in enumerate(result.get("forwarding") or []):
+        line("forwarding" if index == 0 else "", _forwarding_text(upstream))
     if "otlp" in result:
         otlp = result["otlp"]
         line("OTLP", f"{otlp['endpoint']}: {'reachable' if otlp['reachable'] else 'UNREACHABLE'}")
@@ -110,6 +113,17 @@ def _print(result: dict[str, Any]) -> None:
     if result.get("reachable") is False:
         line("next", "start one with 'telemetryflow collector', or point --endpoint / "
              "TELEMETRYFLOW_QUERY_ENDPOINT at its HTTP port")  # fmt: skip
+
+
+def _forwarding_text(upstream: dict[str, Any]) -> str:
+    """One upstream of the collector: what it took, what waits, what was given up."""
+    text = (
+        f"{upstream['upstream']}  delivered {upstream['delivered']}  "
+        f"pending {upstream['pending']}  dropped {upstream['dropped']}"
+    )
+    if upstream.get("last_error"):
+        text += f"  (last error: {upstream['last_error']})"
+    return text
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from telemetryflow._config import TelemetryConfig
@@ -80,7 +81,9 @@ _inherited: list[GrpcTransport] = []
 class GrpcTransport:
     """OTLP/gRPC over one channel, sending pre-encoded request bytes."""
 
-    def __init__(self, config: TelemetryConfig) -> None:
+    def __init__(self, config: TelemetryConfig, headers: Mapping[str, str] | None = None) -> None:
+        """``headers`` replace the config's credentials and headers (a collector
+        forwarding to an upstream sends its own)."""
         import grpc
 
         self._grpc = grpc
@@ -110,7 +113,8 @@ class GrpcTransport:
             self._channel = grpc.secure_channel(self._target, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(self._target, options=options)
-        self._metadata = tuple((k.lower(), v) for k, v in export_headers(config).items())
+        sent = export_headers(config) if headers is None else headers
+        self._metadata = tuple((k.lower(), v) for k, v in sent.items())
         self._compression = grpc.Compression.Gzip if config.compression else None
         self._calls = {
             signal: self._channel.unary_unary(

@@ -20,6 +20,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from telemetryflow._config import TelemetryConfig
@@ -85,7 +86,9 @@ def _shut(conn: http.client.HTTPConnection) -> None:
 class HttpTransport:
     """OTLP/HTTP with protobuf bodies, one keep-alive connection per signal."""
 
-    def __init__(self, config: TelemetryConfig) -> None:
+    def __init__(self, config: TelemetryConfig, headers: Mapping[str, str] | None = None) -> None:
+        """``headers`` replace the config's credentials and headers (a collector
+        forwarding to an upstream sends its own)."""
         self._config = config
         self._pid = os.getpid()
         endpoint = config.parsed_endpoint
@@ -96,7 +99,7 @@ class HttpTransport:
         self._base_path = endpoint.path
         self._ssl_context = self._make_ssl_context(config) if self._tls else None
         self._headers = {
-            **export_headers(config),
+            **(export_headers(config) if headers is None else headers),
             "Content-Type": "application/x-protobuf",
             "User-Agent": "telemetryflow-python",
         }

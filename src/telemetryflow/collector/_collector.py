@@ -11,6 +11,7 @@ from typing import Any
 
 from telemetryflow.collector._config import CollectorConfig
 from telemetryflow.collector._pipeline import Pipeline
+from telemetryflow.collector.forward import Forwarder, spool_root
 from telemetryflow.collector.query._gate import QueryGate
 from telemetryflow.collector.server._auth import Authenticator, RateLimiter
 from telemetryflow.collector.server._grpc import GrpcLimits, start_grpc_server
@@ -30,6 +31,8 @@ from telemetryflow.collector.web import close_live_tails
 __all__ = ["Collector"]
 
 _log = logging.getLogger("telemetryflow.collector")
+_FORWARD_GRACE = 2.0
+"""Seconds a stopping collector gives pending forwards before leaving them on disk."""
 
 
 class Collector:
@@ -111,6 +114,8 @@ class Collector:
         pipeline.flags = cfg.feature_flags
         self._pipeline = pipeline
         try:
+            if cfg.forward:  # before the receivers: nothing accepted goes unforwarded
+                pipeline.forwarder = Forwarder(cfg.forward, spool_root(cfg.db_path))
             self._start_http(pipeline, max_connections)
             if cfg.grpc_port is not None:
                 limits = GrpcLimits(cfg.max_body_bytes, cfg.grpc_workers, max_connections,
@@ -154,6 +159,10 @@ class Collector:
         if self._http_work is not None:
             self._http_work.shutdown(wait=True, cancel_futures=True)
             self._http_work = None
+        if self._pipeline is not None and self._pipeline.forwarder is not None:
+            # receivers stopped: queued copies go to disk, pending ones resume at restart
+            self._pipeline.forwarder.stop(min(grace, _FORWARD_GRACE))
+            self._pipeline.forwarder = None
         if self._backend is not None:
             self._backend.close()
             self._backend = self._store = None

@@ -17,6 +17,7 @@ from pathlib import Path
 from telemetryflow._credentials import Credentials, mask_key_id
 from telemetryflow._errors import ConfigError, CredentialsError
 from telemetryflow._flags import EMPTY_FLAGS, FlagSet
+from telemetryflow.collector.forward import ForwardConfig
 
 __all__ = [
     "DEFAULT_PROJECT",
@@ -203,6 +204,9 @@ class CollectorConfig:
     feature_flags: FlagSet = EMPTY_FLAGS
     """Flags ``GET /v1/observability/flags/{key}`` evaluates (``--flags FILE``; build
     with :meth:`FlagSet.from_file` or :meth:`FlagSet.from_mapping`). Unknown flags are off."""
+    forward: ForwardConfig = field(default_factory=ForwardConfig)
+    """Upstreams that get a copy of everything accepted (``--forward``); none by default.
+    Their headers are never shown."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []

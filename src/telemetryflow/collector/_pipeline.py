@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -41,6 +41,9 @@ from telemetryflow.collector.store._backend import Backend
 from telemetryflow.collector.store.sqlite._backend import SqliteBackend
 from telemetryflow.collector.store.sqlite._store import Store
 
+if TYPE_CHECKING:
+    from telemetryflow.collector.forward import Forwarder
+
 __all__ = ["SIGNALS", "Pipeline", "Signal"]
 
 
@@ -64,6 +67,22 @@ SIGNALS: dict[str, Signal] = {
 }  # fmt: skip
 
 
+def _item_count(signal: str, request: Any) -> int:
+    """Spans, data points or log records in an OTLP request (counted only to forward)."""
+    if signal == "traces":
+        return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    if signal == "logs":
+        return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+    points = 0
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    points += len(getattr(metric, kind).data_points)
+    return points
+
+
 class Pipeline(ObservabilityAPI):
     """Authentication, admission and storage shared by both receivers.
 
@@ -85,6 +104,8 @@ class Pipeline(ObservabilityAPI):
         self.limiter = limiter
         self.query_limits = QueryLimits.from_env() if query_limits is None else query_limits
         self.query_gate = QueryGate() if query_gate is None else query_gate
+        self.forwarder: Forwarder | None = None
+        """Copies of accepted OTLP requests go to its upstreams (``--forward``)."""
 
     def export(self, signal: Signal, principal: Principal, request: Any) -> Message:
         """Store an OTLP export request; answer with partial success when needed.
@@ -96,6 +117,7 @@ class Pipeline(ObservabilityAPI):
         batch, response = self._export_batch(signal, principal, request)
         if batch is not None:
             self.backend.submit(batch)
+            self._forward(signal, request, response)
         return response
 
     async def export_async(self, signal: Signal, principal: Principal, request: Any) -> Message:
@@ -109,7 +131,17 @@ class Pipeline(ObservabilityAPI):
         batch, response = self._export_batch(signal, principal, request)
         if batch is not None:
             await self.backend.submit_async(batch)
+            self._forward(signal, request, response)
         return response
+
+    def _forward(self, signal: Signal, request: Any, response: Any) -> None:
+        """Hand a committed request to the upstreams, minus what was refused
+        (never blocks: each upstream queues it on its own)."""
+        if self.forwarder is None:
+            return
+        rejected = getattr(response.partial_success, signal.rejected_field)
+        stored = _item_count(signal.name, request) - rejected
+        self.forwarder.offer(signal.name, request, stored, rejected)
 
     def _export_batch(
         self, signal: Signal, principal: Principal, request: Any
@@ -198,4 +230,9 @@ class Pipeline(ObservabilityAPI):
             "window_seconds": window_s,
             "received": received,
             "last_received": iso(last) if last else None,
+            "forwarding": self.forwarding_status(),
         }
+
+    def forwarding_status(self) -> list[dict[str, Any]]:
+        """Per upstream: delivered, pending, dropped, last error (nothing secret)."""
+        return [] if self.forwarder is None else self.forwarder.status()

@@ -37,9 +37,12 @@ __all__ = [
     "attributes",
     "compact_json",
     "content_key",
+    "log_accepted",
     "log_body",
     "log_rows",
+    "point_accepted",
     "point_rows",
+    "span_accepted",
     "span_rows",
 ]
 
@@ -184,6 +187,25 @@ def _events(span: Any) -> str:
 def _names_capture(span: Any) -> bool:
     """Whether ``span`` has an event of the name SDK error captures use."""
     return any(e.name == CAPTURE_EVENT for e in span.events)
+
+
+def span_accepted(span: Any) -> bool:
+    """A span :func:`span_rows` stores: valid ids, times a signed 64-bit integer holds.
+
+    The same test as the one written out in :func:`span_rows` (kept inline there, on
+    the hot path); forwarding uses it to drop what that refused.
+    """
+    return bool(
+        len(span.trace_id) == 16
+        and len(span.span_id) == 8
+        and any(span.trace_id)
+        and max(span.start_time_unix_nano, span.end_time_unix_nano) <= _INT64
+    )
+
+
+def log_accepted(record: Any) -> bool:
+    """A log record :func:`log_rows` stores (its test, for forwarding's use)."""
+    return bool(max(record.time_unix_nano, record.observed_time_unix_nano) <= _INT64)
 
 
 def span_rows(request: ExportTraceServiceRequest, project: str, received_ns: int) -> Ingested:
@@ -407,6 +429,11 @@ def _point_row(
     return (*head, "histogram", 0, data.aggregation_temporality, *tail, None, *stats,
             compact_json(bounds), compact_json(counts), received_ns, resource,
             None, None, None)  # fmt: skip
+
+
+def point_accepted(kind: str, data: Any, point: Any) -> bool:
+    """A data point of a ``kind`` metric that :func:`point_rows` stores (not refuses)."""
+    return _point_row(kind, data, point, ("", "", ""), "", (0, "")) is not None
 
 
 def _finite(value: float) -> float | None:

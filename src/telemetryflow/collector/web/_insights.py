@@ -103,7 +103,8 @@ class InsightsApi:
         }
 
     async def overview(self, request: Request) -> Response:
-        """Per service and route: requests, rate, error rate, p50 and p99; latest errors."""
+        """Per service and route: requests, rate, error rate, p50 and p99; latest errors;
+        each forwarding upstream's delivered, pending and dropped items."""
         principal = admit(self.pipeline, self.sessions, request)
         params = _params(request, _OVERVIEW_PARAMS)
         answer = await run_in_threadpool(self._overview, principal, params)
@@ -141,7 +142,8 @@ class InsightsApi:
             row["error_rate"] = row["errors"] / requests if requests else 0.0
         groups = self.pipeline.error_groups(principal, {"limit": "5", **_only(raw, "service")})
         return {"routes": rows, "window_s": seconds, "errors": groups["groups"],
-                "project": principal.project}  # fmt: skip
+                "project": principal.project,
+                "forwarding": self.pipeline.forwarding_status()}  # fmt: skip
 
 
 def _server_error(status: str) -> bool:

@@ -1,4 +1,5 @@
-// The overview: per service and route, requests, rate, error rate and latency; latest errors.
+// The overview: per service and route, requests, rate, error rate and latency; latest
+// errors; what each forwarding upstream got.
 import {
   clear, el, formatDuration, formatTime, loadPage,
 } from "./common.js";
@@ -38,11 +39,27 @@ function errorRow(group) {
   );
 }
 
+function forwardRow(upstream) {
+  return el("tr", {},
+    el("td", { className: "upstream", text: upstream.upstream }),
+    el("td", { text: upstream.protocol + (upstream.tls ? " (TLS)" : "") }),
+    el("td", { className: "num delivered", text: upstream.delivered }),
+    el("td", { className: "num pending", text: upstream.pending }),
+    el("td", { className: "num dropped" + (upstream.dropped ? " bad" : ""),
+      text: upstream.dropped }),
+    el("td", { className: "muted", text: upstream.last_error || "" }),
+  );
+}
+
 function render(data) {
   const routes = clear(document.querySelector("#routes tbody"));
   for (const route of data.routes) routes.append(routeRow(route));
   const errors = clear(document.querySelector("#errors tbody"));
   for (const group of data.errors) errors.append(errorRow(group));
+  const upstreams = data.forwarding || [];
+  document.getElementById("forwarding-block").hidden = !upstreams.length;
+  const forwarding = clear(document.querySelector("#forwarding tbody"));
+  for (const upstream of upstreams) forwarding.append(forwardRow(upstream));
   return data.routes.length
     ? "" : "No requests measured by the middleware in this window.";
 }
