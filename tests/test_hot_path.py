@@ -2,7 +2,7 @@
 
 Metrics: after its first value, an attribute set is recorded straight into the SDK
 aggregation that first call created. Spans: ``span()`` and ``start_span`` make
-:class:`~telemetryflow._spans.LightSpan` objects instead of SDK spans. Each test runs
+:class:`~telemetryflow._recording.spans.LightSpan` objects instead of SDK spans. Each test runs
 the same calls through the fast path and through the SDK's path (forced by disabling
 the fast one) and compares what is exported, timestamps and random ids aside. No
 timing here: speed is the benchmarks' business.
@@ -21,8 +21,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from telemetryflow import SpanKind, TelemetryFlowBuilder, _instruments, _spans
-from telemetryflow._spans import LightSpan, LightTracer, light_tracer
+from telemetryflow import SpanKind, TelemetryFlowBuilder
+from telemetryflow._recording import instruments as _instruments
+from telemetryflow._recording import spans as _spans
+from telemetryflow._recording.spans import LightSpan, LightTracer, light_tracer
 from telemetryflow.testing import TelemetryCapture, attrs, capture
 
 

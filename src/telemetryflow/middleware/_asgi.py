@@ -18,8 +18,8 @@ from typing import Any
 
 from opentelemetry.propagators.textmap import Getter
 
-from telemetryflow._client import TelemetryFlowClient
-from telemetryflow._diagnostics import logger
+from telemetryflow._recording.client import TelemetryFlowClient
+from telemetryflow._recording.diagnostics import logger
 from telemetryflow.middleware._fastapi_builtin import (
     has_settings,
     native_request_span,

@@ -32,10 +32,10 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from telemetryflow._attributes import MAX_VALUE_LENGTH
-from telemetryflow._client import TelemetryFlowClient
-from telemetryflow._diagnostics import warn_throttled
-from telemetryflow._scrub_rules import REDACTED, is_sensitive_key, is_sensitive_param, scrub_url
+from telemetryflow._recording.attributes import MAX_VALUE_LENGTH
+from telemetryflow._recording.client import TelemetryFlowClient
+from telemetryflow._recording.diagnostics import warn_throttled
+from telemetryflow._scrubbing.rules import REDACTED, is_sensitive_key, is_sensitive_param, scrub_url
 
 __all__ = [
     "COUNT_METRIC",
