@@ -18,9 +18,8 @@ from telemetryflow._configuration.errors import (
     TelemetryFlowError,
 )
 from telemetryflow._extras.conveniences import event, trace, track
-from telemetryflow._extras.default import get_default_client, set_default_client
+from telemetryflow._extras.facade import TelemetryFlowClient, get_default_client, set_default_client
 from telemetryflow._extras.flags import FlagSet
-from telemetryflow._recording.client import TelemetryFlowClient
 from telemetryflow._version import __version__
 
 __all__ = [

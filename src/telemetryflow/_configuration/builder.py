@@ -22,7 +22,7 @@ from telemetryflow._configuration.user_config import fallback_settings, user_con
 from telemetryflow._extras.flags import FlagSet
 
 if TYPE_CHECKING:
-    from telemetryflow._recording.client import TelemetryFlowClient
+    from telemetryflow._extras.facade import TelemetryFlowClient
 
 __all__ = ["BuilderError", "TelemetryFlowBuilder"]
 
@@ -435,7 +435,7 @@ class TelemetryFlowBuilder:
         Raises:
             BuilderError: configuration is missing or invalid.
         """
-        from telemetryflow._recording.client import TelemetryFlowClient
+        from telemetryflow._extras.facade import TelemetryFlowClient
 
         return TelemetryFlowClient(self.build_config())
 

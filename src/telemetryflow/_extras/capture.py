@@ -34,7 +34,7 @@ from telemetryflow._extras.track import to_attributes
 from telemetryflow._recording.attributes import clean_value
 
 if TYPE_CHECKING:
-    from telemetryflow._recording.client import TelemetryFlowClient
+    from telemetryflow._extras.protocol import ClientLike
 
 __all__ = [
     "ERRORS_METRIC",
@@ -206,7 +206,7 @@ def _tail(text: str) -> str:
     return text if len(text) <= _MAX_STACK else "…" + text[-_MAX_STACK:]
 
 
-def _running(client: TelemetryFlowClient, what: str) -> bool:
+def _running(client: ClientLike, what: str) -> bool:
     if client.is_initialized():
         return True
     if getattr(client, "_state", "") == "new":
@@ -218,9 +218,7 @@ def _running(client: TelemetryFlowClient, what: str) -> bool:
     return False
 
 
-def _record(
-    client: TelemetryFlowClient, body: str, error_type: str, attributes: dict[str, Any]
-) -> None:
+def _record(client: ClientLike, body: str, error_type: str, attributes: dict[str, Any]) -> None:
     """Log record, span event and counter for one captured error."""
     otel_logger = client.otel_logger
     if otel_logger is not None:
@@ -239,7 +237,7 @@ def _record(
 
 
 def capture_exception(
-    client: TelemetryFlowClient, exc: BaseException | None, tags: Mapping[str, Any] | None
+    client: ClientLike, exc: BaseException | None, tags: Mapping[str, Any] | None
 ) -> str:
     """Record ``exc`` (default: the exception being handled); return its ``error_id``."""
     if exc is None:
@@ -275,7 +273,7 @@ def capture_exception(
 
 
 def capture_error(
-    client: TelemetryFlowClient,
+    client: ClientLike,
     message: str,
     code: str | None,
     stack: str | None,
@@ -307,7 +305,7 @@ def capture_error(
 
 
 def track_event(
-    client: TelemetryFlowClient,
+    client: ClientLike,
     event: str,
     properties: Mapping[str, Any] | None,
     distinct_id: str | None,

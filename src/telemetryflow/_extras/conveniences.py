@@ -35,7 +35,7 @@ from telemetryflow._recording.diagnostics import warn_throttled
 
 if TYPE_CHECKING:
     from telemetryflow._extras.logging_bridge import TelemetryFlowHandler
-    from telemetryflow._recording.client import TelemetryFlowClient
+    from telemetryflow._extras.protocol import ClientLike
 
 __all__ = ["ConveniencesMixin", "Tracker", "event", "trace", "track"]
 
@@ -73,8 +73,8 @@ class ConveniencesMixin:
 
     _tf_flags: FlagSet | None = None
 
-    def _self(self) -> TelemetryFlowClient:
-        return cast("TelemetryFlowClient", self)
+    def _self(self) -> ClientLike:
+        return cast("ClientLike", self)
 
     # -- track / trace / event (Observable Code) ---------------------------------------
     @overload

@@ -11,23 +11,23 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from telemetryflow._recording.client import TelemetryFlowClient
+    from telemetryflow._extras.protocol import ClientLike
 
 __all__ = ["client_initialized", "client_stopped", "get_default_client", "set_default_client"]
 
 _lock = threading.Lock()
-_explicit: TelemetryFlowClient | None = None
-_latest: TelemetryFlowClient | None = None
+_explicit: ClientLike | None = None
+_latest: ClientLike | None = None
 
 
-def set_default_client(client: TelemetryFlowClient | None) -> None:
+def set_default_client(client: ClientLike | None) -> None:
     """Use ``client`` for ``telemetryflow.track``/``trace``/``event`` (None to unset)."""
     global _explicit
     with _lock:
         _explicit = client
 
 
-def get_default_client() -> TelemetryFlowClient | None:
+def get_default_client() -> ClientLike | None:
     """The explicit default if running, else the most recently initialized client."""
     for candidate in (_explicit, _latest):
         if candidate is not None and candidate.is_initialized():
@@ -35,13 +35,13 @@ def get_default_client() -> TelemetryFlowClient | None:
     return None
 
 
-def client_initialized(client: TelemetryFlowClient) -> None:
+def client_initialized(client: ClientLike) -> None:
     global _latest
     with _lock:
         _latest = client
 
 
-def client_stopped(client: TelemetryFlowClient) -> None:
+def client_stopped(client: ClientLike) -> None:
     global _latest, _explicit
     with _lock:
         if _latest is client:

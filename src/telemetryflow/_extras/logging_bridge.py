@@ -28,7 +28,7 @@ from telemetryflow._extras.track import to_attributes
 from telemetryflow._recording.diagnostics import in_sdk, warn_throttled
 
 if TYPE_CHECKING:
-    from telemetryflow._recording.client import TelemetryFlowClient
+    from telemetryflow._extras.protocol import ClientLike
 
 __all__ = ["TelemetryFlowHandler", "install_handler"]
 
@@ -84,7 +84,7 @@ class TelemetryFlowHandler(logging.Handler):
     ``exception.*`` attributes), and, inside a span, the trace and span ids.
     """
 
-    def __init__(self, client: TelemetryFlowClient, level: int = logging.NOTSET) -> None:
+    def __init__(self, client: ClientLike, level: int = logging.NOTSET) -> None:
         super().__init__(level)
         self.client = client
         self._scopes: dict[str, Logger] = {}
@@ -173,7 +173,7 @@ class TelemetryFlowHandler(logging.Handler):
 
 
 def install_handler(
-    client: TelemetryFlowClient,
+    client: ClientLike,
     level: int | str = logging.NOTSET,
     logger: logging.Logger | str | None = None,
 ) -> TelemetryFlowHandler:

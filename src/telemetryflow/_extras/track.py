@@ -36,7 +36,7 @@ from telemetryflow._recording.diagnostics import warn_throttled
 from telemetryflow._recording.spans import record_error
 
 if TYPE_CHECKING:
-    from telemetryflow._recording.client import TelemetryFlowClient
+    from telemetryflow._extras.protocol import ClientLike
 
 __all__ = [
     "DURATION_METRIC",
@@ -139,7 +139,7 @@ def take_metadata() -> dict[str, Any] | None:
 
 
 # -- one tracked run -------------------------------------------------------------------
-def _resolve(client: TelemetryFlowClient | None) -> TelemetryFlowClient | None:
+def _resolve(client: ClientLike | None) -> ClientLike | None:
     if client is None:
         return get_default_client()
     if client.is_initialized():
@@ -158,7 +158,7 @@ class _Run:
 
     __slots__ = ("client", "name", "span", "start", "token")
 
-    def __init__(self, client: TelemetryFlowClient, name: str, attach: bool) -> None:
+    def __init__(self, client: ClientLike, name: str, attach: bool) -> None:
         self.client = client
         self.name = name
         self.token: object = None
@@ -199,7 +199,7 @@ class _Run:
                 span.end()
 
 
-def _begin(name: str, client: TelemetryFlowClient | None, attach: bool = True) -> _Run | None:
+def _begin(name: str, client: ClientLike | None, attach: bool = True) -> _Run | None:
     try:
         resolved = _resolve(client)
         return None if resolved is None else _Run(resolved, name, attach)
@@ -236,7 +236,7 @@ def _suspend(token: object) -> None:
 
 # -- wrappers --------------------------------------------------------------------------
 def _wrap_function(
-    fn: Callable[..., Any], name: str, client: TelemetryFlowClient | None
+    fn: Callable[..., Any], name: str, client: ClientLike | None
 ) -> Callable[..., Any]:
     @functools.wraps(fn)
     def tracked(*args: Any, **kwargs: Any) -> Any:
@@ -255,7 +255,7 @@ def _wrap_function(
 
 
 def _wrap_coroutine(
-    fn: Callable[..., Any], name: str, client: TelemetryFlowClient | None
+    fn: Callable[..., Any], name: str, client: ClientLike | None
 ) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def tracked(*args: Any, **kwargs: Any) -> Any:
@@ -274,7 +274,7 @@ def _wrap_coroutine(
 
 
 def _wrap_generator(
-    fn: Callable[..., Any], name: str, client: TelemetryFlowClient | None
+    fn: Callable[..., Any], name: str, client: ClientLike | None
 ) -> Callable[..., Any]:
     """The span covers the whole iteration but is current only while the generator's
     own code runs, so the consumer's work between items is not attributed to it."""
@@ -324,7 +324,7 @@ def _wrap_generator(
 
 
 def _wrap_async_generator(
-    fn: Callable[..., Any], name: str, client: TelemetryFlowClient | None
+    fn: Callable[..., Any], name: str, client: ClientLike | None
 ) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def tracked(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
@@ -395,7 +395,7 @@ async def _delegate(inner: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]
             thrown = exc
 
 
-def wrap(fn: F, name: str, client: TelemetryFlowClient | None) -> F:
+def wrap(fn: F, name: str, client: ClientLike | None) -> F:
     """Wrap ``fn`` according to its kind, keeping its name, docstring and signature."""
     if inspect.isasyncgenfunction(fn):
         wrapped = _wrap_async_generator(fn, name, client)
@@ -423,7 +423,7 @@ class Tracker:
 
     __slots__ = ("_client", "_name", "_run")
 
-    def __init__(self, name: str | None, client: TelemetryFlowClient | None = None) -> None:
+    def __init__(self, name: str | None, client: ClientLike | None = None) -> None:
         self._name = name
         self._client = client
         self._run: _Run | None = None
@@ -478,9 +478,7 @@ class Tracker:
 
 
 # -- event() ---------------------------------------------------------------------------
-def post_event(
-    client: TelemetryFlowClient, name: str, status: str, metadata: Mapping[str, Any]
-) -> None:
+def post_event(client: ClientLike, name: str, status: str, metadata: Mapping[str, Any]) -> None:
     """A standalone event: an OpenTelemetry event (a log record with an event name)."""
     from opentelemetry._logs import SeverityNumber
 

@@ -1,23 +1,26 @@
-"""``TelemetryFlowClient``: one facade for metrics, logs and traces.
+"""The client core: lifecycle, metrics, logs, spans and status in one object.
+
+The public :class:`~telemetryflow.TelemetryFlowClient` is this core plus the
+conveniences (:mod:`telemetryflow._extras.facade`); the core knows nothing of them
+and tells them about its lifecycle through two hooks, :meth:`ClientCore._started`
+and :meth:`ClientCore._stopping`.
 
 Every recording call goes straight to the OpenTelemetry SDK objects built by
-:class:`~telemetryflow._exporting.pipeline.Pipeline`; there is no command bus in between.
-Recording calls never raise on bad input (they warn and drop); using a client that
-was never initialized raises :class:`NotInitializedError`, and calls after
-``shutdown()`` are dropped quietly, so late background work cannot crash a host that
-is going down.
+:class:`~telemetryflow._exporting.pipeline.Pipeline`; there is no command bus in
+between. Recording calls never raise on bad input (they warn and drop); using a
+client that was never initialized raises :class:`NotInitializedError`, and calls
+after ``shutdown()`` are dropped quietly, so late background work cannot crash a
+host that is going down.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
@@ -32,14 +35,14 @@ from telemetryflow._configuration.resource import build_resource
 from telemetryflow._exporting.pipeline import Pipeline
 from telemetryflow._exporting.stats import DropReason
 from telemetryflow._exporting.transport import Transport, check_tls_files, preload_export_modules
-from telemetryflow._extras.conveniences import ConveniencesMixin
 from telemetryflow._recording.attributes import clean_attributes
 from telemetryflow._recording.diagnostics import logger, warn_throttled
 from telemetryflow._recording.instruments import MetricRecorder
+from telemetryflow._recording.process import install_globals, register_atexit, register_fork_handler
 from telemetryflow._recording.spans import SpanRegistry, SpanScope, light_tracer
 from telemetryflow._version import __version__
 
-__all__ = ["NotInitializedError", "TelemetryFlowClient", "TelemetryFlowError"]
+__all__ = ["ClientCore", "NotInitializedError", "TelemetryFlowError"]
 
 _SEVERITY = {
     SeverityLevel.TRACE: (SeverityNumber.TRACE, "TRACE"),
@@ -49,8 +52,8 @@ _SEVERITY = {
     SeverityLevel.ERROR: (SeverityNumber.ERROR, "ERROR"),
     SeverityLevel.FATAL: (SeverityNumber.FATAL, "FATAL"),
 }
-_ATEXIT_TIMEOUT = 5.0
 _INSTRUMENTATION_NAME = "telemetryflow"
+_C = TypeVar("_C", bound="ClientCore")
 
 
 def _severity(severity: Any) -> tuple[SeverityNumber, str]:
@@ -61,13 +64,8 @@ def _severity(severity: Any) -> tuple[SeverityNumber, str]:
         return _SEVERITY[SeverityLevel.INFO]
 
 
-class TelemetryFlowClient(ConveniencesMixin):
-    """The SDK client. Build it with :class:`~telemetryflow.TelemetryFlowBuilder`.
-
-    Example:
-        >>> with TelemetryFlowBuilder().with_auto_configuration().build() as client:
-        ...     client.increment_counter("app.started")
-    """
+class ClientCore:
+    """Metrics, logs and spans over one export pipeline; the public client's base."""
 
     def __init__(self, config: TelemetryConfig) -> None:
         if not isinstance(config, TelemetryConfig):
@@ -114,11 +112,15 @@ class TelemetryFlowClient(ConveniencesMixin):
                     ) from None
             self._state = "running"
             self._started_at = time.time()
-        _register_atexit(self)
-        _register_fork_handler(self)
-        from telemetryflow._extras import default as _default
+        register_atexit(self)
+        register_fork_handler(self)
+        self._started()
 
-        _default.client_initialized(self)
+    def _started(self) -> None:
+        """Hook: the client has just started running (the conveniences track it)."""
+
+    def _stopping(self) -> None:
+        """Hook: the client has just stopped running, before its pipeline shuts down."""
 
     def _start(self) -> None:
         config = self._config
@@ -135,7 +137,7 @@ class TelemetryFlowClient(ConveniencesMixin):
         preload_export_modules(config)  # before a pre-fork server forks, not on export threads
         self._pipeline = pipeline
         if config.install_global_providers:
-            self.owns_globals = _install_globals(pipeline)
+            self.owns_globals = install_globals(pipeline)
 
     def _after_fork(self) -> None:
         """In a forked child (pre-fork servers, multiprocessing): own state, own identity.
@@ -191,9 +193,7 @@ class TelemetryFlowClient(ConveniencesMixin):
             self._state = "stopped"
             pipeline, self._pipeline = self._pipeline, None
             self._metrics = self._spans = self._logger = None
-        from telemetryflow._extras import default as _default
-
-        _default.client_stopped(self)
+        self._stopping()
         if pipeline is not None:
             try:
                 pipeline.shutdown(max(0.0, float(timeout)))
@@ -201,7 +201,7 @@ class TelemetryFlowClient(ConveniencesMixin):
                 logger.warning("telemetryflow shutdown: %s: %s", type(exc).__name__, exc)
             self._last_stats = pipeline.stats
 
-    def __enter__(self) -> TelemetryFlowClient:
+    def __enter__(self: _C) -> _C:
         self.initialize()
         return self
 
@@ -501,62 +501,3 @@ class TelemetryFlowClient(ConveniencesMixin):
             f"TelemetryFlowClient(service={self._config.service_name!r}, "
             f"endpoint={self._config.endpoint!r}, state={self._state!r})"
         )
-
-
-def _install_globals(pipeline: Pipeline) -> bool:
-    """Become the process-wide providers where nobody has claimed them yet."""
-    installed = False
-    if pipeline.tracer_provider is not None and isinstance(
-        otel_trace.get_tracer_provider(), otel_trace.ProxyTracerProvider
-    ):
-        otel_trace.set_tracer_provider(pipeline.tracer_provider)
-        installed = True
-    if (
-        pipeline.meter_provider is not None
-        and type(otel_metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
-    ):
-        otel_metrics.set_meter_provider(pipeline.meter_provider)
-        installed = True
-    if (
-        pipeline.logger_provider is not None
-        and type(otel_logs.get_logger_provider()).__name__ == "ProxyLoggerProvider"
-    ):
-        otel_logs.set_logger_provider(pipeline.logger_provider)
-        installed = True
-    return installed
-
-
-def _register_fork_handler(client: TelemetryFlowClient) -> None:
-    if not hasattr(os, "register_at_fork") or getattr(client, "_fork_hook", False):
-        return
-    client._fork_hook = True  # type: ignore[attr-defined]
-    ref = weakref.ref(client)
-
-    def after_in_child() -> None:
-        alive = ref()
-        if alive is not None:
-            try:
-                alive._after_fork()
-            except Exception as exc:
-                logger.warning("telemetryflow after fork: %s: %s", type(exc).__name__, exc)
-
-    os.register_at_fork(after_in_child=after_in_child)
-
-
-_live_clients: weakref.WeakSet[TelemetryFlowClient] = weakref.WeakSet()
-_atexit_registered = False
-
-
-def _register_atexit(client: TelemetryFlowClient) -> None:
-    global _atexit_registered
-    _live_clients.add(client)
-    if not _atexit_registered:
-        _atexit_registered = True
-        atexit.register(_shutdown_live_clients)
-
-
-def _shutdown_live_clients() -> None:
-    """A forgotten ``shutdown()`` loses nothing when the collector is up, and exit
-    never waits more than a few seconds when it is not."""
-    for client in list(_live_clients):
-        client.shutdown(timeout=_ATEXIT_TIMEOUT)

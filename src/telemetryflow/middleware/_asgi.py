@@ -18,7 +18,7 @@ from typing import Any
 
 from opentelemetry.propagators.textmap import Getter
 
-from telemetryflow._recording.client import TelemetryFlowClient
+from telemetryflow._extras.facade import TelemetryFlowClient
 from telemetryflow._recording.diagnostics import logger
 from telemetryflow.middleware._fastapi_builtin import (
     has_settings,

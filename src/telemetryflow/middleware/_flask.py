@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
 
-from telemetryflow._recording.client import TelemetryFlowClient
+from telemetryflow._extras.facade import TelemetryFlowClient
 from telemetryflow.middleware._http_common import (
     MiddlewareOptions,
     RequestRecord,

@@ -32,8 +32,8 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
+from telemetryflow._extras.facade import TelemetryFlowClient
 from telemetryflow._recording.attributes import MAX_VALUE_LENGTH
-from telemetryflow._recording.client import TelemetryFlowClient
 from telemetryflow._recording.diagnostics import warn_throttled
 from telemetryflow._scrubbing.rules import REDACTED, is_sensitive_key, is_sensitive_param, scrub_url
 
