@@ -38,8 +38,9 @@ from telemetryflow._exporting.transport import Transport, check_tls_files, prelo
 from telemetryflow._recording.attributes import clean_attributes
 from telemetryflow._recording.diagnostics import logger, warn_throttled
 from telemetryflow._recording.instruments import MetricRecorder
+from telemetryflow._recording.light_spans import light_tracer
 from telemetryflow._recording.process import install_globals, register_atexit, register_fork_handler
-from telemetryflow._recording.spans import SpanRegistry, SpanScope, light_tracer
+from telemetryflow._recording.spans import SpanRegistry, SpanScope
 from telemetryflow._version import __version__
 
 __all__ = ["ClientCore", "NotInitializedError", "TelemetryFlowError"]
