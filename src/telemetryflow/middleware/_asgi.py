@@ -27,15 +27,17 @@ from telemetryflow.middleware._fastapi_builtin import (
     switch_off,
     traces_requests,
 )
-from telemetryflow.middleware._http_common import (
-    DURATION_METRIC,
+from telemetryflow.middleware._http_attributes import (
     MiddlewareOptions,
-    RequestRecord,
-    ServerTelemetry,
     clip,
     header_attribute,
     redact_query,
     split_host,
+)
+from telemetryflow.middleware._http_common import (
+    DURATION_METRIC,
+    RequestRecord,
+    ServerTelemetry,
     warn_failure,
 )
 
