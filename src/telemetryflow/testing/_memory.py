@@ -14,7 +14,7 @@ from typing import Any
 from telemetryflow._configuration.builder import TelemetryFlowBuilder
 from telemetryflow._exporting.transport import SendResult
 from telemetryflow._extras.facade import TelemetryFlowClient
-from telemetryflow.testing._receiver import LogEntry, MetricRecord, SpanRecord, attrs
+from telemetryflow.testing._records import LogEntry, MetricRecord, SpanRecord, attrs
 
 __all__ = ["InMemoryTransport", "TelemetryCapture", "capture"]
 
