@@ -9,7 +9,7 @@ cached), and attribute key/value pairs seen before are reused as bytes.
 
 The output decodes to exactly the message the official encoder builds, after the
 pipeline's resource overrides and the scrubber's built-in rules, which are applied
-here to the values *before* they are encoded (see ``_scrubbed``). When a scrub
+here to the values *before* they are encoded (``Scrubber.scrub_value``). When a scrub
 callback is configured (it sees and may drop protobuf values) or anything unexpected
 happens, :func:`encode_spans` / :func:`encode_logs` return ``None`` and the caller
 uses the official path. ``tests/test_encoder.py`` decodes these bytes with the
@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from telemetryflow._scrubbing.rules import REDACTED, is_card_number
+from telemetryflow._scrubbing.rules import REDACTED
 from telemetryflow._scrubbing.scrubber import IDENTITY_KEYS, Scrubber, _Kind
 
 __all__ = ["OtlpEncoder", "encode_logs", "encode_spans"]
@@ -32,7 +32,6 @@ _pack_q = struct.Struct("<Q").pack
 _pack_d = struct.Struct("<d").pack
 _ONE_BYTE = [bytes((i,)) for i in range(128)]
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_MAX_DEPTH = 16  # the scrubber's nesting bound
 _CACHE_LIMIT = 8192
 _CACHED_TEXT = 256  # longer strings are encoded each time rather than cached
 _KINDS = {1: b"\x30\x01", 2: b"\x30\x02", 3: b"\x30\x03", 4: b"\x30\x04", 5: b"\x30\x05"}
@@ -113,63 +112,13 @@ class OtlpEncoder:
         self._resources: dict[int, tuple[Any, Any, bytes]] = {}
         self._scopes: dict[int, tuple[Any, bytes]] = {}
 
-    # -- scrubbing, on Python values, with the scrubber's rules ----------------------
-    def _scrubbed(self, kind: _Kind, value: Any, depth: int) -> Any:
-        """``value`` after ``Scrubber._value``'s rules; the same object when untouched."""
-        scrubber = self._scrubber
-        assert scrubber is not None
-        if value is None or isinstance(value, bool) or kind is _Kind.SAFE:
-            return value
-        if kind is _Kind.SENSITIVE:
-            if isinstance(value, str):
-                return value if value in ("", REDACTED) else REDACTED
-            if isinstance(value, (int, float, bytes)) or not isinstance(value, Sequence):
-                return REDACTED
-            # an array keeps its shape: each element but empty ones and booleans redacted
-            return [v if v is None or isinstance(v, bool) else REDACTED for v in value]
-        if isinstance(value, str):
-            return scrubber.text(value, kind)
-        if isinstance(value, int):
-            if value >= 10**12 and is_card_number(str(int(value))):
-                return REDACTED
-            return value
-        if isinstance(value, (float, bytes)):
-            return value
-        if isinstance(value, Sequence):
-            if depth >= _MAX_DEPTH:
-                return REDACTED
-            items = [self._scrubbed(kind, item, depth + 1) for item in value]
-            if all(new is old for new, old in zip(items, value, strict=True)):
-                return value
-            return items
-        if isinstance(value, Mapping):
-            if depth >= _MAX_DEPTH:
-                return REDACTED
-            return self._scrubbed_mapping(value, depth + 1)
-        return value
-
-    def _scrubbed_mapping(self, mapping: Mapping[Any, Any], depth: int) -> Any:
-        scrubber = self._scrubber
-        assert scrubber is not None
-        out: dict[str, Any] = {}
-        changed = False
-        for key, value in mapping.items():
-            name = str(key)
-            try:
-                new = self._scrubbed(scrubber.kind(name), value, depth)
-            except Exception:
-                new = REDACTED
-            changed = changed or new is not value or name is not key
-            out[name] = new
-        return out if changed else mapping
-
     def _pair(self, key: str, value: Any, scrub: bool) -> bytes | None:
         """A ``KeyValue`` (length-prefixed), or None when the official encoder skips it."""
         try:
             encoded = _any(value)
             if scrub and self._scrubber is not None:
                 try:
-                    new = self._scrubbed(self._scrubber.kind(key), value, 0)
+                    new = self._scrubber.scrub_value(self._scrubber.kind(key), value, 0)
                 except Exception:
                     new = REDACTED
                 if new is not value:
@@ -411,9 +360,9 @@ class OtlpEncoder:
         if scrubber is None or body is None or isinstance(body, (bool, int, float, bytes)):
             return encoded
         if isinstance(body, str) or (isinstance(body, Sequence) and not isinstance(body, Mapping)):
-            new = self._scrubbed(_Kind.PLAIN, body, 0)
+            new = scrubber.scrub_value(_Kind.PLAIN, body, 0)
         elif isinstance(body, Mapping):
-            new = self._scrubbed_mapping(body, 0)
+            new = scrubber.scrub_mapping(body, 0)
         else:
             return encoded
         return encoded if new is body else _any(new)

@@ -15,7 +15,7 @@ Scrubbing fails closed: if a value cannot be processed it is replaced, not sent.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from telemetryflow._configuration.config import TelemetryConfig
@@ -244,6 +244,55 @@ class Scrubber:
                 value.string_value = REDACTED
                 return
             self.attributes(value.kvlist_value.values, depth=depth + 1)
+
+    # -- Python values, for the direct encoder ------------------------------------------
+    def scrub_value(self, kind: _Kind, value: Any, depth: int) -> Any:
+        """``value`` (a Python attribute value) after the rules :meth:`_value` applies to
+        its protobuf form; the same object when untouched. The direct encoder scrubs
+        values this way before it encodes them, so both paths send the same bytes."""
+        if value is None or isinstance(value, bool) or kind is _Kind.SAFE:
+            return value
+        if kind is _Kind.SENSITIVE:
+            if isinstance(value, str):
+                return value if value in ("", REDACTED) else REDACTED
+            if isinstance(value, (int, float, bytes)) or not isinstance(value, Sequence):
+                return REDACTED
+            # an array keeps its shape: each element but empty ones and booleans redacted
+            return [v if v is None or isinstance(v, bool) else REDACTED for v in value]
+        if isinstance(value, str):
+            return self.text(value, kind)
+        if isinstance(value, int):
+            if value >= 10**12 and is_card_number(str(int(value))):
+                return REDACTED
+            return value
+        if isinstance(value, (float, bytes)):
+            return value
+        if isinstance(value, Sequence):
+            if depth >= _MAX_DEPTH:
+                return REDACTED
+            items = [self.scrub_value(kind, item, depth + 1) for item in value]
+            if all(new is old for new, old in zip(items, value, strict=True)):
+                return value
+            return items
+        if isinstance(value, Mapping):
+            if depth >= _MAX_DEPTH:
+                return REDACTED
+            return self.scrub_mapping(value, depth + 1)
+        return value
+
+    def scrub_mapping(self, mapping: Mapping[Any, Any], depth: int) -> Any:
+        """A mapping value (or log body) scrubbed key by key; the same object when untouched."""
+        out: dict[str, Any] = {}
+        changed = False
+        for key, value in mapping.items():
+            name = str(key)
+            try:
+                new = self.scrub_value(self.kind(name), value, depth)
+            except Exception:
+                new = REDACTED
+            changed = changed or new is not value or name is not key
+            out[name] = new
+        return out if changed else mapping
 
     # -- the user's callback ---------------------------------------------------------
     def _call(self, key: str, value: Any) -> bool:
