@@ -5,8 +5,8 @@ bounded by the timeout they are given, and say whether it succeeded, may be retr
 (and after how long the server asked), or must not be retried. They never put a
 response body or a credential into a message.
 
-The shared parts live in ``_transport_base``, each protocol in its own module
-(``_transport_grpc``, ``_transport_http``); this module is what the rest imports.
+The shared parts live in ``transport_base``, each protocol in its own module
+(``transport_grpc``, ``transport_http``); this module is what the rest imports.
 """
 
 from __future__ import annotations

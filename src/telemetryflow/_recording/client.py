@@ -408,7 +408,7 @@ class ClientCore:
         """This client's OpenTelemetry tracer (None before initialize or if traces are off).
 
         A drop-in tracer whose spans skip work the SDK's repeat for ours (see
-        ``_spans.LightTracer``); integrations get the same output for less.
+        ``light_spans.LightTracer``); integrations get the same output for less.
         """
         if self._pid != os.getpid():
             self._after_fork()
