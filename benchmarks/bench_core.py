@@ -56,7 +56,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from telemetryflow import SeverityLevel, TelemetryFlowBuilder, TelemetryFlowClient
-from telemetryflow._transport import SendResult
+from telemetryflow._exporting.transport import SendResult
 
 QUEUE = 100_000  # no export starts inside a timed sample
 HOUR = 3600.0

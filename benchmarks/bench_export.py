@@ -320,8 +320,8 @@ def bench_encoding(rounds: int, batch: int) -> list[Row]:
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-    from telemetryflow._encode import OtlpEncoder
-    from telemetryflow._scrub import Scrubber
+    from telemetryflow._exporting.encode import OtlpEncoder
+    from telemetryflow._scrubbing.scrubber import Scrubber
 
     spans, logs = sample_spans(batch), sample_logs(batch)
     scrubbing = OtlpEncoder(Scrubber(secrets=("tfs_bench",)))
@@ -364,7 +364,7 @@ def bench_encoding(rounds: int, batch: int) -> list[Row]:
 
 class _NullTransport:
     def send(self, signal: str, body: bytes, timeout: float) -> Any:
-        from telemetryflow._transport import SendResult
+        from telemetryflow._exporting.transport import SendResult
 
         return SendResult(ok=True)
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from _support import builder_for
 from telemetryflow import SeverityLevel, TelemetryFlowBuilder, TelemetryFlowClient
-from telemetryflow._diagnostics import reset_throttle
+from telemetryflow._recording.diagnostics import reset_throttle
 from telemetryflow.testing import OTLPReceiver
 
 PROTOCOLS = ["grpc", "http"]

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import pytest
 
 from telemetryflow import TelemetryFlowBuilder
-from telemetryflow._capture import ERRORS_METRIC
+from telemetryflow._extras.capture import ERRORS_METRIC
 from telemetryflow.testing import LogEntry, TelemetryCapture, attrs, capture
 
 ERROR_SEVERITY = 17  # SeverityNumber.ERROR
@@ -249,7 +249,7 @@ def test_track_event_is_an_opentelemetry_event_with_its_properties(cap: Telemetr
 
 
 def test_reported_messages_group_with_numbers_and_hex_ids_masked() -> None:
-    from telemetryflow._capture import fingerprint_reported
+    from telemetryflow._extras.capture import fingerprint_reported
 
     def key(message: str) -> str:
         return fingerprint_reported("TimeoutError", None, message)
@@ -267,7 +267,7 @@ def test_a_pathological_message_is_fingerprinted_promptly() -> None:
     above the milliseconds it takes."""
     import threading
 
-    from telemetryflow._capture import fingerprint_reported
+    from telemetryflow._extras.capture import fingerprint_reported
 
     done: list[str] = []
     worker = threading.Thread(

@@ -28,9 +28,9 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, Sta
 from opentelemetry.trace.span import TraceState
 
 from _support import KEY_SECRET
-from telemetryflow._encode import OtlpEncoder, encode_logs, encode_spans
-from telemetryflow._pipeline import Pipeline
-from telemetryflow._scrub import Scrubber
+from telemetryflow._exporting.encode import OtlpEncoder, encode_logs, encode_spans
+from telemetryflow._exporting.pipeline import Pipeline
+from telemetryflow._scrubbing.scrubber import Scrubber
 from telemetryflow.testing import capture
 
 SECRET_VALUES: dict[str, Any] = {

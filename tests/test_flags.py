@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetryflow import ConfigError, TelemetryFlowBuilder
-from telemetryflow._flags import FlagSet, parse_flags_setting
+from telemetryflow._extras.flags import FlagSet, parse_flags_setting
 from telemetryflow.testing import LogEntry, TelemetryCapture, capture
 
 USERS = [f"user-{n}" for n in range(10_000)]
@@ -81,7 +81,7 @@ def test_rollout_is_the_same_in_another_process() -> None:
     gives every user the same answer."""
     script = (
         "import json, sys\n"
-        "from telemetryflow._flags import FlagSet\n"
+        "from telemetryflow._extras.flags import FlagSet\n"
         "flags = FlagSet.from_mapping(json.loads(sys.argv[1]))\n"
         "print(json.dumps([flags.evaluate('button', f'user-{n}').variant for n in range(300)]))\n"
     )

@@ -124,11 +124,13 @@ def test_initialize_imports_what_the_first_export_needs(receiver: OTLPReceiver) 
         "c = (TelemetryFlowBuilder().with_api_key('tfk_a', 'tfs_b').with_service('s')\n"
         f"     .with_endpoint('{receiver.grpc_endpoint}').with_global_providers(False).build())\n"
         "c.initialize()\n"
-        "print(' '.join(m for m in ('grpc._channel', 'telemetryflow._encode') "
+        "print(' '.join(m for m in ('grpc._channel', 'telemetryflow._exporting.encode') "
         "if m in sys.modules))\n"
         "import os; os._exit(0)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
-    assert result.stdout.split() == ["grpc._channel", "telemetryflow._encode"], result.stderr
+    assert result.stdout.split() == ["grpc._channel", "telemetryflow._exporting.encode"], (
+        result.stderr
+    )

@@ -2,10 +2,10 @@
 
 Metrics: after its first value, an attribute set is recorded straight into the SDK
 aggregation that first call created. Spans: ``span()`` and ``start_span`` make
-:class:`~telemetryflow._spans.LightSpan` objects instead of SDK spans. Each test runs
-the same calls through the fast path and through the SDK's path (forced by disabling
-the fast one) and compares what is exported, timestamps and random ids aside. No
-timing here: speed is the benchmarks' business.
+:class:`~telemetryflow._recording.light_spans.LightSpan` objects instead of SDK spans.
+Each test runs the same calls through the fast path and through the SDK's path
+(forced by disabling the fast one) and compares what is exported, timestamps and
+random ids aside. No timing here: speed is the benchmarks' business.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from telemetryflow import SpanKind, TelemetryFlowBuilder, _instruments, _spans
-from telemetryflow._spans import LightSpan, LightTracer, light_tracer
+from telemetryflow import SpanKind, TelemetryFlowBuilder
+from telemetryflow._recording import instruments as _instruments
+from telemetryflow._recording import light_spans as _light_spans
+from telemetryflow._recording.light_spans import LightSpan, LightTracer, light_tracer
 from telemetryflow.testing import TelemetryCapture, attrs, capture
 
 
@@ -31,7 +33,9 @@ def _capture(fast: bool, monkeypatch: pytest.MonkeyPatch, limit: int = 2000) -> 
     if fast:
         return capture(builder)
     with monkeypatch.context() as patch:
-        patch.setattr(_spans._LightFactory, "for_tracer", classmethod(lambda cls, tracer: None))
+        patch.setattr(
+            _light_spans.LightFactory, "for_tracer", classmethod(lambda cls, tracer: None)
+        )
         cap = capture(builder)
     recorder = cap.client._metrics
     assert recorder is not None

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from telemetryflow import TelemetryFlowBuilder
-from telemetryflow._diagnostics import reset_throttle, sdk_section
-from telemetryflow._logging_bridge import TelemetryFlowHandler
-from telemetryflow._transport import SendResult, Transport, make_transport
+from telemetryflow._exporting.transport import SendResult, Transport, make_transport
+from telemetryflow._extras.logging_bridge import TelemetryFlowHandler
+from telemetryflow._recording.diagnostics import reset_throttle, sdk_section
 from telemetryflow.testing import LogEntry, TelemetryCapture, capture
 
 LOGGER = "shop.orders"

@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 from _support import builder_for
 from apps.support import metric_points, new_traceparent, total, uvicorn_server
 from telemetryflow import TelemetryFlowClient
-from telemetryflow._diagnostics import reset_throttle
+from telemetryflow._recording.diagnostics import reset_throttle
 from telemetryflow.middleware import FastAPITelemetryMiddleware
 from telemetryflow.testing import OTLPReceiver
 

@@ -24,7 +24,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from _support import KEY_ID, KEY_SECRET, builder_for
 from apps.support import metric_points, new_traceparent, repo_env, total, wsgi_server
 from telemetryflow import TelemetryFlowClient
-from telemetryflow._diagnostics import reset_throttle
+from telemetryflow._recording.diagnostics import reset_throttle
 from telemetryflow.middleware import FlaskTelemetryMiddleware
 from telemetryflow.testing import OTLPReceiver
 

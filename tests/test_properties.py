@@ -33,10 +33,10 @@ from telemetryflow import (
     TelemetryConfig,
     TelemetryFlowBuilder,
 )
-from telemetryflow._diagnostics import reset_throttle
-from telemetryflow._scrub import REDACTED, Scrubber, set_any_value
-from telemetryflow._scrub_rules import scrub_text
-from telemetryflow._settings import SETTINGS
+from telemetryflow._configuration.settings import SETTINGS
+from telemetryflow._recording.diagnostics import reset_throttle
+from telemetryflow._scrubbing.rules import scrub_text
+from telemetryflow._scrubbing.scrubber import REDACTED, Scrubber, set_any_value
 from telemetryflow.testing import TelemetryCapture, capture
 
 PROPERTY = settings(

@@ -61,7 +61,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
 from telemetryflow.testing import _receiver_http as receiver_http
-from telemetryflow.testing._receiver import Fault, OTLPReceiver, attrs
+from telemetryflow.testing._receiver import Fault, OTLPReceiver
+from telemetryflow.testing._records import attrs
 from telemetryflow.testing._tls import TLSFiles
 
 TRACE_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

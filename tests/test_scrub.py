@@ -17,15 +17,21 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from _support import KEY_ID, KEY_SECRET, builder_for
 from telemetryflow import SeverityLevel, SpanKind, TelemetryConfig
-from telemetryflow._credentials import Credentials
-from telemetryflow._diagnostics import reset_throttle
-from telemetryflow._scrub import REDACTED, Scrubber, make_scrubber, set_any_value, to_python
-from telemetryflow._scrub_rules import (
+from telemetryflow._configuration.credentials import Credentials
+from telemetryflow._recording.diagnostics import reset_throttle
+from telemetryflow._scrubbing.rules import (
     is_card_number,
     is_sensitive_key,
     scrub_query,
     scrub_text,
     scrub_url,
+)
+from telemetryflow._scrubbing.scrubber import (
+    REDACTED,
+    Scrubber,
+    make_scrubber,
+    set_any_value,
+    to_python,
 )
 from telemetryflow.testing import OTLPReceiver, attrs
 
@@ -328,7 +334,7 @@ def test_a_rule_failure_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(text: str) -> str:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("telemetryflow._scrub.scrub_text", broken)
+    monkeypatch.setattr("telemetryflow._scrubbing.scrubber.scrub_text", broken)
     traces = ExportTraceServiceRequest()
     span = traces.resource_spans.add().scope_spans.add().spans.add(name="op")
     _kv(span.attributes, "note", "could be anything")

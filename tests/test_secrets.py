@@ -31,7 +31,7 @@ from telemetryflow import (
     TelemetryFlowClient,
     TelemetryFlowError,
 )
-from telemetryflow._diagnostics import reset_throttle
+from telemetryflow._recording.diagnostics import reset_throttle
 from telemetryflow.testing import Fault, OTLPReceiver, TLSFiles
 
 AUTH_HEADERS = frozenset({"authorization", "x-telemetryflow-key-secret"})

@@ -13,7 +13,7 @@ import pytest
 
 from _support import KEY_ID, KEY_SECRET, builder_for
 from telemetryflow import ConfigError, TelemetryFlowBuilder, TelemetryFlowClient
-from telemetryflow._diagnostics import reset_throttle
+from telemetryflow._recording.diagnostics import reset_throttle
 from telemetryflow.testing import OTLPReceiver, TLSFiles, make_test_certificates
 
 PROTOCOLS = ["grpc", "http"]

@@ -19,8 +19,11 @@ from opentelemetry.attributes import BoundedAttributes
 
 import telemetryflow
 from _support import builder_for
-from telemetryflow import _conveniences, _default, _track, set_default_client
-from telemetryflow._track import DURATION_METRIC, take_metadata
+from telemetryflow import set_default_client
+from telemetryflow._extras import conveniences as _conveniences
+from telemetryflow._extras import default as _default
+from telemetryflow._extras import track as _track
+from telemetryflow._extras.track import DURATION_METRIC, take_metadata
 from telemetryflow.testing import OTLPReceiver, TelemetryCapture, attrs, capture
 
 STATUS_ERROR = 2  # opentelemetry.proto Status.STATUS_CODE_ERROR

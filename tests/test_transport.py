@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from _support import builder_for
-from telemetryflow._transport import HttpTransport, SendResult, make_transport
+from telemetryflow._exporting.transport import HttpTransport, SendResult, make_transport
 from telemetryflow.testing import OTLPReceiver
 
 DRIP_EVERY = 0.3

@@ -13,8 +13,12 @@ from pathlib import Path
 import pytest
 
 from telemetryflow import TelemetryFlowBuilder
-from telemetryflow._diagnostics import reset_throttle
-from telemetryflow._user_config import load_user_config, save_user_config, user_config_path
+from telemetryflow._configuration.user_config import (
+    load_user_config,
+    save_user_config,
+    user_config_path,
+)
+from telemetryflow._recording.diagnostics import reset_throttle
 from telemetryflow.cli import main
 
 KEY_ID = "tfk_user_config_1234"
@@ -193,7 +197,7 @@ def test_the_file_is_read_only_with_auto_configuration(config_file: Path) -> Non
 
 
 def test_credentials_from_the_file_are_a_pair(config_file: Path) -> None:
-    from telemetryflow._user_config import fallback_settings
+    from telemetryflow._configuration.user_config import fallback_settings
 
     save_user_config({"key_id": KEY_ID, "key_secret": SECRET, "endpoint": "h:1"}, config_file)
     environ = {"TELEMETRYFLOW_CONFIG_FILE": str(config_file)}

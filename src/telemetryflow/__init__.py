@@ -6,21 +6,20 @@ Example:
     ...     client.increment_counter("app.started")
 """
 
-from telemetryflow._builder import TelemetryFlowBuilder
-from telemetryflow._client import TelemetryFlowClient
-from telemetryflow._config import TelemetryConfig
-from telemetryflow._conveniences import event, trace, track
-from telemetryflow._credentials import Credentials
-from telemetryflow._default import get_default_client, set_default_client
-from telemetryflow._enums import Protocol, SeverityLevel, SignalType, SpanKind
-from telemetryflow._errors import (
+from telemetryflow._configuration.builder import TelemetryFlowBuilder
+from telemetryflow._configuration.config import TelemetryConfig
+from telemetryflow._configuration.credentials import Credentials
+from telemetryflow._configuration.enums import Protocol, SeverityLevel, SignalType, SpanKind
+from telemetryflow._configuration.errors import (
     BuilderError,
     ConfigError,
     CredentialsError,
     NotInitializedError,
     TelemetryFlowError,
 )
-from telemetryflow._flags import FlagSet
+from telemetryflow._extras.conveniences import event, trace, track
+from telemetryflow._extras.facade import TelemetryFlowClient, get_default_client, set_default_client
+from telemetryflow._extras.flags import FlagSet
 from telemetryflow._version import __version__
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Public home of the builder (``from telemetryflow.builder import ...``)."""
 
-from telemetryflow._builder import TelemetryFlowBuilder
-from telemetryflow._errors import BuilderError
+from telemetryflow._configuration.builder import TelemetryFlowBuilder
+from telemetryflow._configuration.errors import BuilderError
 
 __all__ = ["BuilderError", "TelemetryFlowBuilder"]

@@ -1,6 +1,6 @@
 """Public home of the client and its runtime errors (``from telemetryflow.client import ...``)."""
 
-from telemetryflow._client import TelemetryFlowClient
-from telemetryflow._errors import NotInitializedError, TelemetryFlowError
+from telemetryflow._configuration.errors import NotInitializedError, TelemetryFlowError
+from telemetryflow._extras.facade import TelemetryFlowClient
 
 __all__ = ["NotInitializedError", "TelemetryFlowClient", "TelemetryFlowError"]

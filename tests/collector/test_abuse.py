@@ -283,7 +283,7 @@ def test_a_full_write_queue_answers_503_and_unavailable_with_retry_hints(
     ],
 )
 def test_limits_are_validated(overrides: dict[str, object], problem: str) -> None:
-    from telemetryflow._errors import ConfigError
+    from telemetryflow._configuration.errors import ConfigError
     from telemetryflow.collector import CollectorConfig
 
     with pytest.raises(ConfigError, match=problem):

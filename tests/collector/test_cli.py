@@ -315,7 +315,7 @@ def test_gauge_last_and_counter_rate(
 
 
 def test_format_value_reads_like_a_person_would_write_it() -> None:
-    from telemetryflow._cli_render import format_value
+    from telemetryflow.cli._render import format_value
 
     assert format_value(536870912, "By") == "512 MiB"
     assert format_value(1.234, "s") == "1.23 s"

@@ -32,7 +32,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from apps.support import wsgi_server
 from telemetryflow import TelemetryFlowBuilder, TelemetryFlowClient
-from telemetryflow._enums import SpanKind
+from telemetryflow._configuration.enums import SpanKind
 from telemetryflow.collector import Collector
 from telemetryflow.middleware import FlaskTelemetryMiddleware
 

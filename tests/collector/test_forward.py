@@ -23,7 +23,7 @@ import pytest
 from collector_helpers import KEY_A, headers_for, log_request, make_log, make_span, trace_request
 
 from telemetryflow import TelemetryFlowBuilder
-from telemetryflow._retry import RetryPolicy
+from telemetryflow._exporting.retry import RetryPolicy
 from telemetryflow.collector import Collector
 from telemetryflow.collector.forward import (
     ForwardConfig,
@@ -332,7 +332,7 @@ def test_upstreams_come_from_flags_else_the_environment() -> None:
     ],
 )
 def test_unusable_forward_urls_are_refused_by_name(url: str, problem: str) -> None:
-    from telemetryflow._errors import ConfigError
+    from telemetryflow._configuration.errors import ConfigError
 
     with pytest.raises(ConfigError, match=problem) as caught:
         parse_upstream(url)
@@ -340,7 +340,7 @@ def test_unusable_forward_urls_are_refused_by_name(url: str, problem: str) -> No
 
 
 def test_a_header_is_refused_without_showing_its_value() -> None:
-    from telemetryflow._errors import ConfigError
+    from telemetryflow._configuration.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         forwarding("grpc://127.0.0.1:4317", headers=("Bad Name=secret-value-1",))

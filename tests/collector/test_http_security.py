@@ -12,7 +12,7 @@ import httpx
 import pytest
 from collector_helpers import KEY_A, KEY_B, gz, headers_for, log_request, make_log
 
-from telemetryflow._errors import ConfigError
+from telemetryflow._configuration.errors import ConfigError
 from telemetryflow.collector import Collector, CollectorConfig
 
 PB = {"Content-Type": "application/x-protobuf"}

@@ -26,7 +26,7 @@ from collector_helpers import KEY_A, KEY_B, SRC
 from test_observability_validation import BAD_BODIES
 
 from telemetryflow import TelemetryFlowBuilder, TelemetryFlowClient
-from telemetryflow._capture import fingerprint_stack_text
+from telemetryflow._extras.capture import fingerprint_stack_text
 
 FLAGS = {
     "new_checkout": {"rollout": 30},

@@ -18,8 +18,8 @@ import pytest
 from collector_helpers import KEY_A, KEY_B
 
 from telemetryflow import TelemetryFlowBuilder, TelemetryFlowClient
-from telemetryflow._capture import fingerprint_stack_text
-from telemetryflow._flags import FlagSet
+from telemetryflow._extras.capture import fingerprint_stack_text
+from telemetryflow._extras.flags import FlagSet
 from telemetryflow.collector import ApiKey, Collector
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector.ingest._decode import BadRequestError

@@ -9,8 +9,8 @@ import pytest
 from collector_helpers import KEY_A, headers_for, log_request, make_log
 
 import telemetryflow.query as query_module
-from telemetryflow._credentials import Credentials
-from telemetryflow._errors import ConfigError, CredentialsError
+from telemetryflow._configuration.credentials import Credentials
+from telemetryflow._configuration.errors import ConfigError, CredentialsError
 from telemetryflow.collector import Collector
 from telemetryflow.query import AsyncQueryClient, QueryClient
 

@@ -6,7 +6,7 @@ import pytest
 from collector_helpers import KEY_A
 
 from telemetryflow import TelemetryFlowBuilder
-from telemetryflow._enums import SpanKind
+from telemetryflow._configuration.enums import SpanKind
 from telemetryflow.collector import Collector
 from telemetryflow.collector.query._aggregate import Accumulator, Aggregation
 from telemetryflow.query import QueryClient

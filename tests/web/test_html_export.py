@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from web_helpers import KEY_A, KEY_B, XSS, sdk_client, traces_of, wait_for
 
-from telemetryflow._enums import SpanKind
+from telemetryflow._configuration.enums import SpanKind
 from telemetryflow.cli import main
 from telemetryflow.collector.web._export import build_html, embedded_json
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from web_helpers import sdk_client, traces_of, wait_for
 
-from telemetryflow._enums import SpanKind
+from telemetryflow._configuration.enums import SpanKind
 
 SERVICE = "web-exemplars"
 

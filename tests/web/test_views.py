@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 from web_helpers import XSS, sdk_client, traces_of, wait_for
 
-from telemetryflow._enums import SpanKind
+from telemetryflow._configuration.enums import SpanKind
 
 
 class CheckoutFailedError(RuntimeError):

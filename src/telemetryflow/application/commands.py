@@ -1,5 +1,5 @@
 """Public home of ``SeverityLevel`` and ``SpanKind``, as the API reference documents."""
 
-from telemetryflow._enums import SeverityLevel, SpanKind
+from telemetryflow._configuration.enums import SeverityLevel, SpanKind
 
 __all__ = ["SeverityLevel", "SpanKind"]

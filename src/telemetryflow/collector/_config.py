@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from telemetryflow._credentials import Credentials, mask_key_id
-from telemetryflow._errors import ConfigError, CredentialsError
-from telemetryflow._flags import EMPTY_FLAGS, FlagSet
+from telemetryflow._configuration.credentials import Credentials, mask_key_id
+from telemetryflow._configuration.errors import ConfigError, CredentialsError
+from telemetryflow._extras.flags import EMPTY_FLAGS, FlagSet
 from telemetryflow.collector.forward import ForwardConfig
 
 __all__ = [

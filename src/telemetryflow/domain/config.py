@@ -1,7 +1,7 @@
 """Public home of the configuration aggregate (``from telemetryflow.domain.config import ...``)."""
 
-from telemetryflow._config import TelemetryConfig
-from telemetryflow._enums import Protocol, SignalType
-from telemetryflow._errors import ConfigError
+from telemetryflow._configuration.config import TelemetryConfig
+from telemetryflow._configuration.enums import Protocol, SignalType
+from telemetryflow._configuration.errors import ConfigError
 
 __all__ = ["ConfigError", "Protocol", "SignalType", "TelemetryConfig"]

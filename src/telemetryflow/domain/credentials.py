@@ -1,6 +1,6 @@
 """Public home of the credentials value object."""
 
-from telemetryflow._credentials import Credentials
-from telemetryflow._errors import CredentialsError
+from telemetryflow._configuration.credentials import Credentials
+from telemetryflow._configuration.errors import CredentialsError
 
 __all__ = ["Credentials", "CredentialsError"]

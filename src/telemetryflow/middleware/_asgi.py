@@ -18,8 +18,8 @@ from typing import Any
 
 from opentelemetry.propagators.textmap import Getter
 
-from telemetryflow._client import TelemetryFlowClient
-from telemetryflow._diagnostics import logger
+from telemetryflow._extras.facade import TelemetryFlowClient
+from telemetryflow._recording.diagnostics import logger
 from telemetryflow.middleware._fastapi_builtin import (
     has_settings,
     native_request_span,
@@ -27,15 +27,17 @@ from telemetryflow.middleware._fastapi_builtin import (
     switch_off,
     traces_requests,
 )
-from telemetryflow.middleware._http_common import (
-    DURATION_METRIC,
+from telemetryflow.middleware._http_attributes import (
     MiddlewareOptions,
-    RequestRecord,
-    ServerTelemetry,
     clip,
     header_attribute,
     redact_query,
     split_host,
+)
+from telemetryflow.middleware._http_common import (
+    DURATION_METRIC,
+    RequestRecord,
+    ServerTelemetry,
     warn_failure,
 )
 

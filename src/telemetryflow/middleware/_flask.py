@@ -17,17 +17,15 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
 
-from telemetryflow._client import TelemetryFlowClient
-from telemetryflow.middleware._http_common import (
+from telemetryflow._extras.facade import TelemetryFlowClient
+from telemetryflow.middleware._http_attributes import (
     MiddlewareOptions,
-    RequestRecord,
-    ServerTelemetry,
     clip,
     header_attribute,
     redact_query,
     split_host,
-    warn_failure,
 )
+from telemetryflow.middleware._http_common import RequestRecord, ServerTelemetry, warn_failure
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -3,7 +3,8 @@ metric points, named and attributed per the OpenTelemetry HTTP semantic conventi
 
 The framework modules only know where their framework keeps things (the WSGI
 environ, the ASGI scope); everything that decides *what* is recorded lives here, so
-both middlewares redact, bound cardinality and fail the same way:
+both middlewares redact, bound cardinality and fail the same way (the naming and
+redaction rules themselves are in :mod:`telemetryflow.middleware._http_attributes`):
 
 - metric attributes are built only from bounded values (normalised method and
   scheme, route template, status code, error type), never from the raw path, query
@@ -20,10 +21,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import unquote_plus
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -32,24 +31,24 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from telemetryflow._attributes import MAX_VALUE_LENGTH
-from telemetryflow._client import TelemetryFlowClient
-from telemetryflow._diagnostics import warn_throttled
-from telemetryflow._scrub_rules import REDACTED, is_sensitive_key, is_sensitive_param, scrub_url
+from telemetryflow._extras.facade import TelemetryFlowClient
+from telemetryflow._recording.diagnostics import warn_throttled
+from telemetryflow.middleware._http_attributes import (
+    OTHER,
+    MiddlewareOptions,
+    clip,
+    error_type,
+    normalize_method,
+    normalize_scheme,
+    span_name,
+)
 
 __all__ = [
     "COUNT_METRIC",
     "DURATION_METRIC",
     "ERROR_METRIC",
-    "MiddlewareOptions",
-    "PathMatcher",
     "RequestRecord",
     "ServerTelemetry",
-    "clip",
-    "header_attribute",
-    "redact_query",
-    "sanitize_url",
-    "split_host",
     "warn_failure",
 ]
 
@@ -58,186 +57,6 @@ COUNT_METRIC = "http.server.request.count"
 ERROR_METRIC = "http.server.error.count"
 # The semantic conventions' advisory boundaries for HTTP durations, in seconds.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-
-KNOWN_METHODS = frozenset(
-    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
-)
-OTHER = "_OTHER"
-_SCHEMES = frozenset(("http", "https"))
-
-# Headers never recorded even if their names pass the core's key rules.
-_SECRET_HEADERS = frozenset(("cookie", "set-cookie", "proxy-authorization", "x-api-key"))
-# Captured headers that carry URLs: they lose user-info and sensitive query values.
-_URL_HEADERS = frozenset(("referer", "location", "content-location", "origin"))
-
-
-# -- normalisation ------------------------------------------------------------------
-def normalize_method(method: str) -> str:
-    """The method as the conventions record it: case-sensitive, unknown ones ``_OTHER``."""
-    return method if method in KNOWN_METHODS else OTHER
-
-
-def normalize_scheme(scheme: str) -> str:
-    return scheme if scheme in _SCHEMES else OTHER
-
-
-def span_name(method: str, route: str | None) -> str:
-    """``"{method} {route}"``; ``HTTP`` stands in for an unknown method."""
-    label = "HTTP" if method == OTHER else method
-    return f"{label} {route}" if route else label
-
-
-def error_type(exc: BaseException) -> str:
-    return type(exc).__qualname__
-
-
-def clip(text: str) -> str:
-    return text if len(text) <= MAX_VALUE_LENGTH else text[:MAX_VALUE_LENGTH]
-
-
-def split_host(host: str) -> tuple[str, int | None]:
-    """``(address, port)`` from a ``Host`` header, dropping any user-info."""
-    host = host.rpartition("@")[2].strip()
-    if host.startswith("["):  # [IPv6]:port
-        address, _, rest = host[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        address, sep, port_text = host.rpartition(":")
-        if not sep:
-            address, port_text = host, ""
-    port = int(port_text) if port_text.isdigit() and len(port_text) <= 5 else None
-    if port is not None and port > 65535:
-        port = None
-    return clip(address), port
-
-
-# -- redaction ----------------------------------------------------------------------
-def _secret_param(name: str, extra: frozenset[str]) -> bool:
-    plain = unquote_plus(name) if "%" in name or "+" in name else name
-    return plain.lower() in extra or is_sensitive_param(plain)
-
-
-def redact_query(query: str, extra: frozenset[str] = frozenset()) -> str:
-    """``query`` with sensitive values (the core's rules, plus ``extra`` names) replaced
-    by ``[REDACTED]``; recording it redacted means no secret is held in memory either."""
-    if not query or "=" not in query:
-        return clip(query)
-    parts = []
-    for item in query.split("&"):
-        name, sep, value = item.partition("=")
-        secret = sep and value and _secret_param(name, extra)
-        parts.append(f"{name}={REDACTED}" if secret else item)
-    return clip("&".join(parts))
-
-
-def sanitize_url(url: str, extra: frozenset[str] = frozenset()) -> str:
-    """``url`` without user-info and with sensitive query values redacted."""
-    cleaned = scrub_url(url)
-    if extra and "?" in cleaned:
-        head, _, tail = cleaned.partition("?")
-        query, hash_sign, fragment = tail.partition("#")
-        cleaned = f"{head}?{redact_query(query, extra)}{hash_sign}{fragment}"
-    return clip(cleaned)
-
-
-def is_secret_header(name: str) -> bool:
-    """True for headers whose values must never be recorded (``Authorization``,
-    cookies, API keys, anything the core's key rules call sensitive)."""
-    return name.lower() in _SECRET_HEADERS or is_sensitive_key(name)
-
-
-def _header_names(names: Iterable[str] | None, kind: str) -> dict[str, str]:
-    if names is None:
-        return {}
-    if isinstance(names, str):
-        raise TypeError(f"capture_{kind}_headers must be a list of header names, not a string")
-    found: dict[str, str] = {}
-    for name in names:
-        if not isinstance(name, str) or not name.strip() or any(c in name for c in " \t\r\n:\x00"):
-            raise ValueError(f"capture_{kind}_headers: {name!r} is not a header name")
-        lowered = name.strip().lower()
-        found[lowered] = f"http.{kind}.header.{lowered}"
-    return found
-
-
-def header_attribute(name: str, values: list[str], extra: frozenset[str]) -> list[str]:
-    """The recorded value of a captured header (``name`` lower-cased)."""
-    if is_secret_header(name):
-        return [REDACTED]
-    if name in _URL_HEADERS:
-        return [sanitize_url(v, extra) for v in values]
-    return [clip(v) for v in values]
-
-
-# -- configuration ------------------------------------------------------------------
-class PathMatcher:
-    """Exact paths and ``prefix*`` patterns, checked in one set lookup and one
-    ``str.startswith`` call so excluded traffic costs next to nothing."""
-
-    __slots__ = ("_exact", "_prefixes")
-
-    def __init__(self, patterns: Iterable[str] | None) -> None:
-        if isinstance(patterns, str):
-            raise TypeError("excluded_paths must be a list of paths, not a string")
-        exact: set[str] = set()
-        prefixes: list[str] = []
-        for pattern in patterns or ():
-            if not isinstance(pattern, str) or not pattern.startswith(("/", "*")):
-                raise ValueError(f"excluded_paths: {pattern!r} must start with '/'")
-            if "*" in pattern[:-1]:
-                raise ValueError(
-                    f"excluded_paths: {pattern!r}: '*' is only allowed at the "
-                    "end, as a prefix pattern such as '/static/*'"
-                )
-            if pattern.endswith("*"):
-                prefixes.append(pattern[:-1])
-            else:
-                exact.add(pattern)
-        self._exact = frozenset(exact)
-        self._prefixes = tuple(prefixes)
-
-    def __call__(self, path: str) -> bool:
-        return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
-
-
-@dataclass(frozen=True)
-class MiddlewareOptions:
-    """What a middleware records; validated when the middleware is constructed."""
-
-    record_duration: bool
-    record_count: bool
-    record_errors: bool
-    excluded: PathMatcher
-    request_headers: Mapping[str, str]
-    """Lower-cased header name -> ``http.request.header.<name>``."""
-    response_headers: Mapping[str, str]
-    redact_params: frozenset[str]
-    """Extra query parameter names (lower-cased) whose values are redacted."""
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        record_request_duration: bool,
-        record_request_count: bool,
-        record_error_count: bool,
-        excluded_paths: Iterable[str] | None,
-        capture_request_headers: Iterable[str] | None,
-        capture_response_headers: Iterable[str] | None,
-        redact_query_params: Iterable[str] | None,
-    ) -> MiddlewareOptions:
-        """Validate constructor arguments; raises ``TypeError``/``ValueError``."""
-        if isinstance(redact_query_params, str):
-            raise TypeError("redact_query_params must be a list of names, not a string")
-        return cls(
-            record_duration=bool(record_request_duration),
-            record_count=bool(record_request_count),
-            record_errors=bool(record_error_count),
-            excluded=PathMatcher(excluded_paths),
-            request_headers=_header_names(capture_request_headers, "request"),
-            response_headers=_header_names(capture_response_headers, "response"),
-            redact_params=frozenset(str(p).lower() for p in redact_query_params or ()),
-        )
 
 
 # -- recording ----------------------------------------------------------------------

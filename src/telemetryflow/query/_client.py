@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from telemetryflow._credentials import Credentials
-from telemetryflow._errors import ConfigError, CredentialsError
+from telemetryflow._configuration.credentials import Credentials
+from telemetryflow._configuration.errors import ConfigError, CredentialsError
 
 __all__ = [
     "AGGREGATIONS",

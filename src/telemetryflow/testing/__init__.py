@@ -8,11 +8,10 @@
 """
 
 from telemetryflow.testing._memory import InMemoryTransport, TelemetryCapture, capture
-from telemetryflow.testing._receiver import (
-    Fault,
+from telemetryflow.testing._receiver import Fault, OTLPReceiver
+from telemetryflow.testing._records import (
     LogEntry,
     MetricRecord,
-    OTLPReceiver,
     ReceivedRequest,
     SpanRecord,
     attrs,

@@ -11,10 +11,10 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from telemetryflow._builder import TelemetryFlowBuilder
-from telemetryflow._client import TelemetryFlowClient
-from telemetryflow._transport import SendResult
-from telemetryflow.testing._receiver import LogEntry, MetricRecord, SpanRecord, attrs
+from telemetryflow._configuration.builder import TelemetryFlowBuilder
+from telemetryflow._exporting.transport import SendResult
+from telemetryflow._extras.facade import TelemetryFlowClient
+from telemetryflow.testing._records import LogEntry, MetricRecord, SpanRecord, attrs
 
 __all__ = ["InMemoryTransport", "TelemetryCapture", "capture"]
 

@@ -2,7 +2,9 @@
 
 Tests assert against what actually crossed a socket: real gRPC and HTTP/1.1
 servers decode every export, record it, and can be told to fail, stall, drop
-requests or vanish, so exporter retry, timeout and outage paths run for real.
+requests or vanish, so exporter retry, timeout and outage paths run for real. The
+listeners are in ``_receiver_grpc.py`` and ``_receiver_http.py``, what is recorded
+in ``_records.py``.
 """
 
 from __future__ import annotations
@@ -13,18 +15,16 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
 
 import grpc
 
+from telemetryflow.testing._receiver_grpc import GrpcListener, sniff_grpc_encoding
 from telemetryflow.testing._receiver_http import (
     BROKEN,
     DROPPED,
-    MAX_BODY,
     SPECS,
     Fault,
     HttpListener,
@@ -38,103 +38,20 @@ from telemetryflow.testing._receiver_http import (
     retry_info,
     rpc_status,
 )
+from telemetryflow.testing._records import (
+    LogEntry,
+    MetricRecord,
+    ReceivedRequest,
+    SpanRecord,
+    attrs,
+)
 from telemetryflow.testing._tls import TLSFiles, grpc_server_credentials, server_ssl_context
 
-__all__ = [
-    "Fault",
-    "LogEntry",
-    "MetricRecord",
-    "OTLPReceiver",
-    "ReceivedRequest",
-    "SpanRecord",
-    "attrs",
-]
+__all__ = ["Fault", "OTLPReceiver"]
 
 _MAX_HOLD = 60.0  # longest a blackholed or delayed request may pin a server thread
-_STOP_GRACE = 0.5
 _REBIND_FOR = 3.0
 _OUTER = {"traces": "resource_spans", "metrics": "resource_metrics", "logs": "resource_logs"}
-
-
-@dataclass(frozen=True)
-class ReceivedRequest:
-    """One export the receiver accepted, as it arrived."""
-
-    signal: Signal
-    transport: Transport
-    headers: dict[str, str]  # lower-cased names; gRPC "-bin" values are base64 text
-    body_size: int  # payload bytes on the wire, compressed if it was
-    compressed: bool
-    message: Any  # the decoded Export{Trace,Metrics,Logs}ServiceRequest
-    received_at: float  # time.time()
-    path: str
-
-
-@dataclass(frozen=True)
-class SpanRecord:
-    resource: dict[str, Any]
-    scope: str
-    span: Any  # opentelemetry.proto.trace.v1.Span
-
-    @property
-    def name(self) -> str:
-        return str(self.span.name)
-
-    @property
-    def attributes(self) -> dict[str, Any]:
-        return attrs(self.span.attributes)
-
-
-@dataclass(frozen=True)
-class MetricRecord:
-    resource: dict[str, Any]
-    scope: str
-    metric: Any  # opentelemetry.proto.metrics.v1.Metric
-
-    @property
-    def name(self) -> str:
-        return str(self.metric.name)
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    resource: dict[str, Any]
-    scope: str
-    log: Any  # opentelemetry.proto.logs.v1.LogRecord
-
-    @property
-    def body(self) -> Any:
-        return _any_value(self.log.body)
-
-    @property
-    def attributes(self) -> dict[str, Any]:
-        return attrs(self.log.attributes)
-
-
-def _any_value(value: Any) -> Any:
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [_any_value(item) for item in value.array_value.values]
-    if kind == "kvlist_value":
-        return attrs(value.kvlist_value.values)
-    return getattr(value, kind)
-
-
-def attrs(kvlist: Iterable[Any]) -> dict[str, Any]:
-    """Turn OTLP ``KeyValue`` protos into a plain dict (arrays become lists, kvlists dicts)."""
-    return {kv.key: _any_value(kv.value) for kv in kvlist}
-
-
-def _sniff_grpc_encoding(raw: bytes) -> str | None:
-    # gRPC core strips grpc-encoding from metadata, so the raw message tells instead.
-    # No protobuf can start with 0x1f (wire type 7); OTLP requests start with 0x0a.
-    if raw[:2] == b"\x1f\x8b":
-        return "gzip"
-    if len(raw) >= 2 and raw[0] == 0x78 and (raw[0] * 256 + raw[1]) % 31 == 0:
-        return "deflate"
-    return None
 
 
 def _loopback(host: str) -> str:
@@ -145,38 +62,6 @@ def _loopback(host: str) -> str:
     if not ip.is_loopback:
         raise ValueError(f"the test receiver only listens on loopback, got {host!r}")
     return f"[{host}]" if ip.version == 6 else host
-
-
-class _GrpcListener:
-    def __init__(
-        self, address: str, credentials: Any, handlers: list[grpc.GenericRpcHandler]
-    ) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="otlp-receiver-grpc")
-        self._server = grpc.server(
-            self._executor,
-            handlers=handlers,
-            options=[
-                ("grpc.so_reuseport", 0),  # a second listener on our port would hide go_down()
-                ("grpc.per_message_decompression", 0),  # see compressed bytes, inflate here
-                ("grpc.max_receive_message_length", MAX_BODY),
-            ],
-        )
-        try:
-            if credentials is None:
-                port = self._server.add_insecure_port(address)
-            else:
-                port = self._server.add_secure_port(address, credentials)
-        except RuntimeError:
-            port = 0
-        if not port:
-            self._executor.shutdown(wait=False)
-            raise OSError(f"cannot listen for gRPC on {address}")
-        self.port: int = port
-        self._server.start()
-
-    def close(self) -> None:
-        self._server.stop(grace=_STOP_GRACE).wait(timeout=_STOP_GRACE + 0.5)
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class OTLPReceiver:
@@ -209,7 +94,7 @@ class OTLPReceiver:
         self._generation = 0  # bumped on every outage, to release held requests
         self._lifecycle = threading.Lock()
         self._state: Literal["new", "up", "down", "stopped"] = "new"
-        self._listeners: tuple[_GrpcListener, HttpListener] | None = None
+        self._listeners: tuple[GrpcListener, HttpListener] | None = None
         self._grpc_port = self._http_port = 0
 
     # -- lifecycle ---------------------------------------------------------------
@@ -268,9 +153,7 @@ class OTLPReceiver:
     def _listen(self, grpc_port: int, http_port: int) -> None:
         tls, mtls = self._tls, self._require_client_cert
         creds = None if tls is None else grpc_server_credentials(tls, mtls)
-        grpc_listener = _GrpcListener(
-            f"{self._addr_host}:{grpc_port}", creds, self._grpc_handlers()
-        )
+        grpc_listener = GrpcListener(f"{self._addr_host}:{grpc_port}", creds, self._grpc_handlers())
         try:
             ssl_context = None if tls is None else server_ssl_context(tls, mtls)
             http_listener = HttpListener(self._host, http_port, ssl_context, self._handle)
@@ -461,7 +344,7 @@ class OTLPReceiver:
             text = base64.b64encode(value).decode() if isinstance(value, bytes) else value
             key = key.lower()
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        encoding = _sniff_grpc_encoding(raw)
+        encoding = sniff_grpc_encoding(raw)
         if encoding is not None:
             headers.setdefault("grpc-encoding", encoding)
         return self._handle(

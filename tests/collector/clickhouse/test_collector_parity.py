@@ -34,7 +34,7 @@ from collector_helpers import (
 )
 
 from telemetryflow import TelemetryFlowBuilder
-from telemetryflow._enums import SpanKind
+from telemetryflow._configuration.enums import SpanKind
 from telemetryflow.collector import ApiKey, Collector
 from telemetryflow.testing import OTLPReceiver
 

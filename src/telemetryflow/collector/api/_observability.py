@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from telemetryflow._attributes import clean_value
-from telemetryflow._capture import fingerprint_reported
-from telemetryflow._flags import EMPTY_FLAGS, ERROR, FlagSet, targeting_key_of
+from telemetryflow._extras.capture import fingerprint_reported
+from telemetryflow._extras.flags import EMPTY_FLAGS, ERROR, FlagSet, targeting_key_of
+from telemetryflow._recording.attributes import clean_value
 from telemetryflow.collector.ingest._decode import BadRequestError
 from telemetryflow.collector.ingest._otlp import compact_json
 from telemetryflow.collector.query._params import Params
@@ -176,7 +176,7 @@ def _metric_body(body: Any) -> dict[str, Any]:
 def flag_answer(flags: FlagSet, key: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """``GET /v1/observability/flags/{key}``: what the SDK's ``is_enabled`` answers.
 
-    The same definitions and rollout hashing as the SDK (``telemetryflow._flags``), the
+    The same definitions and rollout hashing as the SDK (``telemetryflow._extras.flags``), the
     same targeting key (``targeting_key``, else ``user_id``, else ``distinct_id``), so
     a user gets the same answer from both. Unknown flags, and flags with variants other
     than on/off, are off; ``variant`` and ``reason`` say why.

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from telemetryflow._errors import ConfigError
+from telemetryflow._configuration.errors import ConfigError
 from telemetryflow.collector.forward._link import LinkLimits
 from telemetryflow.collector.forward._upstream import Upstream, parse_header, parse_upstream
 

@@ -11,9 +11,9 @@ holds up nothing but itself:
   concatenation of its parts, so merging is joining bytes) up to
   ``max_request_bytes`` and commits it to this upstream's spool (the SDK's
   persistent buffer), which is bounded too;
-* the SDK's :class:`~telemetryflow._spool.SpoolDrainer` sends the oldest stored
-  request through the SDK's :class:`~telemetryflow._sender.Sender` (retries with
-  backoff, every item accounted in :class:`~telemetryflow._stats.Stats`) and removes
+* the SDK's :class:`~telemetryflow._exporting.spool.SpoolDrainer` sends the oldest stored
+  request through the SDK's :class:`~telemetryflow._exporting.sender.Sender` (retries with
+  backoff, every item accounted in :class:`~telemetryflow._exporting.stats.Stats`) and removes
   it once the upstream accepted it or refused it for good. A request that keeps
   failing stays on disk and is tried again, oldest first, until it goes through.
 
@@ -33,10 +33,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from telemetryflow._retry import RetryPolicy
-from telemetryflow._sender import Sender
-from telemetryflow._spool import Spool, SpoolDrainer
-from telemetryflow._stats import DropReason, Stats
+from telemetryflow._exporting.retry import RetryPolicy
+from telemetryflow._exporting.sender import Sender
+from telemetryflow._exporting.spool import Spool, SpoolDrainer
+from telemetryflow._exporting.stats import DropReason, Stats
 from telemetryflow.collector.forward._upstream import Upstream
 
 __all__ = ["LinkLimits", "UpstreamLink"]

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import unquote, urlsplit
 
-from telemetryflow._config import TelemetryConfig
-from telemetryflow._credentials import Credentials, has_control_chars
-from telemetryflow._enums import Protocol
-from telemetryflow._errors import ConfigError
-from telemetryflow._transport import GrpcTransport, HttpTransport, Transport
+from telemetryflow._configuration.config import TelemetryConfig
+from telemetryflow._configuration.credentials import Credentials, has_control_chars
+from telemetryflow._configuration.enums import Protocol
+from telemetryflow._configuration.errors import ConfigError
+from telemetryflow._exporting.transport import GrpcTransport, HttpTransport, Transport
 
 __all__ = ["Upstream", "parse_header", "parse_upstream"]
 

@@ -1,0 +1,501 @@
+"""``track``, ``trace`` and ``event``: observe a function or a block with one line.
+
+Each tracked call is one span (current while the code runs) plus one point in the
+``telemetryflow.track.duration`` histogram, labelled ``completed`` or ``failed``.
+Metadata given to :func:`add_metadata` (``trace(key, value)``) waits in a context
+variable and is taken by the next tracked call in the same thread or async task.
+
+The pending metadata lives in a one-slot box that ``trace`` replaces (copy on write)
+and a tracked call empties. Replacing keeps concurrent tasks apart (each task gets
+its own box as soon as it calls ``trace``); emptying in place means a task created
+with ``asyncio.create_task(tracked())`` consumes its parent's metadata instead of
+leaving a stale copy behind for the parent's next call.
+
+Nothing here raises because of telemetry: every recording step is guarded, and
+the user's exceptions pass through as the very same object.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from contextvars import ContextVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import Span
+
+from telemetryflow._extras.default import get_default_client
+from telemetryflow._recording.attributes import MAX_VALUE_LENGTH, clean_value
+from telemetryflow._recording.diagnostics import warn_throttled
+from telemetryflow._recording.spans import record_error
+
+if TYPE_CHECKING:
+    from telemetryflow._extras.protocol import ClientLike
+
+__all__ = [
+    "DURATION_METRIC",
+    "Tracker",
+    "add_metadata",
+    "attribute_value",
+    "post_event",
+    "take_metadata",
+    "to_attributes",
+]
+
+DURATION_METRIC = "telemetryflow.track.duration"
+"""Histogram of tracked call durations in milliseconds: the unit the Observable Code
+API reports, and the one the SDK's default bucket boundaries (0 to 10,000) are laid
+out for (in seconds nearly every call would land in the first bucket)."""
+
+COMPLETED = "completed"
+FAILED = "failed"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PRIMITIVES = (str, bool, int, float)
+_pending: ContextVar[list[dict[str, Any]] | None] = ContextVar(
+    "telemetryflow_pending_metadata", default=None
+)
+
+
+# -- attribute values ----------------------------------------------------------------
+def attribute_value(value: Any) -> Any:
+    """``value`` as an attribute: primitives and homogeneous lists as they are,
+    other containers as compact JSON, anything else as its ``str()``."""
+    if value is None:
+        return None
+    if isinstance(value, _PRIMITIVES):
+        return clean_value(value)
+    if isinstance(value, (list, tuple)) and all(
+        type(v) in _PRIMITIVES and type(v) is type(value[0]) for v in value
+    ):
+        return clean_value(value)
+    if not isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        return clean_value(value)  # its str(), never raising
+    try:
+        text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return clean_value(value)
+    return text if len(text) <= MAX_VALUE_LENGTH else text[:MAX_VALUE_LENGTH] + "…"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def to_attributes(values: Mapping[Any, Any] | None) -> dict[str, Any]:
+    """A new dict of attribute values; ``None`` values are dropped. Never raises."""
+    if not values or not isinstance(values, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    try:
+        for key, value in values.items():
+            fixed = attribute_value(value)
+            if fixed is not None:
+                out[key if isinstance(key, str) else str(clean_value(key))] = fixed
+    except Exception:  # a hostile mapping must not break the caller
+        warn_throttled("bad-attributes", "could not read some attributes; dropped them")
+    return out
+
+
+# -- trace(): metadata for the next tracked call --------------------------------------
+def add_metadata(key: str, value: Any) -> None:
+    """Attach ``key=value`` to the next tracked call of this thread or task."""
+    try:
+        if not isinstance(key, str) or not key:
+            warn_throttled(
+                "trace-key", "trace() needs a non-empty string key; ignored %r", str(key)[:40]
+            )
+            return
+        box = _pending.get()
+        merged = dict(box[0]) if box else {}
+        fixed = attribute_value(value)
+        if fixed is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = fixed
+        _pending.set([merged])
+    except Exception:
+        warn_throttled("trace-failed", "trace(%r) could not be recorded", str(key)[:40])
+
+
+def take_metadata() -> dict[str, Any] | None:
+    """Remove and return the pending metadata (``None`` if there is none)."""
+    box = _pending.get()
+    if not box:
+        return None
+    try:
+        return box.pop()  # atomic: of two racing takers, exactly one gets it
+    except IndexError:
+        return None
+
+
+# -- one tracked run -------------------------------------------------------------------
+def _resolve(client: ClientLike | None) -> ClientLike | None:
+    if client is None:
+        return get_default_client()
+    if client.is_initialized():
+        return client
+    if getattr(client, "_state", "") == "new":
+        warn_throttled(
+            "track-not-initialized",
+            "track(): the client is not initialized; "
+            "tracked code runs but nothing is recorded (call initialize())",
+        )
+    return None
+
+
+class _Run:
+    """The state of one tracked execution: its span, start time and client."""
+
+    __slots__ = ("client", "name", "span", "start", "token")
+
+    def __init__(self, client: ClientLike, name: str, attach: bool) -> None:
+        self.client = client
+        self.name = name
+        self.token: object = None
+        self.span: Span | None = None
+        metadata = take_metadata()
+        tracer = client.tracer
+        if tracer is not None:
+            self.span = tracer.start_span(name, attributes=metadata)
+            if attach:
+                self.token = otel_context.attach(otel_trace.set_span_in_context(self.span))
+        self.start = time.perf_counter()
+
+    def enter(self) -> object:
+        """Make the span current for one resumption of a generator."""
+        if self.span is None:
+            return None
+        return otel_context.attach(otel_trace.set_span_in_context(self.span))
+
+    def finish(self, error: BaseException | None) -> None:
+        """Record the duration (inside the span, so the point gets an exemplar) and end."""
+        duration = (time.perf_counter() - self.start) * 1e3
+        failed = error is not None and not isinstance(error, GeneratorExit)
+        status = FAILED if failed else COMPLETED
+        attributes = {"track.name": self.name, "track.status": status}
+        if failed:
+            attributes["error.type"] = type(error).__qualname__
+        try:
+            self.client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
+        finally:
+            span, token = self.span, self.token
+            if span is not None:
+                self.token = None
+                if token is not None:
+                    otel_context.detach(token)  # type: ignore[arg-type]
+                span.set_attribute("track.status", status)
+                if failed:
+                    record_error(span, cast(BaseException, error))
+                span.end()
+
+
+def _begin(name: str, client: ClientLike | None, attach: bool = True) -> _Run | None:
+    try:
+        resolved = _resolve(client)
+        return None if resolved is None else _Run(resolved, name, attach)
+    except Exception as exc:  # telemetry must not break tracked code
+        warn_throttled(
+            "track-begin", "track(%r) could not start: %s", name[:64], type(exc).__name__
+        )
+        return None
+
+
+def _finish(run: _Run, error: BaseException | None) -> None:
+    try:
+        run.finish(error)
+    except Exception as exc:
+        warn_throttled(
+            "track-end", "track(%r) could not be recorded: %s", run.name[:64], type(exc).__name__
+        )
+
+
+def _resume(run: _Run) -> object:
+    try:
+        return run.enter()
+    except Exception:
+        return None
+
+
+def _suspend(token: object) -> None:
+    if token is not None:
+        try:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        except Exception:
+            warn_throttled("track-detach", "track(): could not restore the context")
+
+
+# -- wrappers --------------------------------------------------------------------------
+def _wrap_function(
+    fn: Callable[..., Any], name: str, client: ClientLike | None
+) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        run = _begin(name, client)
+        if run is None:
+            return fn(*args, **kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            _finish(run, exc)
+            raise
+        _finish(run, None)
+        return result
+
+    return tracked
+
+
+def _wrap_coroutine(
+    fn: Callable[..., Any], name: str, client: ClientLike | None
+) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def tracked(*args: Any, **kwargs: Any) -> Any:
+        run = _begin(name, client)
+        if run is None:
+            return await fn(*args, **kwargs)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            _finish(run, exc)
+            raise
+        _finish(run, None)
+        return result
+
+    return tracked
+
+
+def _wrap_generator(
+    fn: Callable[..., Any], name: str, client: ClientLike | None
+) -> Callable[..., Any]:
+    """The span covers the whole iteration but is current only while the generator's
+    own code runs, so the consumer's work between items is not attributed to it."""
+
+    @functools.wraps(fn)
+    def tracked(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        run = _begin(name, client, attach=False)
+        if run is None:
+            return (yield from fn(*args, **kwargs))
+        error: BaseException | None = None
+        inner: Generator[Any, Any, Any] = fn(*args, **kwargs)
+        try:
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                token = _resume(run)
+                try:
+                    if thrown is not None:
+                        pending, thrown = thrown, None
+                        item = inner.throw(pending)
+                    else:
+                        item = inner.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    _suspend(token)
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    token = _resume(run)
+                    try:
+                        inner.close()
+                    finally:
+                        _suspend(token)
+                    raise
+                except BaseException as exc:  # forwarded into the generator
+                    thrown = exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _finish(run, error)
+
+    return tracked
+
+
+def _wrap_async_generator(
+    fn: Callable[..., Any], name: str, client: ClientLike | None
+) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def tracked(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        run = _begin(name, client, attach=False)
+        inner: AsyncGenerator[Any, Any] = fn(*args, **kwargs)
+        if run is None:
+            async for item in _delegate(inner):
+                yield item
+            return
+        error: BaseException | None = None
+        try:
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                token = _resume(run)
+                try:
+                    if thrown is not None:
+                        pending, thrown = thrown, None
+                        item = await inner.athrow(pending)
+                    else:
+                        item = await inner.asend(sent)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    _suspend(token)
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    token = _resume(run)
+                    try:
+                        await inner.aclose()
+                    finally:
+                        _suspend(token)
+                    raise
+                except BaseException as exc:  # forwarded into the generator
+                    thrown = exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _finish(run, error)
+
+    return tracked
+
+
+async def _delegate(inner: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
+    """``yield from`` for async generators, for the untracked path (send and throw
+    still reach the inner generator)."""
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        try:
+            if thrown is not None:
+                pending, thrown = thrown, None
+                item = await inner.athrow(pending)
+            else:
+                item = await inner.asend(sent)
+        except StopAsyncIteration:
+            return
+        try:
+            sent = yield item
+        except GeneratorExit:
+            await inner.aclose()
+            raise
+        except BaseException as exc:
+            thrown = exc
+
+
+def wrap(fn: F, name: str, client: ClientLike | None) -> F:
+    """Wrap ``fn`` according to its kind, keeping its name, docstring and signature."""
+    if inspect.isasyncgenfunction(fn):
+        wrapped = _wrap_async_generator(fn, name, client)
+    elif inspect.iscoroutinefunction(fn):
+        wrapped = _wrap_coroutine(fn, name, client)
+    elif inspect.isgeneratorfunction(fn):
+        wrapped = _wrap_generator(fn, name, client)
+    else:
+        wrapped = _wrap_function(fn, name, client)
+    return cast(F, wrapped)
+
+
+# -- the public object -----------------------------------------------------------------
+class Tracker:
+    """What ``track(name)`` returns: a decorator and a context manager.
+
+    As a decorator every call gets its own span, so one decorated function may run
+    in many threads at once. As a context manager, use a fresh ``track(...)`` per
+    ``with`` (the usual ``with client.track("job"):``): the instance holds the one
+    running span.
+
+    ``client=None`` means "the default client, looked up at each call", so a module
+    decorated at import time reports to whichever client is initialized later.
+    """
+
+    __slots__ = ("_client", "_name", "_run")
+
+    def __init__(self, name: str | None, client: ClientLike | None = None) -> None:
+        self._name = name
+        self._client = client
+        self._run: _Run | None = None
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    def __call__(self, fn: F) -> F:
+        if not callable(fn):
+            warn_throttled(
+                "track-not-callable",
+                "track(%r) decorates callables; got %s",
+                str(self._name)[:64],
+                type(fn).__name__,
+            )
+            return fn
+        name = self._name or getattr(fn, "__qualname__", None) or repr(fn)
+        return wrap(fn, str(name), self._client)
+
+    def __enter__(self) -> Tracker:
+        name = self._name
+        if not isinstance(name, str) or not name:
+            warn_throttled("track-no-name", "track() as a context manager needs a name")
+            name = "track"
+        self._run = _begin(name, self._client)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        run, self._run = self._run, None
+        if run is not None:
+            _finish(run, exc)
+
+    async def __aenter__(self) -> Tracker:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        return f"Tracker(name={self._name!r})"
+
+
+# -- event() ---------------------------------------------------------------------------
+def post_event(client: ClientLike, name: str, status: str, metadata: Mapping[str, Any]) -> None:
+    """A standalone event: an OpenTelemetry event (a log record with an event name)."""
+    from opentelemetry._logs import SeverityNumber
+
+    otel_logger = client.otel_logger
+    if otel_logger is None:
+        return
+    if not isinstance(name, str) or not name:
+        warn_throttled("event-name", "event() needs a non-empty string name; dropped")
+        return
+    attributes = to_attributes(metadata)
+    attributes["event.status"] = str(status)
+    failed = status == FAILED
+    otel_logger.emit(
+        timestamp=time.time_ns(),
+        severity_number=SeverityNumber.ERROR if failed else SeverityNumber.INFO,
+        severity_text="ERROR" if failed else "INFO",
+        body=name,
+        attributes=attributes,
+        event_name=name,
+    )
