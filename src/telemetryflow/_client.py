@@ -32,7 +32,8 @@ from telemetryflow._diagnostics import logger, warn_throttled
 from telemetryflow._enums import SeverityLevel, SpanKind
 from telemetryflow._errors import NotInitializedError, TelemetryFlowError
 from telemetryflow._instruments import MetricRecorder
-from telemetryflow._pipeline import Pipeline
+from telemetryflow._light_logs import LightLogs, light_logs
+from telemetryflow._pipeline import LogQueueProcessor, Pipeline
 from telemetryflow._resource import build_resource
 from telemetryflow._spans import SpanRegistry, SpanScope, light_tracer
 from telemetryflow._stats import DropReason
@@ -82,6 +83,7 @@ class TelemetryFlowClient(ConveniencesMixin):
         self._metrics: MetricRecorder | None = None
         self._spans: SpanRegistry | None = None
         self._logger: otel_logs.Logger | None = None
+        self._light_logs: LightLogs | None = None
         self.owns_globals = False
         self._pid = os.getpid()
         # Where export requests go; ``telemetryflow.testing`` swaps in memory for the wire.
@@ -131,6 +133,7 @@ class TelemetryFlowClient(ConveniencesMixin):
             self._spans = SpanRegistry(tracer, config.max_open_spans)
         if pipeline.logger_provider is not None:
             self._logger = pipeline.logger_provider.get_logger(_INSTRUMENTATION_NAME, __version__)
+            self._light_logs = light_logs(self._logger, LogQueueProcessor)
         check_tls_files(config)
         preload_export_modules(config)  # before a pre-fork server forks, not on export threads
         self._pipeline = pipeline
@@ -190,7 +193,7 @@ class TelemetryFlowClient(ConveniencesMixin):
                 return
             self._state = "stopped"
             pipeline, self._pipeline = self._pipeline, None
-            self._metrics = self._spans = self._logger = None
+            self._metrics = self._spans = self._logger = self._light_logs = None
         from telemetryflow import _default
 
         _default.client_stopped(self)
@@ -318,12 +321,17 @@ class TelemetryFlowClient(ConveniencesMixin):
         attributes: Any,
     ) -> None:
         body = message if isinstance(message, str) else str(message)
+        timestamp = time.time_ns()
+        cleaned = clean_attributes(attributes)
+        light = self._light_logs
+        if light is not None and light.emit(timestamp, time.time_ns(), severity, body, cleaned):
+            return
         otel_logger.emit(
-            timestamp=time.time_ns(),
+            timestamp=timestamp,
             severity_number=severity[0],
             severity_text=severity[1],
             body=body,
-            attributes=clean_attributes(attributes),
+            attributes=cleaned,
         )
 
     def log_debug(self, message: str, attributes: dict[str, Any] | None = None) -> None:

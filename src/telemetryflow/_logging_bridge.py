@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry._logs import Logger, LoggerProvider, SeverityNumber
 
 from telemetryflow._diagnostics import in_sdk, warn_throttled
+from telemetryflow._light_logs import LightLogs, light_logs
 from telemetryflow._track import to_attributes
 
 if TYPE_CHECKING:
@@ -71,6 +72,12 @@ def _body(record: logging.LogRecord) -> str:
         return str(record.msg)
 
 
+def _queue_processor_type() -> type:
+    from telemetryflow._pipeline import LogQueueProcessor
+
+    return LogQueueProcessor
+
+
 def _is_own(name: str) -> bool:
     return name == "telemetryflow" or name.startswith("telemetryflow.")
 
@@ -86,7 +93,7 @@ class TelemetryFlowHandler(logging.Handler):
     def __init__(self, client: TelemetryFlowClient, level: int = logging.NOTSET) -> None:
         super().__init__(level)
         self.client = client
-        self._scopes: dict[str, Logger] = {}
+        self._scopes: dict[str, tuple[Logger, LightLogs | None]] = {}
         self._provider: LoggerProvider | None = None
         self._attached: logging.Logger | None = None
 
@@ -115,9 +122,10 @@ class TelemetryFlowHandler(logging.Handler):
             _local.busy = False
 
     def _emit(self, record: logging.LogRecord) -> None:
-        otel_logger = self._logger_for(record.name)
-        if otel_logger is None:
+        target = self._logger_for(record.name)
+        if target is None:
             return
+        otel_logger, light = target
         extra = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
         attributes = to_attributes(extra) if extra else {}
         attributes["code.file.path"] = record.pathname
@@ -129,19 +137,27 @@ class TelemetryFlowHandler(logging.Handler):
             attributes["code.stacktrace"] = record.stack_info
         exc_info = record.exc_info
         exception = exc_info[1] if isinstance(exc_info, tuple) else None
-        number, text = _severity(record.levelno)
+        severity = _severity(record.levelno)
+        timestamp = int(record.created * 1e9)
+        observed = time.time_ns()
+        body = _body(record)
+        if light is not None and light.emit(
+            timestamp, observed, severity, body, attributes, exception
+        ):
+            return  # the same record Logger.emit would queue (see _light_logs.py)
         otel_logger.emit(
-            timestamp=int(record.created * 1e9),
-            observed_timestamp=time.time_ns(),
-            severity_number=number,
-            severity_text=text,
-            body=_body(record),
+            timestamp=timestamp,
+            observed_timestamp=observed,
+            severity_number=severity[0],
+            severity_text=severity[1],
+            body=body,
             attributes=attributes,
             exception=exception,
         )
 
-    def _logger_for(self, name: str) -> Logger | None:
-        """An OpenTelemetry logger whose scope is the ``logging`` logger's name.
+    def _logger_for(self, name: str) -> tuple[Logger, LightLogs | None] | None:
+        """An OpenTelemetry logger whose scope is the ``logging`` logger's name, and
+        its light path when it has one.
 
         Cached per name, and forgotten when the client's provider changes (a forked
         child rebuilds its pipeline); past ``_MAX_SCOPES`` names, the client's own.
@@ -151,17 +167,20 @@ class TelemetryFlowHandler(logging.Handler):
             return None
         provider: LoggerProvider | None = client.logger_provider
         if provider is None:
-            return client.otel_logger
+            own = client.otel_logger
+            return (own, None) if own is not None else None
         if provider is not self._provider:
             self._provider, self._scopes = provider, {}
         found = self._scopes.get(name)
         if found is not None:
             return found
         if len(self._scopes) >= _MAX_SCOPES:
-            return client.otel_logger
+            own = client.otel_logger
+            return (own, client._light_logs) if own is not None else None
         scoped: Logger = provider.get_logger(name or "root")
-        self._scopes[name] = scoped
-        return scoped
+        target = (scoped, light_logs(scoped, _queue_processor_type()))
+        self._scopes[name] = target
+        return target
 
     def close(self) -> None:
         """Detach from the logger it was installed on, then close."""
