@@ -149,6 +149,9 @@ def test_logging_records_export_the_same_bytes_either_way(pair: Pair) -> None:
         _record(logging.DEBUG, "with stack", stack_info="Stack (most recent call last):\n  x"),
         _record(logging.INFO, "not plain", tags=["a", "b"], payload={"sku": "X1"}, gone=None),
         _record(logging.INFO, "bad args %d", "x"),
+        _record(logging.INFO, "own thread name", **{"thread.name": "mine", "k": 1}),
+        _record(logging.INFO, "own stack", **{"code.stacktrace": "mine"}),
+        _record(logging.WARNING, "stack and extra", stack_info="Stack:\n  y", n=3),
     ]
     for record in records:
         pair.handle(record)

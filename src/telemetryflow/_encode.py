@@ -21,8 +21,10 @@ from __future__ import annotations
 import struct
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from itertools import islice
 from typing import Any
 
+from telemetryflow._light_logs import SITE_KEYS
 from telemetryflow._scrub import IDENTITY_KEYS, Scrubber, _Kind
 from telemetryflow._scrub_rules import REDACTED, is_card_number
 
@@ -41,6 +43,7 @@ _FLAGS_REMOTE = b"\x85\x01" + struct.pack("<I", 0x300)  # ... and is-remote
 _LINK_FLAGS_LOCAL = b"\x35" + struct.pack("<I", 0x100)
 _LINK_FLAGS_REMOTE = b"\x35" + struct.pack("<I", 0x300)
 _EMPTY_STATUS = b"\x7a\x00"
+_STACK_KEY = "code.stacktrace"
 
 
 class _UnencodableError(Exception):
@@ -112,6 +115,8 @@ class OtlpEncoder:
         self._event_names: dict[str, bytes] = {}
         self._resources: dict[int, tuple[Any, Any, bytes]] = {}
         self._scopes: dict[int, tuple[Any, bytes]] = {}
+        self._sites: dict[tuple[Any, ...], bytes] = {}
+        self._severities: dict[tuple[Any, Any], bytes] = {}
 
     # -- scrubbing, on Python values, with the scrubber's rules ----------------------
     def _scrubbed(self, kind: _Kind, value: Any, depth: int) -> Any:
@@ -182,9 +187,12 @@ class OtlpEncoder:
     def _attributes(self, tag: bytes, attributes: Any) -> list[bytes]:
         if not attributes:
             return []
+        return self._pairs_of(tag, attributes.items())
+
+    def _pairs_of(self, tag: bytes, items: Any) -> list[bytes]:
         parts: list[bytes] = []
         cache = self._pairs
-        for key, value in attributes.items():
+        for key, value in items:
             kind = type(value)
             if kind is str:
                 cacheable = len(value) <= _CACHED_TEXT
@@ -381,12 +389,23 @@ class OtlpEncoder:
         if log.timestamp:
             parts += (b"\x09", _pack_q(log.timestamp))
         severity = getattr(log.severity_number, "value", None)
-        if severity:
-            parts += (b"\x10", _varint(severity))
-        if log.severity_text:
-            parts.append(_text(b"\x1a", log.severity_text))
+        text = log.severity_text
+        key = (severity, text)
+        encoded = self._severities.get(key)
+        if encoded is None:
+            encoded = (b"\x10" + _varint(severity) if severity else b"") + (
+                _text(b"\x1a", text) if text else b""
+            )
+            if len(self._severities) >= 64:
+                self._severities.clear()
+            self._severities[key] = encoded
+        parts.append(encoded)
         parts.append(_field(b"\x2a", self._body(log.body)))
-        parts += self._attributes(b"\x32", log.attributes)
+        site = getattr(record, "site", None)
+        if site is None:
+            parts += self._attributes(b"\x32", log.attributes)
+        else:
+            parts += self._site_attributes(log.attributes, site)
         dropped = record.dropped_attributes
         if dropped:
             parts += (b"\x38", _varint(dropped))
@@ -403,6 +422,23 @@ class OtlpEncoder:
             parts.append(_text(b"\x62", log.event_name))
         body = b"".join(parts)
         return b"\x12" + _varint(len(body)) + body
+
+    def _site_attributes(self, attributes: Any, site: tuple[Any, ...]) -> list[bytes]:
+        """Attributes that end with the ``logging`` bridge's call-site block (then
+        maybe a stack trace): that block's bytes are written once per call site."""
+        block = self._sites.get(site)
+        if block is None:
+            block = b"".join(self._pairs_of(b"\x32", zip(SITE_KEYS, site, strict=True)))
+            if len(self._sites) >= _CACHE_LIMIT:
+                self._sites.clear()
+            self._sites[site] = block
+        stack = attributes.get(_STACK_KEY)
+        head = len(attributes) - len(SITE_KEYS) - (stack is not None)
+        parts = self._pairs_of(b"\x32", islice(attributes.items(), head)) if head else []
+        parts.append(block)
+        if stack is not None:
+            parts += self._pairs_of(b"\x32", ((_STACK_KEY, stack),))
+        return parts
 
     def _body(self, body: Any) -> bytes:
         """The body ``AnyValue``; a body protobuf refuses fails the batch, as officially."""

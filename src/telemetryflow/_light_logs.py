@@ -24,10 +24,40 @@ from opentelemetry.sdk._logs._internal import SynchronousMultiLogRecordProcessor
 from opentelemetry.sdk._logs._internal._exceptions import _get_exception_attributes
 from opentelemetry.sdk._logs._internal._logger_metrics import NoOpLoggerMetrics
 
-__all__ = ["LightLogRecord", "LightLogs", "light_logs"]
+__all__ = ["SITE_KEYS", "LightLogRecord", "LightLogs", "call_site", "light_logs"]
 
 _PLAIN = frozenset((str, bool, int, float))
 _get_current_span = otel_trace.get_current_span
+
+SITE_KEYS = (
+    "code.file.path",
+    "code.function.name",
+    "code.line.number",
+    "thread.id",
+    "thread.name",
+)
+"""The attributes the ``logging`` bridge adds to every record, in its order: the
+same for every record from one line on one thread, so the encoder writes them once
+per call site (see :func:`call_site`)."""
+_STACK_KEY = "code.stacktrace"
+
+
+def call_site(record: Any, attributes: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The values of :data:`SITE_KEYS` for ``record`` when they can be appended to
+    ``attributes`` as a block (plain values, no key of theirs already present)."""
+    path, function, line = record.pathname, record.funcName, record.lineno
+    thread, thread_name = record.thread or 0, record.threadName or ""
+    if not (
+        type(path) is str
+        and type(function) is str
+        and type(line) is int
+        and type(thread) is int
+        and type(thread_name) is str
+    ):
+        return None
+    if attributes and (_STACK_KEY in attributes or not attributes.keys().isdisjoint(SITE_KEYS)):
+        return None
+    return (path, function, line, thread, thread_name)
 
 
 class LightLogRecord:
@@ -43,6 +73,7 @@ class LightLogRecord:
         "resource",
         "severity_number",
         "severity_text",
+        "site",
         "span_id",
         "timestamp",
         "trace_flags",
@@ -63,6 +94,7 @@ class LightLogRecord:
         body: Any,
         attributes: dict[str, Any],
         exception: BaseException | None,
+        site: tuple[Any, ...] | None = None,
     ) -> None:
         context = _get_current_span().get_span_context()
         self.resource = resource
@@ -74,6 +106,8 @@ class LightLogRecord:
         self.body = body
         self.attributes = attributes
         self.exception = exception
+        self.site = site
+        """:data:`SITE_KEYS` values: the attributes end with them (and maybe a stack)."""
         self.trace_id = context.trace_id
         self.span_id = context.span_id
         self.trace_flags = context.trace_flags
@@ -107,19 +141,21 @@ class LightLogs:
         body: Any,
         attributes: dict[str, Any],
         exception: BaseException | None = None,
+        site: tuple[Any, ...] | None = None,
     ) -> bool:
         """Hand one record to the queue as ``Logger.emit`` would; ``False``: not
-        taken, use ``Logger.emit`` (nothing was recorded)."""
+        taken, use ``Logger.emit`` (nothing was recorded). ``site``: what
+        :func:`call_site` found, the last attributes but a stack trace."""
         logger = self._logger
         if not logger._logger_config.is_enabled:
             return True  # the SDK records nothing either
         processors = self._multi._log_record_processors
-        if processors is not self._processors or not self._plain(attributes):
+        if processors is not self._processors:
             return False
         if exception is not None:
             attributes = _get_exception_attributes(exception) | attributes
-            if not self._plain(attributes):
-                return False
+        if not self._plain(attributes):
+            return False
         record = LightLogRecord(
             logger._resource,
             logger._instrumentation_scope,
@@ -130,6 +166,7 @@ class LightLogs:
             body,
             attributes,
             exception,
+            site,
         )
         processors[0].on_emit(record)  # type: ignore[arg-type]  # duck-typed record
         return True

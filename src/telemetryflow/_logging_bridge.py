@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry._logs import Logger, LoggerProvider, SeverityNumber
 
 from telemetryflow._diagnostics import in_sdk, warn_throttled
-from telemetryflow._light_logs import LightLogs, light_logs
+from telemetryflow._light_logs import SITE_KEYS, LightLogs, call_site, light_logs
 from telemetryflow._track import to_attributes
 
 if TYPE_CHECKING:
@@ -101,16 +101,24 @@ class TelemetryFlowHandler(logging.Handler):
         """Filter and emit without the handler lock (see the module docstring)."""
         if in_sdk() or getattr(_local, "busy", False) or _is_own(record.name):
             return False
-        result: Any = self.filter(record)
-        if isinstance(result, logging.LogRecord):  # 3.12+: filters may replace records
-            record = result
-        if result:
+        if self.filters:
+            result: Any = self.filter(record)
+            if not result:
+                return False
+            if isinstance(result, logging.LogRecord):  # 3.12+: filters may replace records
+                record = result
+        if type(self).emit is TelemetryFlowHandler.emit:
+            self._guarded_emit(record)
+        else:  # a subclass's own emit
             self.emit(record)
-        return bool(result)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         if in_sdk() or getattr(_local, "busy", False):
             return
+        self._guarded_emit(record)
+
+    def _guarded_emit(self, record: logging.LogRecord) -> None:
         _local.busy = True
         try:
             self._emit(record)
@@ -128,11 +136,15 @@ class TelemetryFlowHandler(logging.Handler):
         otel_logger, light = target
         extra = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
         attributes = to_attributes(extra) if extra else {}
-        attributes["code.file.path"] = record.pathname
-        attributes["code.function.name"] = record.funcName
-        attributes["code.line.number"] = record.lineno
-        attributes["thread.id"] = record.thread or 0
-        attributes["thread.name"] = record.threadName or ""
+        site = call_site(record, attributes)
+        if site is not None:
+            attributes.update(zip(SITE_KEYS, site, strict=True))
+        else:
+            attributes["code.file.path"] = record.pathname
+            attributes["code.function.name"] = record.funcName
+            attributes["code.line.number"] = record.lineno
+            attributes["thread.id"] = record.thread or 0
+            attributes["thread.name"] = record.threadName or ""
         if record.stack_info:
             attributes["code.stacktrace"] = record.stack_info
         exc_info = record.exc_info
@@ -142,7 +154,7 @@ class TelemetryFlowHandler(logging.Handler):
         observed = time.time_ns()
         body = _body(record)
         if light is not None and light.emit(
-            timestamp, observed, severity, body, attributes, exception
+            timestamp, observed, severity, body, attributes, exception, site
         ):
             return  # the same record Logger.emit would queue (see _light_logs.py)
         otel_logger.emit(

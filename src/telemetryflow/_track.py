@@ -98,6 +98,10 @@ def to_attributes(values: Mapping[Any, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         for key, value in values.items():
+            kind = type(value)
+            if type(key) is str and (kind is float or kind is bool):  # as they are
+                out[key] = value
+                continue
             fixed = attribute_value(value)
             if fixed is not None:
                 out[key if isinstance(key, str) else str(clean_value(key))] = fixed
