@@ -19,8 +19,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-from tests._support import builder_for
 
+from _support import builder_for
 from telemetryflow import SeverityLevel, TelemetryFlowClient
 from telemetryflow._light_logs import LightLogRecord
 from telemetryflow.testing import LogEntry, OTLPReceiver

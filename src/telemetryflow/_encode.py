@@ -24,9 +24,14 @@ from collections.abc import Callable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import SpanKind
+
 from telemetryflow._light_logs import SITE_KEYS
 from telemetryflow._scrub import IDENTITY_KEYS, Scrubber, _Kind
 from telemetryflow._scrub_rules import REDACTED, is_card_number
+from telemetryflow._spans import LightSpan
 
 __all__ = ["OtlpEncoder", "encode_logs", "encode_spans"]
 
@@ -38,6 +43,7 @@ _MAX_DEPTH = 16  # the scrubber's nesting bound
 _CACHE_LIMIT = 8192
 _CACHED_TEXT = 256  # longer strings are encoded each time rather than cached
 _KINDS = {1: b"\x30\x01", 2: b"\x30\x02", 3: b"\x30\x03", 4: b"\x30\x04", 5: b"\x30\x05"}
+_KIND_BYTES = {kind: _KINDS[kind.value + 1] for kind in SpanKind}
 _FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x100)  # span flags: has-is-remote
 _FLAGS_REMOTE = b"\x85\x01" + struct.pack("<I", 0x300)  # ... and is-remote
 _LINK_FLAGS_LOCAL = b"\x35" + struct.pack("<I", 0x100)
@@ -297,8 +303,55 @@ class OtlpEncoder:
 
     def _span(self, span: Any) -> bytes:
         """One ``spans`` entry of a ScopeSpans (tag 2, length-prefixed)."""
-        context = span.get_span_context()
-        parent = span.parent
+        if type(span) is LightSpan:  # its fields as ReadableSpan's properties give them
+            attributes, events, links = span._attributes, span._events, span._links
+            return self._span_fields(
+                span._context,
+                span._parent,
+                span._name,
+                span._kind,
+                span._start_time,
+                span._end_time,
+                attributes,
+                attributes.dropped if isinstance(attributes, BoundedAttributes) else 0,
+                events,
+                events.dropped if isinstance(events, BoundedList) else 0,
+                links,
+                links.dropped if isinstance(links, BoundedList) else 0,
+                span._status,
+            )
+        return self._span_fields(
+            span.get_span_context(),
+            span.parent,
+            span.name,
+            span.kind,
+            span.start_time,
+            span.end_time,
+            span.attributes,
+            span.dropped_attributes,
+            span.events,
+            span.dropped_events,
+            span.links,
+            span.dropped_links,
+            span.status,
+        )
+
+    def _span_fields(
+        self,
+        context: Any,
+        parent: Any,
+        name: str,
+        kind: Any,
+        start_time: int | None,
+        end_time: int | None,
+        attributes: Any,
+        dropped_attributes: int,
+        events: Any,
+        dropped_events: int,
+        links: Any,
+        dropped_links: int,
+        status: Any,
+    ) -> bytes:
         parts = [
             b"\x0a\x10",
             context.trace_id.to_bytes(16, "big"),
@@ -310,27 +363,27 @@ class OtlpEncoder:
             parts.append(_text(b"\x1a", ",".join(f"{k}={v}" for k, v in trace_state.items())))
         if parent:
             parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-        parts.append(self._name(self._span_names, b"\x2a", span.name))
-        parts.append(_KINDS.get(span.kind.value + 1) or b"\x30" + _varint(span.kind.value + 1))
-        if span.start_time:
-            parts += (b"\x39", _pack_q(span.start_time))
-        if span.end_time:
-            parts += (b"\x41", _pack_q(span.end_time))
-        parts += self._attributes(b"\x4a", span.attributes)
-        dropped = span.dropped_attributes
-        if dropped:
-            parts += (b"\x50", _varint(dropped))
-        for event in span.events:
+        parts.append(self._name(self._span_names, b"\x2a", name))
+        kind_bytes = _KIND_BYTES.get(kind)
+        if kind_bytes is None:
+            kind_bytes = _KINDS.get(kind.value + 1) or b"\x30" + _varint(kind.value + 1)
+        parts.append(kind_bytes)
+        if start_time:
+            parts += (b"\x39", _pack_q(start_time))
+        if end_time:
+            parts += (b"\x41", _pack_q(end_time))
+        parts += self._attributes(b"\x4a", attributes)
+        if dropped_attributes:
+            parts += (b"\x50", _varint(dropped_attributes))
+        for event in events:
             parts.append(self._event(event))
-        dropped = span.dropped_events
-        if dropped:
-            parts += (b"\x60", _varint(dropped))
-        for link in span.links:
+        if dropped_events:
+            parts += (b"\x60", _varint(dropped_events))
+        for link in links:
             parts.append(self._link(link))
-        dropped = span.dropped_links
-        if dropped:
-            parts += (b"\x70", _varint(dropped))
-        parts.append(self._status(span.status))
+        if dropped_links:
+            parts += (b"\x70", _varint(dropped_links))
+        parts.append(self._status(status))
         parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
         body = b"".join(parts)
         return b"\x12" + _varint(len(body)) + body

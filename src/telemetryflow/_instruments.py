@@ -31,7 +31,7 @@ from telemetryflow._attributes import clean_attributes
 from telemetryflow._diagnostics import warn_throttled
 from telemetryflow._stats import DropReason, Stats
 
-__all__ = ["MetricRecorder"]
+__all__ = ["Bound", "MetricRecorder", "record_bound"]
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
 _EXACT_INT = 2**53
@@ -89,6 +89,25 @@ class _Limited:
         self.should_sample: Callable[[Any], bool] = _never
         self.meter_config: Any = None
         self.bindable = True
+
+
+Bound = tuple[_Limited, _Series]
+"""What :meth:`MetricRecorder.bound` returns."""
+
+
+def record_bound(instrument: _Limited, series: _Series, value: float) -> None:
+    """A value the recorder has validated (or that needs no validation: a finite
+    float) straight into a bound series, after the SDK's exemplar filter."""
+    meter_config = instrument.meter_config
+    if meter_config is not None and not meter_config.is_enabled:
+        return
+    if instrument.should_sample(value):
+        series.aggregate(
+            _Point(value, time_ns(), instrument.instrument, get_current(), series.attributes),
+            True,
+        )
+    else:
+        series.aggregate(_Point(value, 0, instrument.instrument, None, None), False)
 
 
 def _sample_in_sampled_span(value: Any) -> bool:
@@ -265,23 +284,23 @@ class MetricRecorder:
         except (TypeError, AttributeError):  # unhashable values, or not a mapping
             raw, series = None, None
         if series is not None:
-            meter_config = instrument.meter_config
-            if meter_config is not None and not meter_config.is_enabled:
-                return
-            if instrument.should_sample(value):
-                series.aggregate(
-                    _Point(
-                        value, time_ns(), instrument.instrument, get_current(), series.attributes
-                    ),
-                    True,
-                )
-            else:
-                series.aggregate(_Point(value, 0, instrument.instrument, None, None), False)
+            record_bound(instrument, series, value)
             return
         admitted = self._attributes(instrument, attributes)
         instrument.record(value, admitted)
         if raw is not None and admitted is not OVERFLOW_ATTRIBUTES and instrument.bindable:
             self._remember(instrument, raw, admitted)
+
+    def bound(self, kind: str, name: str, unit: str, attributes: dict[str, Any]) -> Bound | None:
+        """The instrument and aggregation a value of ``attributes`` goes to once
+        :meth:`record` has bound them (None before that, or when it never will): for a
+        caller that records many valid values of one series, :func:`record_bound`."""
+        instrument = self._instruments.get((kind, name, unit))
+        if instrument is None:
+            return None
+        raw = (*attributes.items(), *map(type, attributes.values()))
+        series = instrument.series.get(raw)
+        return None if series is None else (instrument, series)
 
     def _remember(
         self, instrument: _Limited, raw: tuple[Any, ...], admitted: dict[str, Any]

@@ -202,6 +202,18 @@ class LightSpan(Span, ReadableSpan):
         if self._end_time is not None:
             _sdk_logger.warning("Setting attribute on ended span.")
             return
+        current = self._attributes
+        if type(current) is dict and type(value) in _PRIMITIVES and type(key) is str and key:
+            limits = self._factory.limits
+            if limits.max_span_attribute_length is None:  # BoundedAttributes keeps it as is
+                if key in current:
+                    del current[key]  # as BoundedAttributes does: a new value goes last
+                    current[key] = value
+                    return
+                limit = limits.max_span_attributes
+                if limit is None or len(current) < limit:
+                    current[key] = value
+                    return
         self._bounded_attributes()[key] = value
 
     def add_event(

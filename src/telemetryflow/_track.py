@@ -33,6 +33,7 @@ from opentelemetry.trace import Span
 from telemetryflow._attributes import MAX_VALUE_LENGTH, clean_value
 from telemetryflow._default import get_default_client
 from telemetryflow._diagnostics import warn_throttled
+from telemetryflow._instruments import Bound, record_bound
 from telemetryflow._spans import record_error
 
 if TYPE_CHECKING:
@@ -186,11 +187,13 @@ class _Run:
         duration = (time.perf_counter() - self.start) * 1e3
         failed = error is not None and not isinstance(error, GeneratorExit)
         status = FAILED if failed else COMPLETED
-        attributes = {"track.name": self.name, "track.status": status}
-        if failed:
-            attributes["error.type"] = type(error).__qualname__
         try:
-            self.client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
+            if failed:
+                attributes = {"track.name": self.name, "track.status": status}
+                attributes["error.type"] = type(error).__qualname__
+                self.client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
+            else:
+                _record_completed(self.client, self.name, duration)
         finally:
             span, token = self.span, self.token
             if span is not None:
@@ -201,6 +204,31 @@ class _Run:
                 if failed:
                     record_error(span, cast(BaseException, error))
                 span.end()
+
+
+_completed: dict[tuple[int, str], tuple[Any, Bound]] = {}
+"""Per recorder and tracked name: the series of its ``completed`` durations."""
+_COMPLETED_LIMIT = 1024
+
+
+def _record_completed(client: TelemetryFlowClient, name: str, duration: float) -> None:
+    """One ``completed`` duration: what ``record_histogram`` does with it, straight
+    into the series it bound the first time (the value is a finite float: nothing to
+    validate). The exported points and exemplars are the same."""
+    recorder = client._recorder()
+    found = _completed.get((id(recorder), name)) if recorder is not None else None
+    if found is not None and found[0] is recorder:
+        record_bound(*found[1], duration)
+        return
+    attributes = {"track.name": name, "track.status": COMPLETED}
+    client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
+    if recorder is None:
+        return
+    bound = recorder.bound("histogram", DURATION_METRIC, "ms", attributes)
+    if bound is not None:
+        if len(_completed) >= _COMPLETED_LIMIT:
+            _completed.clear()
+        _completed[(id(recorder), name)] = (recorder, bound)
 
 
 def _begin(name: str, client: TelemetryFlowClient | None, attach: bool = True) -> _Run | None:
