@@ -171,3 +171,41 @@ def test_light_spans_encode_as_the_official_encoder_reads_them(
     ours = ExportTraceServiceRequest.FromString(OtlpEncoder(scrubber).spans(spans, {}))
     assert ours == official
     assert ours.SerializeToString() == official.SerializeToString()
+
+
+def test_processors_added_later_see_every_hook_in_order(receiver: OTLPReceiver) -> None:
+    """Light spans skip only the base class's empty hooks: a processor that
+    overrides them, added after the client started, sees each one."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    seen: list[tuple[str, str]] = []
+
+    class Watching(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            seen.append(("start", span.name))
+
+        def _on_ending(self, span: Any) -> None:
+            seen.append(("ending", span.name))
+
+        def on_end(self, span: Any) -> None:
+            seen.append(("end", span.name))
+
+    client = builder_for(receiver).build()
+    client.initialize()
+    try:
+        with client.span("before"):
+            pass
+        pipeline = client._pipeline
+        assert pipeline is not None
+        provider = pipeline.tracer_provider
+        assert provider is not None
+        provider.add_span_processor(Watching())
+        with client.span("after"):
+            pass
+        client.track("tracked")(lambda: None)()
+        client.flush(timeout=10)
+        assert receiver.wait_for(lambda: len(receiver.spans()) == 3, timeout=10)
+    finally:
+        client.shutdown(timeout=5)
+    assert seen == [(hook, name) for name in ("after", "tracked")
+                    for hook in ("start", "ending", "end")]  # fmt: skip

@@ -31,7 +31,7 @@ from telemetryflow._attributes import clean_attributes
 from telemetryflow._diagnostics import warn_throttled
 from telemetryflow._stats import DropReason, Stats
 
-__all__ = ["Bound", "MetricRecorder", "record_bound"]
+__all__ = ["Bound", "BoundHistogram", "MetricRecorder", "record_bound"]
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
 _EXACT_INT = 2**53
@@ -141,6 +141,68 @@ def _exemplar_filter(instrument: Any) -> Callable[[Any], bool]:
     if kind is TraceBasedExemplarFilter:
         return _sample_in_sampled_span
     raise _Unbindable("an exemplar filter of another kind")
+
+
+def _sampled_in(context: Any) -> bool:
+    """The SDK's trace-based exemplar filter, for a measurement's context."""
+    span = _get_current_span(context)
+    return span is not _INVALID_SPAN and bool(span.get_span_context().trace_flags.sampled)
+
+
+def _context_filter(instrument: Any) -> Callable[[Any], bool]:
+    """The instrument's exemplar filter as ``f(context) -> bool``."""
+    plain = _exemplar_filter(instrument)
+    return _sampled_in if plain is _sample_in_sampled_span else plain
+
+
+class BoundHistogram:
+    """An SDK histogram recorded with a few attribute dicts that are reused as
+    objects (the HTTP middleware's cached sets): after a dict's first value went
+    through ``Histogram.record``, its later values go straight to the aggregation
+    that call created, after the SDK's exemplar filter, with the same context.
+    Values must be finite and non-negative (durations); the caller guarantees it.
+    """
+
+    __slots__ = ("_bindable", "_filter", "_instrument", "_series")
+
+    def __init__(self, instrument: Any) -> None:
+        self._instrument = instrument
+        self._series: dict[int, tuple[dict[str, Any], _Series]] = {}
+        self._filter: Callable[[Any], bool] = _never
+        self._bindable = True
+
+    def record(self, value: float, attributes: dict[str, Any], context: Any = None) -> None:
+        found = self._series.get(id(attributes))
+        if found is None or found[0] is not attributes:
+            self._instrument.record(value, attributes, context=context)
+            self._bind(attributes)
+            return
+        instrument = self._instrument
+        meter_config = instrument._meter_config
+        if meter_config is not None and not meter_config.is_enabled:
+            return
+        series = found[1]
+        if self._filter(context):
+            point = _Point(value, time_ns(), instrument, context or get_current(), attributes)
+            series.aggregate(point, True)
+        else:
+            series.aggregate(_Point(value, 0, instrument, None, None), False)
+
+    def _bind(self, attributes: dict[str, Any]) -> None:
+        if not self._bindable or len(self._series) >= 1024:
+            return
+        if any(type(k) is not str or not k or type(v) not in _PRIMITIVES
+               for k, v in attributes.items()):  # fmt: skip
+            return  # OpenTelemetry would rewrite them: keep its call
+        try:
+            if not self._series:
+                self._filter = _context_filter(self._instrument)
+            aggregate = _bind(self._instrument, attributes)
+        except Exception:  # another SDK layout: always take the SDK call
+            self._bindable = False
+            return
+        if aggregate is not None:
+            self._series[id(attributes)] = (attributes, _Series(aggregate, attributes))
 
 
 class _Unbindable(Exception):  # noqa: N818 - a signal, not an error

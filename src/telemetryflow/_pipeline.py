@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -32,7 +31,7 @@ from opentelemetry.sdk.metrics._internal.exemplar import (
 )
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 from telemetryflow._batch import BatchQueue
 from telemetryflow._config import TelemetryConfig
@@ -60,9 +59,6 @@ class SpanQueueProcessor(SpanProcessor):
     def __init__(self, queue: BatchQueue[ReadableSpan], stats: Stats) -> None:
         self._queue = queue
         self._stats = stats
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        return None
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.context is not None and span.context.trace_flags.sampled:

@@ -30,7 +30,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+)
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.sdk.util import BoundedList
@@ -67,6 +73,8 @@ _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 _UNSET = Status(StatusCode.UNSET)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _ENDING = threading.Lock()
+_BASE_ON_START = SpanProcessor.on_start
+_BASE_ON_ENDING = SpanProcessor._on_ending
 
 
 def otel_kind(kind: Any) -> trace.SpanKind:
@@ -196,7 +204,27 @@ class LightSpan(Span, ReadableSpan):
         if self._end_time is not None:
             _sdk_logger.warning("Setting attribute on ended span.")
             return
+        current = self._attributes
+        if type(current) is dict and type(attributes) is dict and self._fits(current, attributes):
+            for key, value in attributes.items():
+                current.pop(key, None)  # as BoundedAttributes does: a new value goes last
+                current[key] = value
+            return
         self._bounded_attributes()._set_items(attributes)
+
+    def _fits(self, current: dict[str, Any], new: dict[str, Any]) -> bool:
+        """Whether ``BoundedAttributes`` would take ``new`` as it is, dropping nothing."""
+        limits = self._factory.limits
+        if limits.max_span_attribute_length is not None:
+            return False
+        added = 0
+        for key, value in new.items():
+            if type(key) is not str or not key or type(value) not in _PRIMITIVES:
+                return False
+            if key not in current:
+                added += 1
+        limit = limits.max_span_attributes
+        return limit is None or len(current) + added <= limit
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         if self._end_time is not None:
@@ -320,9 +348,16 @@ class LightSpan(Span, ReadableSpan):
             return
         if isinstance(self._attributes, BoundedAttributes):
             self._attributes._immutable = True
-        processor = self._factory.processor
-        processor._on_ending(self)  # type: ignore[arg-type]
-        processor.on_end(self)
+        hooks = self._factory.hooks()
+        if hooks is None:
+            processor = self._factory.processor
+            processor._on_ending(self)  # type: ignore[arg-type]
+            processor.on_end(self)
+            return
+        for ending in hooks[1]:
+            ending(self)
+        for end in hooks[2]:
+            end(self)
 
     def __exit__(
         self,
@@ -354,6 +389,26 @@ class _LightFactory:
         self.instrumentation_info = tracer.instrumentation_info
         self.limits: SpanLimits = tracer._span_limits
         self._random_ids = bool(_RANDOM) and self.ids.is_trace_id_random()
+        self._hooks: tuple[Any, list[Any], list[Any], list[Any]] | None = None
+
+    def hooks(self) -> tuple[list[Any], list[Any], list[Any]] | None:
+        """``on_start``, ``_on_ending`` and ``on_end`` of the provider's processors, in
+        order, leaving out the base class's empty ones: what the SDK's synchronous
+        multi-processor calls, minus calls that do nothing. None: another
+        multi-processor, called as it is."""
+        processor = self.processor
+        if type(processor) is not SynchronousMultiSpanProcessor:
+            return None
+        processors = processor._span_processors
+        cached = self._hooks
+        if cached is None or cached[0] is not processors:
+            cached = self._hooks = (
+                processors,
+                [p.on_start for p in processors if type(p).on_start is not _BASE_ON_START],
+                [p._on_ending for p in processors if type(p)._on_ending is not _BASE_ON_ENDING],
+                [p.on_end for p in processors],
+            )
+        return cached[1], cached[2], cached[3]
 
     @classmethod
     def for_tracer(cls, tracer: Tracer) -> _LightFactory | None:
@@ -412,7 +467,12 @@ class _LightFactory:
         if not sampled:
             return trace.NonRecordingSpan(context=span_context)
         span = LightSpan(self, name, span_context, parent, kind, attributes, options)
-        self.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
+        hooks = self.hooks()
+        if hooks is None:
+            self.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
+        else:
+            for begin in hooks[0]:
+                begin(span, parent_context=context)
         return span
 
 

@@ -28,13 +28,14 @@ from urllib.parse import unquote_plus
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, Histogram, Observation
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from telemetryflow._attributes import MAX_VALUE_LENGTH
 from telemetryflow._client import TelemetryFlowClient
 from telemetryflow._diagnostics import warn_throttled
+from telemetryflow._instruments import BoundHistogram
 from telemetryflow._scrub_rules import REDACTED, is_sensitive_key, is_sensitive_param, scrub_url
 
 __all__ = [
@@ -294,15 +295,17 @@ class _Instruments:
         self.pid = os.getpid()
         self.tracer: Tracer | None = client.tracer
         meter = client.meter
-        self.duration: Histogram | None = None
+        self.duration: BoundHistogram | None = None
         self.requests: _Tally | None = None
         self.errors: _Tally | None = None
         if meter is not None:
-            self.duration = meter.create_histogram(
-                DURATION_METRIC,
-                unit="s",
-                description="Duration of HTTP server requests.",
-                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            self.duration = BoundHistogram(  # attribute dicts come from metric_attributes
+                meter.create_histogram(
+                    DURATION_METRIC,
+                    unit="s",
+                    description="Duration of HTTP server requests.",
+                    explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+                )
             )
             self.requests = _Tally()
             meter.create_observable_counter(
