@@ -59,11 +59,16 @@ def _record(client: TelemetryFlowClient, bound: bool) -> None:
 
 
 def _points(receiver: OTLPReceiver, service: str) -> list[Any]:
-    found = [m.metric for m in receiver.metrics()
-             if m.resource.get("service.name") == service and m.name == NAME]  # fmt: skip
-    assert found
-    points = list(found[-1].histogram.data_points)
-    return sorted(points, key=lambda p: p.count)
+    """The newest point of each series (periodic exports may arrive out of order)."""
+    newest: dict[bytes, Any] = {}
+    for m in receiver.metrics():
+        if m.resource.get("service.name") != service or m.name != NAME:
+            continue
+        for point in m.metric.histogram.data_points:
+            key = b"".join(kv.SerializeToString() for kv in point.attributes)
+            if key not in newest or point.time_unix_nano > newest[key].time_unix_nano:
+                newest[key] = point
+    return sorted(newest.values(), key=lambda p: p.count)
 
 
 def test_bound_histogram_exports_what_histogram_record_exports(receiver: OTLPReceiver) -> None:

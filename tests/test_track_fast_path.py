@@ -71,9 +71,18 @@ def _spans(receiver: OTLPReceiver, service: str) -> list[Any]:
     return sorted(found, key=lambda s: s.span.start_time_unix_nano)
 
 
-def _durations(receiver: OTLPReceiver, service: str) -> Any:
-    metrics = [m for m in receiver.metrics() if m.resource.get("service.name") == service]
-    return [m.metric for m in metrics if m.name == DURATION_METRIC][-1]
+def _durations(receiver: OTLPReceiver, service: str) -> dict[bytes, Any]:
+    """The newest point of each series: periodic exports may arrive out of order, and
+    points are cumulative, so the newest is the one with the latest time."""
+    newest: dict[bytes, Any] = {}
+    for m in receiver.metrics():
+        if m.resource.get("service.name") != service or m.name != DURATION_METRIC:
+            continue
+        for point in m.metric.histogram.data_points:
+            key = b"".join(kv.SerializeToString() for kv in point.attributes)
+            if key not in newest or point.time_unix_nano > newest[key].time_unix_nano:
+                newest[key] = point
+    return newest
 
 
 @pytest.fixture
@@ -115,10 +124,12 @@ def test_tracked_calls_export_the_same_either_way(
             assert [e.name for e in x.span.events] == [e.name for e in y.span.events]
             assert x.span.dropped_attributes_count == y.span.dropped_attributes_count
         assert [kv.key for kv in a[-1].span.attributes] == ["b", "a", "d", "e", "f"]
-        fast_points = {p.count: p for p in _durations(receiver, "fast").histogram.data_points}
-        slow_points = {p.count: p for p in _durations(receiver, "slow").histogram.data_points}
-        for count, x in fast_points.items():
-            y = slow_points[count]
+        fast_points = _durations(receiver, "fast")
+        slow_points = _durations(receiver, "slow")
+        assert fast_points.keys() == slow_points.keys() and len(fast_points) == 3
+        assert sorted(p.count for p in fast_points.values()) == [1, 1, 3]
+        for key, x in fast_points.items():
+            y = slow_points[key]
             assert (x.sum, list(x.bucket_counts), list(x.attributes)) == (
                 y.sum,
                 list(y.bucket_counts),
