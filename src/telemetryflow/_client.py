@@ -17,13 +17,12 @@ import time
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 from opentelemetry._logs import SeverityNumber
-from opentelemetry.sdk._logs import LoggerProvider
 
 from telemetryflow._attributes import clean_attributes
 from telemetryflow._config import TelemetryConfig
@@ -32,13 +31,16 @@ from telemetryflow._diagnostics import logger, warn_throttled
 from telemetryflow._enums import SeverityLevel, SpanKind
 from telemetryflow._errors import NotInitializedError, TelemetryFlowError
 from telemetryflow._instruments import MetricRecorder
-from telemetryflow._light_logs import LightLogs, light_logs
-from telemetryflow._pipeline import LogQueueProcessor, Pipeline
-from telemetryflow._resource import build_resource
 from telemetryflow._spans import SpanRegistry, SpanScope, light_tracer
 from telemetryflow._stats import DropReason
-from telemetryflow._transport import Transport, check_tls_files, preload_export_modules
 from telemetryflow._version import __version__
+
+if TYPE_CHECKING:  # the export path loads on initialize(), not on import
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    from telemetryflow._light_logs import LightLogs
+    from telemetryflow._pipeline import Pipeline
+    from telemetryflow._transport import Transport
 
 __all__ = ["NotInitializedError", "TelemetryFlowClient", "TelemetryFlowError"]
 
@@ -123,6 +125,11 @@ class TelemetryFlowClient(ConveniencesMixin):
         _default.client_initialized(self)
 
     def _start(self) -> None:
+        from telemetryflow._light_logs import light_logs
+        from telemetryflow._pipeline import LogQueueProcessor, Pipeline
+        from telemetryflow._resource import build_resource
+        from telemetryflow._transport import check_tls_files, preload_export_modules
+
         config = self._config
         pipeline = Pipeline(config, build_resource(config), self._transport_factory)
         if pipeline.meter_provider is not None:
