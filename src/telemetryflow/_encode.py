@@ -28,7 +28,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind
 
-from telemetryflow._light_logs import SITE_KEYS
+from telemetryflow._light_logs import SITE_KEYS, LightLogRecord
 from telemetryflow._scrub import IDENTITY_KEYS, Scrubber, _Kind
 from telemetryflow._scrub_rules import REDACTED, is_card_number
 from telemetryflow._spans import LightSpan
@@ -437,15 +437,15 @@ class OtlpEncoder:
         return self._request(records, self._log, overrides)
 
     def _log(self, record: Any) -> bytes:
-        log = record.log_record
+        log = record if type(record) is LightLogRecord else record.log_record
         parts: list[bytes] = []
         if log.timestamp:
             parts += (b"\x09", _pack_q(log.timestamp))
-        severity = getattr(log.severity_number, "value", None)
-        text = log.severity_text
-        key = (severity, text)
+        key = (log.severity_number, log.severity_text)
         encoded = self._severities.get(key)
         if encoded is None:
+            severity = getattr(key[0], "value", None)
+            text = key[1]
             encoded = (b"\x10" + _varint(severity) if severity else b"") + (
                 _text(b"\x1a", text) if text else b""
             )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry._logs import Logger, LoggerProvider, SeverityNumber
 
+from telemetryflow._diagnostics import _local as _sdk_thread
 from telemetryflow._diagnostics import in_sdk, warn_throttled
 from telemetryflow._light_logs import SITE_KEYS, LightLogs, call_site, light_logs
 from telemetryflow._track import to_attributes
@@ -99,7 +100,9 @@ class TelemetryFlowHandler(logging.Handler):
 
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
         """Filter and emit without the handler lock (see the module docstring)."""
-        if in_sdk() or getattr(_local, "busy", False) or _is_own(record.name):
+        if getattr(_sdk_thread, "depth", 0) or getattr(_local, "busy", False):
+            return False  # in_sdk(), inlined: this runs for every record
+        if _is_own(record.name):
             return False
         if self.filters:
             result: Any = self.filter(record)
@@ -107,10 +110,18 @@ class TelemetryFlowHandler(logging.Handler):
                 return False
             if isinstance(result, logging.LogRecord):  # 3.12+: filters may replace records
                 record = result
-        if type(self).emit is TelemetryFlowHandler.emit:
-            self._guarded_emit(record)
-        else:  # a subclass's own emit
-            self.emit(record)
+        if type(self).emit is not TelemetryFlowHandler.emit:
+            self.emit(record)  # a subclass's own emit
+            return True
+        _local.busy = True
+        try:
+            self._emit(record)
+        except Exception as exc:  # logging must never raise into the app
+            warn_throttled(
+                "logging-bridge", "could not forward a log record: %s", type(exc).__name__
+            )
+        finally:
+            _local.busy = False
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
