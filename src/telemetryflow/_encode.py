@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind
 from telemetryflow._light_logs import SITE_KEYS, LightLogRecord
 from telemetryflow._scrub import IDENTITY_KEYS, Scrubber, _Kind
 from telemetryflow._scrub_rules import REDACTED, is_card_number
-from telemetryflow._spans import LightSpan
+from telemetryflow._spans import UNSET_STATUS, LightSpan
 
 __all__ = ["OtlpEncoder", "encode_logs", "encode_spans"]
 
@@ -415,6 +415,8 @@ class OtlpEncoder:
     def _status(self, status: Any) -> bytes:
         if status is None:
             return b""
+        if status is UNSET_STATUS:
+            return _EMPTY_STATUS
         code = status.status_code.value
         message = status.description
         if not code and not message:

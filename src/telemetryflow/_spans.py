@@ -70,7 +70,8 @@ _PRIMITIVES = (str, bool, int, float)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
-_UNSET = Status(StatusCode.UNSET)
+_UNSET = UNSET_STATUS = Status(StatusCode.UNSET)
+"""The status of every light span until ``set_status``: the encoder knows its bytes."""
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _ENDING = threading.Lock()
 _BASE_ON_START = SpanProcessor.on_start
