@@ -201,12 +201,16 @@ class BatchQueue(Generic[T]):
         return self._shutdown or bool(self._flush_requests)
 
     def _take_batch(self) -> list[T]:
-        count = min(len(self._queue), self._max_batch)
-        batch: list[T] = []
-        for _ in range(count):
-            item, size = self._queue.popleft()
-            self._bytes -= size
-            batch.append(item)
+        """The oldest items, up to a batch (called with the lock held: kept short)."""
+        queue = self._queue
+        if len(queue) <= self._max_batch:
+            pairs = list(queue)
+            queue.clear()
+        else:
+            popleft = queue.popleft
+            pairs = [popleft() for _ in range(self._max_batch)]
+        batch = [item for item, _ in pairs]
+        self._bytes -= sum(size for _, size in pairs)
         self._exporting = len(batch)
         return batch
 
