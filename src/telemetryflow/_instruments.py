@@ -95,15 +95,27 @@ Bound = tuple[_Limited, _Series]
 """What :meth:`MetricRecorder.bound` returns."""
 
 
-def record_bound(instrument: _Limited, series: _Series, value: float) -> None:
+def record_bound(instrument: _Limited, series: _Series, value: float, in_span: Any = None) -> None:
     """A value the recorder has validated (or that needs no validation: a finite
-    float) straight into a bound series, after the SDK's exemplar filter."""
+    float) straight into a bound series, after the SDK's exemplar filter.
+
+    ``in_span``: the current context, when the caller knows its span is a sampled
+    one (``track`` inside its own span): the trace-based filter's answer is then
+    known to be yes, and the context need not be looked up again.
+    """
     meter_config = instrument.meter_config
     if meter_config is not None and not meter_config.is_enabled:
         return
-    if instrument.should_sample(value):
+    should_sample = instrument.should_sample
+    if in_span is not None and should_sample is _sample_in_sampled_span:
+        sample, context = True, in_span
+    else:
+        sample, context = should_sample(value), None
+    if sample:
         series.aggregate(
-            _Point(value, time_ns(), instrument.instrument, get_current(), series.attributes),
+            _Point(
+                value, time_ns(), instrument.instrument, context or get_current(), series.attributes
+            ),
             True,
         )
     else:

@@ -34,7 +34,7 @@ from telemetryflow._attributes import MAX_VALUE_LENGTH, clean_value
 from telemetryflow._default import get_default_client
 from telemetryflow._diagnostics import warn_throttled
 from telemetryflow._instruments import Bound, record_bound
-from telemetryflow._spans import record_error
+from telemetryflow._spans import LightSpan, record_error
 
 if TYPE_CHECKING:
     from telemetryflow._client import TelemetryFlowClient
@@ -161,20 +161,35 @@ def _resolve(client: TelemetryFlowClient | None) -> TelemetryFlowClient | None:
 class _Run:
     """The state of one tracked execution: its span, start time and client."""
 
-    __slots__ = ("client", "name", "span", "start", "token")
+    __slots__ = ("client", "context", "name", "span", "start", "token")
 
     def __init__(self, client: TelemetryFlowClient, name: str, attach: bool) -> None:
         self.client = client
         self.name = name
         self.token: object = None
         self.span: Span | None = None
+        self.context: otel_context.Context | None = None
         metadata = take_metadata()
         tracer = client.tracer
         if tracer is not None:
             self.span = tracer.start_span(name, attributes=metadata)
             if attach:
-                self.token = otel_context.attach(otel_trace.set_span_in_context(self.span))
+                self.context = otel_trace.set_span_in_context(self.span)
+                self.token = otel_context.attach(self.context)
         self.start = time.perf_counter()
+
+    def _in_light_span(self) -> otel_context.Context | None:
+        """The context this run attached, while it is still the current one and its
+        span a light (so recording, so sampled) span; else None."""
+        context = self.context
+        if (
+            context is not None
+            and self.token is not None
+            and type(self.span) is LightSpan
+            and otel_context.get_current() is context
+        ):
+            return context
+        return None
 
     def enter(self) -> object:
         """Make the span current for one resumption of a generator."""
@@ -193,7 +208,7 @@ class _Run:
                 attributes["error.type"] = type(error).__qualname__
                 self.client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
             else:
-                _record_completed(self.client, self.name, duration)
+                _record_completed(self.client, self.name, duration, self._in_light_span())
         finally:
             span, token = self.span, self.token
             if span is not None:
@@ -211,14 +226,20 @@ _completed: dict[tuple[int, str], tuple[Any, Bound]] = {}
 _COMPLETED_LIMIT = 1024
 
 
-def _record_completed(client: TelemetryFlowClient, name: str, duration: float) -> None:
+def _record_completed(
+    client: TelemetryFlowClient,
+    name: str,
+    duration: float,
+    in_span: otel_context.Context | None,
+) -> None:
     """One ``completed`` duration: what ``record_histogram`` does with it, straight
     into the series it bound the first time (the value is a finite float: nothing to
-    validate). The exported points and exemplars are the same."""
+    validate). The exported points and exemplars are the same. ``in_span``: the
+    current context, known to hold a sampled span (see :func:`record_bound`)."""
     recorder = client._recorder()
     found = _completed.get((id(recorder), name)) if recorder is not None else None
     if found is not None and found[0] is recorder:
-        record_bound(*found[1], duration)
+        record_bound(*found[1], duration, in_span)
         return
     attributes = {"track.name": name, "track.status": COMPLETED}
     client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
