@@ -45,8 +45,9 @@ class _Ignore(LogRecordProcessor):
 class Pair:
     """The two clients, their handlers, and the kinds of records each one queued."""
 
-    def __init__(self, receiver: OTLPReceiver) -> None:
+    def __init__(self, receiver: OTLPReceiver, callback: Any = None) -> None:
         self.receiver = receiver
+        self.callback = callback
         self.fast = self._client("fast")
         self.sdk = self._client("sdk")
         provider = self.sdk.logger_provider
@@ -59,7 +60,10 @@ class Pair:
                          for n, c in (("fast", self.fast), ("sdk", self.sdk))]  # fmt: skip
 
     def _client(self, service: str) -> TelemetryFlowClient:
-        client = builder_for(self.receiver).with_service(service).build()
+        builder = builder_for(self.receiver).with_service(service)
+        if self.callback is not None:  # the official encoder's path
+            builder.with_scrubbing(callback=self.callback)
+        client = builder.build()
         client.initialize()
         return client
 
@@ -101,10 +105,14 @@ class Pair:
         self.sdk.shutdown(timeout=5)
 
 
-@pytest.fixture
-def pair() -> Iterator[Pair]:
+def _masking(key: str, value: Any) -> Any:
+    return "masked" if key == "order.id" else value
+
+
+@pytest.fixture(params=[None, _masking], ids=["direct encoder", "scrub callback"])
+def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     with OTLPReceiver() as receiver:
-        made = Pair(receiver)
+        made = Pair(receiver, request.param)
         try:
             yield made
         finally:
@@ -161,6 +169,8 @@ def test_logging_records_export_the_same_bytes_either_way(pair: Pair) -> None:
     fast, sdk = pair.received(len(records) + 2)
     _same(fast, sdk)
     assert fast[-1].log.trace_id == TRACE_ID.to_bytes(16, "big")
+    if pair.callback is not None:  # the official encoder's path was taken, light records and all
+        assert any(e.attributes.get("order.id") == "masked" for e in fast)
     assert LightLogRecord in pair.queued["fast"]  # the light path was taken ...
     assert LightLogRecord not in pair.queued["sdk"]  # ... and not where it must not be
 
