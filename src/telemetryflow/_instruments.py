@@ -209,6 +209,8 @@ class BoundHistogram:
         try:
             if not self._series:
                 self._filter = _context_filter(self._instrument)
+                if not hasattr(self._instrument, "_meter_config"):
+                    raise _Unbindable("another instrument layout")
             aggregate = _bind(self._instrument, attributes)
         except Exception:  # another SDK layout: always take the SDK call
             self._bindable = False

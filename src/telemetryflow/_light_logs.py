@@ -20,9 +20,13 @@ from typing import Any
 
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk._logs import Logger as SdkLogger
-from opentelemetry.sdk._logs._internal import SynchronousMultiLogRecordProcessor
-from opentelemetry.sdk._logs._internal._exceptions import _get_exception_attributes
-from opentelemetry.sdk._logs._internal._logger_metrics import NoOpLoggerMetrics
+
+try:  # the SDK's internals this path mirrors; without them, Logger.emit it is
+    from opentelemetry.sdk._logs._internal import SynchronousMultiLogRecordProcessor
+    from opentelemetry.sdk._logs._internal._exceptions import _get_exception_attributes
+    from opentelemetry.sdk._logs._internal._logger_metrics import NoOpLoggerMetrics
+except ImportError:  # pragma: no cover - another SDK version
+    SynchronousMultiLogRecordProcessor = NoOpLoggerMetrics = None  # type: ignore[assignment,misc]
 
 __all__ = ["SITE_KEYS", "LightLogRecord", "LightLogs", "call_site", "light_logs"]
 
@@ -189,7 +193,7 @@ def light_logs(logger: Any, processor_type: type) -> LightLogs | None:
     """A :class:`LightLogs` when ``logger`` is an SDK logger whose only processor is a
     ``processor_type`` and whose self-metrics are off; otherwise ``None``."""
     try:
-        if type(logger) is not SdkLogger:
+        if type(logger) is not SdkLogger or SynchronousMultiLogRecordProcessor is None:
             return None
         multi = logger._multi_log_record_processor
         if type(multi) is not SynchronousMultiLogRecordProcessor:
