@@ -497,8 +497,14 @@ class OtlpEncoder:
 
     def _body(self, body: Any) -> bytes:
         """The body ``AnyValue``; a body protobuf refuses fails the batch, as officially."""
-        encoded = _any(body)
         scrubber = self._scrubber
+        if type(body) is str:  # the usual body: what _scrubbed does with a string, inline
+            encoded = _text(b"\x0a", body)
+            if scrubber is None:
+                return encoded
+            new = scrubber.text(body)
+            return encoded if new is body else _text(b"\x0a", new)
+        encoded = _any(body)
         if scrubber is None or body is None or isinstance(body, (bool, int, float, bytes)):
             return encoded
         if isinstance(body, str) or (isinstance(body, Sequence) and not isinstance(body, Mapping)):

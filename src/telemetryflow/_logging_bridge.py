@@ -186,9 +186,10 @@ class TelemetryFlowHandler(logging.Handler):
         child rebuilds its pipeline); past ``_MAX_SCOPES`` names, the client's own.
         """
         client = self.client
-        if not client.is_initialized():
+        if client._state != "running":  # is_initialized(), inlined: once per record
             return None
-        provider: LoggerProvider | None = client.logger_provider
+        pipeline = client._pipeline
+        provider: LoggerProvider | None = pipeline.logger_provider if pipeline else None
         if provider is None:
             own = client.otel_logger
             return (own, None) if own is not None else None
