@@ -44,6 +44,7 @@ SITE_KEYS = (
 same for every record from one line on one thread, so the encoder writes them once
 per call site (see :func:`call_site`)."""
 _STACK_KEY = "code.stacktrace"
+_SITE_COUNT = len(SITE_KEYS)
 
 
 def call_site(record: Any, attributes: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -146,10 +147,15 @@ class LightLogs:
         attributes: dict[str, Any],
         exception: BaseException | None = None,
         site: tuple[Any, ...] | None = None,
+        stack: str | None = None,
     ) -> bool:
         """Hand one record to the queue as ``Logger.emit`` would; ``False``: not
-        taken, use ``Logger.emit`` (nothing was recorded). ``site``: what
-        :func:`call_site` found, the last attributes but a stack trace."""
+        taken, use ``Logger.emit`` (nothing was recorded, ``attributes`` untouched).
+
+        With ``site`` (what :func:`call_site` found), ``attributes`` are the ones
+        before the call site: once the record is taken, the :data:`SITE_KEYS` values
+        and the ``stack`` trace (if any) are appended to them, as the bridge would.
+        """
         logger = self._logger
         if not logger._logger_config.is_enabled:
             return True  # the SDK records nothing either
@@ -160,6 +166,20 @@ class LightLogs:
             attributes = _get_exception_attributes(exception) | attributes
         if not self._plain(attributes):
             return False
+        if site is not None:
+            limit = self._max_attributes
+            if (
+                self._max_length is not None
+                or (stack is not None and type(stack) is not str)
+                or (
+                    limit is not None
+                    and len(attributes) + _SITE_COUNT + (stack is not None) > limit
+                )
+            ):
+                return False
+            attributes.update(zip(SITE_KEYS, site, strict=True))
+            if stack is not None:
+                attributes[_STACK_KEY] = stack
         record = LightLogRecord(
             logger._resource,
             logger._instrumentation_scope,

@@ -147,8 +147,18 @@ class TelemetryFlowHandler(logging.Handler):
         otel_logger, light = target
         extra = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
         attributes = to_attributes(extra) if extra else {}
-        site = call_site(record, attributes)
-        if site is not None:
+        stack = record.stack_info or None
+        exc_info = record.exc_info
+        exception = exc_info[1] if isinstance(exc_info, tuple) else None
+        severity = _severity(record.levelno)
+        timestamp = int(record.created * 1e9)
+        observed = time.time_ns()
+        body = _body(record)
+        site = call_site(record, attributes) if light is not None else None
+        if site is not None and light is not None:
+            # the light path appends the call site and stack itself, once it takes the record
+            if light.emit(timestamp, observed, severity, body, attributes, exception, site, stack):
+                return  # the same record Logger.emit would queue (see _light_logs.py)
             attributes.update(zip(SITE_KEYS, site, strict=True))
         else:
             attributes["code.file.path"] = record.pathname
@@ -156,18 +166,14 @@ class TelemetryFlowHandler(logging.Handler):
             attributes["code.line.number"] = record.lineno
             attributes["thread.id"] = record.thread or 0
             attributes["thread.name"] = record.threadName or ""
-        if record.stack_info:
-            attributes["code.stacktrace"] = record.stack_info
-        exc_info = record.exc_info
-        exception = exc_info[1] if isinstance(exc_info, tuple) else None
-        severity = _severity(record.levelno)
-        timestamp = int(record.created * 1e9)
-        observed = time.time_ns()
-        body = _body(record)
-        if light is not None and light.emit(
-            timestamp, observed, severity, body, attributes, exception, site
+        if stack is not None:
+            attributes["code.stacktrace"] = stack
+        if (
+            site is None
+            and light is not None
+            and light.emit(timestamp, observed, severity, body, attributes, exception)
         ):
-            return  # the same record Logger.emit would queue (see _light_logs.py)
+            return
         otel_logger.emit(
             timestamp=timestamp,
             observed_timestamp=observed,
