@@ -34,7 +34,7 @@ from telemetryflow._attributes import MAX_VALUE_LENGTH, clean_value
 from telemetryflow._default import get_default_client
 from telemetryflow._diagnostics import warn_throttled
 from telemetryflow._instruments import Bound, record_bound
-from telemetryflow._spans import LightSpan, record_error
+from telemetryflow._spans import LightSpan, LightTracer, record_error
 
 if TYPE_CHECKING:
     from telemetryflow._client import TelemetryFlowClient
@@ -60,6 +60,7 @@ FAILED = "failed"
 F = TypeVar("F", bound=Callable[..., Any])
 
 _PRIMITIVES = (str, bool, int, float)
+_INTERNAL = otel_trace.SpanKind.INTERNAL
 _pending: ContextVar[list[dict[str, Any]] | None] = ContextVar(
     "telemetryflow_pending_metadata", default=None
 )
@@ -147,7 +148,7 @@ def take_metadata() -> dict[str, Any] | None:
 def _resolve(client: TelemetryFlowClient | None) -> TelemetryFlowClient | None:
     if client is None:
         return get_default_client()
-    if client.is_initialized():
+    if getattr(client, "_state", "") == "running":  # is_initialized(), inlined
         return client
     if getattr(client, "_state", "") == "new":
         warn_throttled(
@@ -172,7 +173,12 @@ class _Run:
         metadata = take_metadata()
         tracer = client.tracer
         if tracer is not None:
-            self.span = tracer.start_span(name, attributes=metadata)
+            if type(tracer) is LightTracer:  # its start_span with no optional arguments
+                self.span = tracer._factory.start(
+                    name, _INTERNAL, dict(metadata) if metadata else {}, None, None
+                )
+            else:
+                self.span = tracer.start_span(name, attributes=metadata)
             if attach:
                 self.context = otel_trace.set_span_in_context(self.span)
                 self.token = otel_context.attach(self.context)
