@@ -390,7 +390,7 @@ class _LightFactory:
         self.instrumentation_info = tracer.instrumentation_info
         self.limits: SpanLimits = tracer._span_limits
         self._random_ids = bool(_RANDOM) and self.ids.is_trace_id_random()
-        self._hooks: tuple[Any, list[Any], list[Any], list[Any]] | None = None
+        self._hooks: tuple[Any, tuple[list[Any], list[Any], list[Any]]] | None = None
 
     def hooks(self) -> tuple[list[Any], list[Any], list[Any]] | None:
         """``on_start``, ``_on_ending`` and ``on_end`` of the provider's processors, in
@@ -403,13 +403,13 @@ class _LightFactory:
         processors = processor._span_processors
         cached = self._hooks
         if cached is None or cached[0] is not processors:
-            cached = self._hooks = (
-                processors,
+            hooks = (
                 [p.on_start for p in processors if type(p).on_start is not _BASE_ON_START],
                 [p._on_ending for p in processors if type(p)._on_ending is not _BASE_ON_ENDING],
                 [p.on_end for p in processors],
             )
-        return cached[1], cached[2], cached[3]
+            cached = self._hooks = (processors, hooks)
+        return cached[1]
 
     @classmethod
     def for_tracer(cls, tracer: Tracer) -> _LightFactory | None:
