@@ -37,6 +37,7 @@ from telemetryflow._client import TelemetryFlowClient
 from telemetryflow._diagnostics import warn_throttled
 from telemetryflow._instruments import BoundHistogram
 from telemetryflow._scrub_rules import REDACTED, is_sensitive_key, is_sensitive_param, scrub_url
+from telemetryflow._spans import LightTracer
 
 __all__ = [
     "COUNT_METRIC",
@@ -563,12 +564,17 @@ class ServerTelemetry:
             # layer put in the context. When an outer layer already started a span for
             # this request, it has continued the trace itself: nest under it.
             parent = propagate.extract(carrier, context=parent, getter=getter)
-        span = tracer.start_span(
-            span_name(method, None),
-            context=parent,
-            kind=trace.SpanKind.SERVER,
-            attributes=attributes,
-        )
+        if type(tracer) is LightTracer:  # its start_span, minus copying our own dict
+            span = tracer._factory.start(
+                span_name(method, None), trace.SpanKind.SERVER, attributes, parent, None
+            )
+        else:
+            span = tracer.start_span(
+                span_name(method, None),
+                context=parent,
+                kind=trace.SpanKind.SERVER,
+                attributes=attributes,
+            )
         return RequestRecord(
             inst, self.options, method, scheme, span, trace.set_span_in_context(span, parent)
         )
