@@ -43,8 +43,28 @@ ATTRIBUTES: dict[str, AnyValue] = {"http.route": "/users/{id}", "user.id": 42, "
 
 
 # -- the receiver, in its own process ---------------------------------------------------
+def _items_per_service(request: Any) -> list[tuple[str, int]]:
+    """(service.name, spans or log records) for each resource block of a request."""
+    if request.signal == "traces":
+        blocks = [(b.resource, sum(len(s.spans) for s in b.scope_spans))
+                  for b in request.message.resource_spans]  # fmt: skip
+    elif request.signal == "logs":
+        blocks = [(b.resource, sum(len(s.log_records) for s in b.scope_logs))
+                  for b in request.message.resource_logs]  # fmt: skip
+    else:
+        return []
+    found = []
+    for owner, items in blocks:
+        service = next(
+            (kv.value.string_value for kv in owner.attributes if kv.key == "service.name"), ""
+        )
+        found.append((service, items))
+    return found
+
+
 def serve() -> int:
-    """Run a receiver; answer ``count`` (spans received per service, then forget) and
+    """Run a receiver; answer ``count`` (spans and log records received per service,
+    then forget) and
     ``quit`` on stdin, one JSON line per answer on stdout."""
     from telemetryflow.testing import OTLPReceiver
 
@@ -58,19 +78,8 @@ def serve() -> int:
             if command == "count":
                 counts: dict[str, int] = {}
                 for request in receiver.requests:
-                    if request.signal != "traces":
-                        continue
-                    for block in request.message.resource_spans:
-                        service = next(
-                            (
-                                kv.value.string_value
-                                for kv in block.resource.attributes
-                                if kv.key == "service.name"
-                            ),
-                            "",
-                        )
-                        spans = sum(len(scoped.spans) for scoped in block.scope_spans)
-                        counts[service] = counts.get(service, 0) + spans
+                    for service, items in _items_per_service(request):
+                        counts[service] = counts.get(service, 0) + items
                 receiver.clear()
                 print(json.dumps(counts))
                 sys.stdout.flush()

@@ -67,7 +67,8 @@ class BatchQueue(Generic[T]):
         self._pid = os.getpid()
         self._queue: deque[tuple[T, int]] = deque()
         self._bytes = 0
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # put() takes the lock directly
         self._flush_requests: list[threading.Event] = []
         self._shutdown = False
         self._deadline: float | None = None
@@ -81,7 +82,7 @@ class BatchQueue(Generic[T]):
         if self._pid != os.getpid():
             self._reset_state()  # forked: the parent keeps and sends its own items
         size = self._size_of(item) if self._size_of is not None else 0
-        with self._cond:
+        with self._lock:  # the condition's lock, without Condition.__enter__'s call
             if self._shutdown:
                 reason: str | None = DropReason.SHUTDOWN
             elif len(self._queue) >= self._max_queue or (
@@ -200,12 +201,16 @@ class BatchQueue(Generic[T]):
         return self._shutdown or bool(self._flush_requests)
 
     def _take_batch(self) -> list[T]:
-        count = min(len(self._queue), self._max_batch)
-        batch: list[T] = []
-        for _ in range(count):
-            item, size = self._queue.popleft()
-            self._bytes -= size
-            batch.append(item)
+        """The oldest items, up to a batch (called with the lock held: kept short)."""
+        queue = self._queue
+        if len(queue) <= self._max_batch:
+            pairs = list(queue)
+            queue.clear()
+        else:
+            popleft = queue.popleft
+            pairs = [popleft() for _ in range(self._max_batch)]
+        batch = [item for item, _ in pairs]
+        self._bytes -= sum(size for _, size in pairs)
         self._exporting = len(batch)
         return batch
 

@@ -21,8 +21,15 @@ from __future__ import annotations
 import struct
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from itertools import islice
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import SpanKind
+
+from telemetryflow._recording.light_logs import SITE_KEYS, LightLogRecord
+from telemetryflow._recording.light_spans import UNSET_STATUS, LightSpan
 from telemetryflow._scrubbing.rules import REDACTED
 from telemetryflow._scrubbing.scrubber import IDENTITY_KEYS, Scrubber, _Kind
 
@@ -35,11 +42,13 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _CACHE_LIMIT = 8192
 _CACHED_TEXT = 256  # longer strings are encoded each time rather than cached
 _KINDS = {1: b"\x30\x01", 2: b"\x30\x02", 3: b"\x30\x03", 4: b"\x30\x04", 5: b"\x30\x05"}
+_KIND_BYTES = {kind: _KINDS[kind.value + 1] for kind in SpanKind}
 _FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x100)  # span flags: has-is-remote
 _FLAGS_REMOTE = b"\x85\x01" + struct.pack("<I", 0x300)  # ... and is-remote
 _LINK_FLAGS_LOCAL = b"\x35" + struct.pack("<I", 0x100)
 _LINK_FLAGS_REMOTE = b"\x35" + struct.pack("<I", 0x300)
 _EMPTY_STATUS = b"\x7a\x00"
+_STACK_KEY = "code.stacktrace"
 
 
 class _UnencodableError(Exception):
@@ -111,6 +120,8 @@ class OtlpEncoder:
         self._event_names: dict[str, bytes] = {}
         self._resources: dict[int, tuple[Any, Any, bytes]] = {}
         self._scopes: dict[int, tuple[Any, bytes]] = {}
+        self._sites: dict[tuple[Any, ...], bytes] = {}
+        self._severities: dict[tuple[Any, Any], bytes] = {}
 
     def _pair(self, key: str, value: Any, scrub: bool) -> bytes | None:
         """A ``KeyValue`` (length-prefixed), or None when the official encoder skips it."""
@@ -131,9 +142,12 @@ class OtlpEncoder:
     def _attributes(self, tag: bytes, attributes: Any) -> list[bytes]:
         if not attributes:
             return []
+        return self._pairs_of(tag, attributes.items())
+
+    def _pairs_of(self, tag: bytes, items: Any) -> list[bytes]:
         parts: list[bytes] = []
         cache = self._pairs
-        for key, value in attributes.items():
+        for key, value in items:
             kind = type(value)
             if kind is str:
                 cacheable = len(value) <= _CACHED_TEXT
@@ -238,8 +252,55 @@ class OtlpEncoder:
 
     def _span(self, span: Any) -> bytes:
         """One ``spans`` entry of a ScopeSpans (tag 2, length-prefixed)."""
-        context = span.get_span_context()
-        parent = span.parent
+        if type(span) is LightSpan:  # its fields as ReadableSpan's properties give them
+            attributes, events, links = span._attributes, span._events, span._links
+            return self._span_fields(
+                span._context,
+                span._parent,
+                span._name,
+                span._kind,
+                span._start_time,
+                span._end_time,
+                attributes,
+                attributes.dropped if isinstance(attributes, BoundedAttributes) else 0,
+                events,
+                events.dropped if isinstance(events, BoundedList) else 0,
+                links,
+                links.dropped if isinstance(links, BoundedList) else 0,
+                span._status,
+            )
+        return self._span_fields(
+            span.get_span_context(),
+            span.parent,
+            span.name,
+            span.kind,
+            span.start_time,
+            span.end_time,
+            span.attributes,
+            span.dropped_attributes,
+            span.events,
+            span.dropped_events,
+            span.links,
+            span.dropped_links,
+            span.status,
+        )
+
+    def _span_fields(
+        self,
+        context: Any,
+        parent: Any,
+        name: str,
+        kind: Any,
+        start_time: int | None,
+        end_time: int | None,
+        attributes: Any,
+        dropped_attributes: int,
+        events: Any,
+        dropped_events: int,
+        links: Any,
+        dropped_links: int,
+        status: Any,
+    ) -> bytes:
         parts = [
             b"\x0a\x10",
             context.trace_id.to_bytes(16, "big"),
@@ -251,27 +312,27 @@ class OtlpEncoder:
             parts.append(_text(b"\x1a", ",".join(f"{k}={v}" for k, v in trace_state.items())))
         if parent:
             parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-        parts.append(self._name(self._span_names, b"\x2a", span.name))
-        parts.append(_KINDS.get(span.kind.value + 1) or b"\x30" + _varint(span.kind.value + 1))
-        if span.start_time:
-            parts += (b"\x39", _pack_q(span.start_time))
-        if span.end_time:
-            parts += (b"\x41", _pack_q(span.end_time))
-        parts += self._attributes(b"\x4a", span.attributes)
-        dropped = span.dropped_attributes
-        if dropped:
-            parts += (b"\x50", _varint(dropped))
-        for event in span.events:
+        parts.append(self._name(self._span_names, b"\x2a", name))
+        kind_bytes = _KIND_BYTES.get(kind)
+        if kind_bytes is None:
+            kind_bytes = _KINDS.get(kind.value + 1) or b"\x30" + _varint(kind.value + 1)
+        parts.append(kind_bytes)
+        if start_time:
+            parts += (b"\x39", _pack_q(start_time))
+        if end_time:
+            parts += (b"\x41", _pack_q(end_time))
+        parts += self._attributes(b"\x4a", attributes)
+        if dropped_attributes:
+            parts += (b"\x50", _varint(dropped_attributes))
+        for event in events:
             parts.append(self._event(event))
-        dropped = span.dropped_events
-        if dropped:
-            parts += (b"\x60", _varint(dropped))
-        for link in span.links:
+        if dropped_events:
+            parts += (b"\x60", _varint(dropped_events))
+        for link in links:
             parts.append(self._link(link))
-        dropped = span.dropped_links
-        if dropped:
-            parts += (b"\x70", _varint(dropped))
-        parts.append(self._status(span.status))
+        if dropped_links:
+            parts += (b"\x70", _varint(dropped_links))
+        parts.append(self._status(status))
         parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
         body = b"".join(parts)
         return b"\x12" + _varint(len(body)) + body
@@ -303,6 +364,8 @@ class OtlpEncoder:
     def _status(self, status: Any) -> bytes:
         if status is None:
             return b""
+        if status is UNSET_STATUS:
+            return _EMPTY_STATUS
         code = status.status_code.value
         message = status.description
         if not code and not message:
@@ -325,17 +388,28 @@ class OtlpEncoder:
         return self._request(records, self._log, overrides)
 
     def _log(self, record: Any) -> bytes:
-        log = record.log_record
+        log = record if type(record) is LightLogRecord else record.log_record
         parts: list[bytes] = []
         if log.timestamp:
             parts += (b"\x09", _pack_q(log.timestamp))
-        severity = getattr(log.severity_number, "value", None)
-        if severity:
-            parts += (b"\x10", _varint(severity))
-        if log.severity_text:
-            parts.append(_text(b"\x1a", log.severity_text))
+        key = (log.severity_number, log.severity_text)
+        encoded = self._severities.get(key)
+        if encoded is None:
+            severity = getattr(key[0], "value", None)
+            text = key[1]
+            encoded = (b"\x10" + _varint(severity) if severity else b"") + (
+                _text(b"\x1a", text) if text else b""
+            )
+            if len(self._severities) >= 64:
+                self._severities.clear()
+            self._severities[key] = encoded
+        parts.append(encoded)
         parts.append(_field(b"\x2a", self._body(log.body)))
-        parts += self._attributes(b"\x32", log.attributes)
+        site = getattr(record, "site", None)
+        if site is None:
+            parts += self._attributes(b"\x32", log.attributes)
+        else:
+            parts += self._site_attributes(log.attributes, site)
         dropped = record.dropped_attributes
         if dropped:
             parts += (b"\x38", _varint(dropped))
@@ -353,10 +427,33 @@ class OtlpEncoder:
         body = b"".join(parts)
         return b"\x12" + _varint(len(body)) + body
 
+    def _site_attributes(self, attributes: Any, site: tuple[Any, ...]) -> list[bytes]:
+        """Attributes that end with the ``logging`` bridge's call-site block (then
+        maybe a stack trace): that block's bytes are written once per call site."""
+        block = self._sites.get(site)
+        if block is None:
+            block = b"".join(self._pairs_of(b"\x32", zip(SITE_KEYS, site, strict=True)))
+            if len(self._sites) >= _CACHE_LIMIT:
+                self._sites.clear()
+            self._sites[site] = block
+        stack = attributes.get(_STACK_KEY)
+        head = len(attributes) - len(SITE_KEYS) - (stack is not None)
+        parts = self._pairs_of(b"\x32", islice(attributes.items(), head)) if head else []
+        parts.append(block)
+        if stack is not None:
+            parts += self._pairs_of(b"\x32", ((_STACK_KEY, stack),))
+        return parts
+
     def _body(self, body: Any) -> bytes:
         """The body ``AnyValue``; a body protobuf refuses fails the batch, as officially."""
-        encoded = _any(body)
         scrubber = self._scrubber
+        if type(body) is str:  # the usual body: what _scrubbed does with a string, inline
+            encoded = _text(b"\x0a", body)
+            if scrubber is None:
+                return encoded
+            new = scrubber.text(body)
+            return encoded if new is body else _text(b"\x0a", new)
+        encoded = _any(body)
         if scrubber is None or body is None or isinstance(body, (bool, int, float, bytes)):
             return encoded
         if isinstance(body, str) or (isinstance(body, Sequence) and not isinstance(body, Mapping)):

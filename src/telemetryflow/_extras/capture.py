@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace as otel_trace
 from opentelemetry._logs import SeverityNumber
 
-from telemetryflow._extras.track import to_attributes
+from telemetryflow._extras.metadata import to_attributes
 from telemetryflow._recording.attributes import clean_value
 
 if TYPE_CHECKING:

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry._logs import Logger, LoggerProvider, SeverityNumber
 
-from telemetryflow._extras.track import to_attributes
+from telemetryflow._extras.metadata import to_attributes
+from telemetryflow._recording.diagnostics import _local as _sdk_thread
 from telemetryflow._recording.diagnostics import in_sdk, warn_throttled
+from telemetryflow._recording.light_logs import SITE_KEYS, LightLogs, call_site, light_logs
 
 if TYPE_CHECKING:
     from telemetryflow._extras.protocol import ClientLike
@@ -72,6 +74,12 @@ def _body(record: logging.LogRecord) -> str:
         return str(record.msg)
 
 
+def _queue_processor_type() -> type:
+    from telemetryflow._exporting.pipeline import LogQueueProcessor
+
+    return LogQueueProcessor
+
+
 def _is_own(name: str) -> bool:
     return name == "telemetryflow" or name.startswith("telemetryflow.")
 
@@ -87,24 +95,42 @@ class TelemetryFlowHandler(logging.Handler):
     def __init__(self, client: ClientLike, level: int = logging.NOTSET) -> None:
         super().__init__(level)
         self.client = client
-        self._scopes: dict[str, Logger] = {}
+        self._scopes: dict[str, tuple[Logger, LightLogs | None]] = {}
         self._provider: LoggerProvider | None = None
         self._attached: logging.Logger | None = None
 
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
         """Filter and emit without the handler lock (see the module docstring)."""
-        if in_sdk() or getattr(_local, "busy", False) or _is_own(record.name):
+        if getattr(_sdk_thread, "depth", 0) or getattr(_local, "busy", False):
+            return False  # in_sdk(), inlined: this runs for every record
+        if _is_own(record.name):
             return False
-        result: Any = self.filter(record)
-        if isinstance(result, logging.LogRecord):  # 3.12+: filters may replace records
-            record = result
-        if result:
-            self.emit(record)
-        return bool(result)
+        if self.filters:
+            result: Any = self.filter(record)
+            if not result:
+                return False
+            if isinstance(result, logging.LogRecord):  # 3.12+: filters may replace records
+                record = result
+        if type(self).emit is not TelemetryFlowHandler.emit:
+            self.emit(record)  # a subclass's own emit
+            return True
+        _local.busy = True
+        try:
+            self._emit(record)
+        except Exception as exc:  # logging must never raise into the app
+            warn_throttled(
+                "logging-bridge", "could not forward a log record: %s", type(exc).__name__
+            )
+        finally:
+            _local.busy = False
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         if in_sdk() or getattr(_local, "busy", False):
             return
+        self._guarded_emit(record)
+
+    def _guarded_emit(self, record: logging.LogRecord) -> None:
         _local.busy = True
         try:
             self._emit(record)
@@ -116,53 +142,76 @@ class TelemetryFlowHandler(logging.Handler):
             _local.busy = False
 
     def _emit(self, record: logging.LogRecord) -> None:
-        otel_logger = self._logger_for(record.name)
-        if otel_logger is None:
+        target = self._logger_for(record.name)
+        if target is None:
             return
+        otel_logger, light = target
         extra = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
         attributes = to_attributes(extra) if extra else {}
-        attributes["code.file.path"] = record.pathname
-        attributes["code.function.name"] = record.funcName
-        attributes["code.line.number"] = record.lineno
-        attributes["thread.id"] = record.thread or 0
-        attributes["thread.name"] = record.threadName or ""
-        if record.stack_info:
-            attributes["code.stacktrace"] = record.stack_info
+        stack = record.stack_info or None
         exc_info = record.exc_info
         exception = exc_info[1] if isinstance(exc_info, tuple) else None
-        number, text = _severity(record.levelno)
+        severity = _severity(record.levelno)
+        timestamp = int(record.created * 1e9)
+        observed = time.time_ns()
+        body = _body(record)
+        site = call_site(record, attributes) if light is not None else None
+        if site is not None and light is not None:
+            # the light path appends the call site and stack itself, once it takes the record
+            if light.emit(timestamp, observed, severity, body, attributes, exception, site, stack):
+                return  # the same record Logger.emit would queue (see _light_logs.py)
+            attributes.update(zip(SITE_KEYS, site, strict=True))
+        else:
+            attributes["code.file.path"] = record.pathname
+            attributes["code.function.name"] = record.funcName
+            attributes["code.line.number"] = record.lineno
+            attributes["thread.id"] = record.thread or 0
+            attributes["thread.name"] = record.threadName or ""
+        if stack is not None:
+            attributes["code.stacktrace"] = stack
+        if (
+            site is None
+            and light is not None
+            and light.emit(timestamp, observed, severity, body, attributes, exception)
+        ):
+            return
         otel_logger.emit(
-            timestamp=int(record.created * 1e9),
-            observed_timestamp=time.time_ns(),
-            severity_number=number,
-            severity_text=text,
-            body=_body(record),
+            timestamp=timestamp,
+            observed_timestamp=observed,
+            severity_number=severity[0],
+            severity_text=severity[1],
+            body=body,
             attributes=attributes,
             exception=exception,
         )
 
-    def _logger_for(self, name: str) -> Logger | None:
-        """An OpenTelemetry logger whose scope is the ``logging`` logger's name.
+    def _logger_for(self, name: str) -> tuple[Logger, LightLogs | None] | None:
+        """An OpenTelemetry logger whose scope is the ``logging`` logger's name, and
+        its light path when it has one.
 
         Cached per name, and forgotten when the client's provider changes (a forked
         child rebuilds its pipeline); past ``_MAX_SCOPES`` names, the client's own.
         """
         client = self.client
-        if not client.is_initialized():
+        if client._state != "running":  # is_initialized(), inlined: once per record
             return None
-        provider: LoggerProvider | None = client.logger_provider
+        pipeline = client._pipeline
+        provider: LoggerProvider | None = pipeline.logger_provider if pipeline else None
         if provider is None:
-            return client.otel_logger
+            own = client.otel_logger
+            return (own, None) if own is not None else None
         if provider is not self._provider:
             self._provider, self._scopes = provider, {}
         found = self._scopes.get(name)
         if found is not None:
             return found
         if len(self._scopes) >= _MAX_SCOPES:
-            return client.otel_logger
+            own = client.otel_logger
+            return (own, client._light_logs) if own is not None else None
         scoped: Logger = provider.get_logger(name or "root")
-        self._scopes[name] = scoped
-        return scoped
+        target = (scoped, light_logs(scoped, _queue_processor_type()))
+        self._scopes[name] = target
+        return target
 
     def close(self) -> None:
         """Detach from the logger it was installed on, then close."""

@@ -17,12 +17,23 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
 
     from telemetryflow._configuration.config import TelemetryConfig
+    from telemetryflow._exporting.pipeline import Pipeline
+    from telemetryflow._recording.instruments import MetricRecorder
+    from telemetryflow._recording.light_logs import LightLogs
 
 __all__ = ["ClientLike"]
 
 
 class ClientLike(Protocol):
     """A running-or-not client: its configuration, OpenTelemetry objects and metrics."""
+
+    # The hot paths (``track``, the logging bridge) read these of the client core
+    # directly instead of through the public properties: one call less per record.
+    _state: str
+    _pipeline: Pipeline | None
+    _light_logs: LightLogs | None
+
+    def _recorder(self) -> MetricRecorder | None: ...
 
     @property
     def config(self) -> TelemetryConfig: ...

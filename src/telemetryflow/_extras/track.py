@@ -3,13 +3,8 @@
 Each tracked call is one span (current while the code runs) plus one point in the
 ``telemetryflow.track.duration`` histogram, labelled ``completed`` or ``failed``.
 Metadata given to :func:`add_metadata` (``trace(key, value)``) waits in a context
-variable and is taken by the next tracked call in the same thread or async task.
-
-The pending metadata lives in a one-slot box that ``trace`` replaces (copy on write)
-and a tracked call empties. Replacing keeps concurrent tasks apart (each task gets
-its own box as soon as it calls ``trace``); emptying in place means a task created
-with ``asyncio.create_task(tracked())`` consumes its parent's metadata instead of
-leaving a stale copy behind for the parent's next call.
+variable (:mod:`telemetryflow._extras.metadata`) and is taken by the next tracked
+call in the same thread or async task.
 
 Nothing here raises because of telemetry: every recording step is guarded, and
 the user's exceptions pass through as the very same object.
@@ -19,10 +14,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -31,8 +24,15 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span
 
 from telemetryflow._extras.default import get_default_client
-from telemetryflow._recording.attributes import MAX_VALUE_LENGTH, clean_value
+from telemetryflow._extras.metadata import (
+    add_metadata,
+    attribute_value,
+    take_metadata,
+    to_attributes,
+)
 from telemetryflow._recording.diagnostics import warn_throttled
+from telemetryflow._recording.instruments import Bound, record_bound
+from telemetryflow._recording.light_spans import LightSpan, LightTracer
 from telemetryflow._recording.spans import record_error
 
 if TYPE_CHECKING:
@@ -58,91 +58,14 @@ FAILED = "failed"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_PRIMITIVES = (str, bool, int, float)
-_pending: ContextVar[list[dict[str, Any]] | None] = ContextVar(
-    "telemetryflow_pending_metadata", default=None
-)
-
-
-# -- attribute values ----------------------------------------------------------------
-def attribute_value(value: Any) -> Any:
-    """``value`` as an attribute: primitives and homogeneous lists as they are,
-    other containers as compact JSON, anything else as its ``str()``."""
-    if value is None:
-        return None
-    if isinstance(value, _PRIMITIVES):
-        return clean_value(value)
-    if isinstance(value, (list, tuple)) and all(
-        type(v) in _PRIMITIVES and type(v) is type(value[0]) for v in value
-    ):
-        return clean_value(value)
-    if not isinstance(value, (Mapping, list, tuple, set, frozenset)):
-        return clean_value(value)  # its str(), never raising
-    try:
-        text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError):
-        return clean_value(value)
-    return text if len(text) <= MAX_VALUE_LENGTH else text[:MAX_VALUE_LENGTH] + "…"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    return str(value)
-
-
-def to_attributes(values: Mapping[Any, Any] | None) -> dict[str, Any]:
-    """A new dict of attribute values; ``None`` values are dropped. Never raises."""
-    if not values or not isinstance(values, Mapping):
-        return {}
-    out: dict[str, Any] = {}
-    try:
-        for key, value in values.items():
-            fixed = attribute_value(value)
-            if fixed is not None:
-                out[key if isinstance(key, str) else str(clean_value(key))] = fixed
-    except Exception:  # a hostile mapping must not break the caller
-        warn_throttled("bad-attributes", "could not read some attributes; dropped them")
-    return out
-
-
-# -- trace(): metadata for the next tracked call --------------------------------------
-def add_metadata(key: str, value: Any) -> None:
-    """Attach ``key=value`` to the next tracked call of this thread or task."""
-    try:
-        if not isinstance(key, str) or not key:
-            warn_throttled(
-                "trace-key", "trace() needs a non-empty string key; ignored %r", str(key)[:40]
-            )
-            return
-        box = _pending.get()
-        merged = dict(box[0]) if box else {}
-        fixed = attribute_value(value)
-        if fixed is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = fixed
-        _pending.set([merged])
-    except Exception:
-        warn_throttled("trace-failed", "trace(%r) could not be recorded", str(key)[:40])
-
-
-def take_metadata() -> dict[str, Any] | None:
-    """Remove and return the pending metadata (``None`` if there is none)."""
-    box = _pending.get()
-    if not box:
-        return None
-    try:
-        return box.pop()  # atomic: of two racing takers, exactly one gets it
-    except IndexError:
-        return None
+_INTERNAL = otel_trace.SpanKind.INTERNAL
 
 
 # -- one tracked run -------------------------------------------------------------------
 def _resolve(client: ClientLike | None) -> ClientLike | None:
     if client is None:
         return get_default_client()
-    if client.is_initialized():
+    if getattr(client, "_state", "") == "running":  # is_initialized(), inlined
         return client
     if getattr(client, "_state", "") == "new":
         warn_throttled(
@@ -156,20 +79,40 @@ def _resolve(client: ClientLike | None) -> ClientLike | None:
 class _Run:
     """The state of one tracked execution: its span, start time and client."""
 
-    __slots__ = ("client", "name", "span", "start", "token")
+    __slots__ = ("client", "context", "name", "span", "start", "token")
 
     def __init__(self, client: ClientLike, name: str, attach: bool) -> None:
         self.client = client
         self.name = name
         self.token: object = None
         self.span: Span | None = None
+        self.context: otel_context.Context | None = None
         metadata = take_metadata()
         tracer = client.tracer
         if tracer is not None:
-            self.span = tracer.start_span(name, attributes=metadata)
+            if type(tracer) is LightTracer:  # its start_span with no optional arguments
+                self.span = tracer._factory.start(
+                    name, _INTERNAL, dict(metadata) if metadata else {}, None, None
+                )
+            else:
+                self.span = tracer.start_span(name, attributes=metadata)
             if attach:
-                self.token = otel_context.attach(otel_trace.set_span_in_context(self.span))
+                self.context = otel_trace.set_span_in_context(self.span)
+                self.token = otel_context.attach(self.context)
         self.start = time.perf_counter()
+
+    def _in_light_span(self) -> otel_context.Context | None:
+        """The context this run attached, while it is still the current one and its
+        span a light (so recording, so sampled) span; else None."""
+        context = self.context
+        if (
+            context is not None
+            and self.token is not None
+            and type(self.span) is LightSpan
+            and otel_context.get_current() is context
+        ):
+            return context
+        return None
 
     def enter(self) -> object:
         """Make the span current for one resumption of a generator."""
@@ -182,11 +125,13 @@ class _Run:
         duration = (time.perf_counter() - self.start) * 1e3
         failed = error is not None and not isinstance(error, GeneratorExit)
         status = FAILED if failed else COMPLETED
-        attributes = {"track.name": self.name, "track.status": status}
-        if failed:
-            attributes["error.type"] = type(error).__qualname__
         try:
-            self.client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
+            if failed:
+                attributes = {"track.name": self.name, "track.status": status}
+                attributes["error.type"] = type(error).__qualname__
+                self.client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
+            else:
+                _record_completed(self.client, self.name, duration, self._in_light_span())
         finally:
             span, token = self.span, self.token
             if span is not None:
@@ -197,6 +142,37 @@ class _Run:
                 if failed:
                     record_error(span, cast(BaseException, error))
                 span.end()
+
+
+_completed: dict[tuple[int, str], tuple[Any, Bound]] = {}
+"""Per recorder and tracked name: the series of its ``completed`` durations."""
+_COMPLETED_LIMIT = 1024
+
+
+def _record_completed(
+    client: ClientLike,
+    name: str,
+    duration: float,
+    in_span: otel_context.Context | None,
+) -> None:
+    """One ``completed`` duration: what ``record_histogram`` does with it, straight
+    into the series it bound the first time (the value is a finite float: nothing to
+    validate). The exported points and exemplars are the same. ``in_span``: the
+    current context, known to hold a sampled span (see :func:`record_bound`)."""
+    recorder = client._recorder()
+    found = _completed.get((id(recorder), name)) if recorder is not None else None
+    if found is not None and found[0] is recorder:
+        record_bound(*found[1], duration, in_span)
+        return
+    attributes = {"track.name": name, "track.status": COMPLETED}
+    client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
+    if recorder is None:
+        return
+    bound = recorder.bound("histogram", DURATION_METRIC, "ms", attributes)
+    if bound is not None:
+        if len(_completed) >= _COMPLETED_LIMIT:
+            _completed.clear()
+        _completed[(id(recorder), name)] = (recorder, bound)
 
 
 def _begin(name: str, client: ClientLike | None, attach: bool = True) -> _Run | None:

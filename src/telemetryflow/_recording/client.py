@@ -20,21 +20,17 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 from opentelemetry._logs import SeverityNumber
-from opentelemetry.sdk._logs import LoggerProvider
 
 from telemetryflow._configuration.config import TelemetryConfig
 from telemetryflow._configuration.enums import SeverityLevel, SpanKind
 from telemetryflow._configuration.errors import NotInitializedError, TelemetryFlowError
-from telemetryflow._configuration.resource import build_resource
-from telemetryflow._exporting.pipeline import Pipeline
 from telemetryflow._exporting.stats import DropReason
-from telemetryflow._exporting.transport import Transport, check_tls_files, preload_export_modules
 from telemetryflow._recording.attributes import clean_attributes
 from telemetryflow._recording.diagnostics import logger, warn_throttled
 from telemetryflow._recording.instruments import MetricRecorder
@@ -42,6 +38,13 @@ from telemetryflow._recording.light_spans import light_tracer
 from telemetryflow._recording.process import install_globals, register_atexit, register_fork_handler
 from telemetryflow._recording.spans import SpanRegistry, SpanScope
 from telemetryflow._version import __version__
+
+if TYPE_CHECKING:  # the export path loads on initialize(), not on import
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    from telemetryflow._exporting.pipeline import Pipeline
+    from telemetryflow._exporting.transport import Transport
+    from telemetryflow._recording.light_logs import LightLogs
 
 __all__ = ["ClientCore", "NotInitializedError", "TelemetryFlowError"]
 
@@ -81,6 +84,7 @@ class ClientCore:
         self._metrics: MetricRecorder | None = None
         self._spans: SpanRegistry | None = None
         self._logger: otel_logs.Logger | None = None
+        self._light_logs: LightLogs | None = None
         self.owns_globals = False
         self._pid = os.getpid()
         # Where export requests go; ``telemetryflow.testing`` swaps in memory for the wire.
@@ -124,6 +128,11 @@ class ClientCore:
         """Hook: the client has just stopped running, before its pipeline shuts down."""
 
     def _start(self) -> None:
+        from telemetryflow._configuration.resource import build_resource
+        from telemetryflow._exporting.pipeline import LogQueueProcessor, Pipeline
+        from telemetryflow._exporting.transport import check_tls_files, preload_export_modules
+        from telemetryflow._recording.light_logs import light_logs
+
         config = self._config
         pipeline = Pipeline(config, build_resource(config), self._transport_factory)
         if pipeline.meter_provider is not None:
@@ -134,6 +143,7 @@ class ClientCore:
             self._spans = SpanRegistry(tracer, config.max_open_spans)
         if pipeline.logger_provider is not None:
             self._logger = pipeline.logger_provider.get_logger(_INSTRUMENTATION_NAME, __version__)
+            self._light_logs = light_logs(self._logger, LogQueueProcessor)
         check_tls_files(config)
         preload_export_modules(config)  # before a pre-fork server forks, not on export threads
         self._pipeline = pipeline
@@ -193,7 +203,7 @@ class ClientCore:
                 return
             self._state = "stopped"
             pipeline, self._pipeline = self._pipeline, None
-            self._metrics = self._spans = self._logger = None
+            self._metrics = self._spans = self._logger = self._light_logs = None
         self._stopping()
         if pipeline is not None:
             try:
@@ -319,12 +329,17 @@ class ClientCore:
         attributes: Any,
     ) -> None:
         body = message if isinstance(message, str) else str(message)
+        timestamp = time.time_ns()
+        cleaned = clean_attributes(attributes)
+        light = self._light_logs
+        if light is not None and light.emit(timestamp, time.time_ns(), severity, body, cleaned):
+            return
         otel_logger.emit(
-            timestamp=time.time_ns(),
+            timestamp=timestamp,
             severity_number=severity[0],
             severity_text=severity[1],
             body=body,
-            attributes=clean_attributes(attributes),
+            attributes=cleaned,
         )
 
     def log_debug(self, message: str, attributes: dict[str, Any] | None = None) -> None:

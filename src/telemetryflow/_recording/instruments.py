@@ -31,7 +31,7 @@ from telemetryflow._exporting.stats import DropReason, Stats
 from telemetryflow._recording.attributes import clean_attributes
 from telemetryflow._recording.diagnostics import warn_throttled
 
-__all__ = ["MetricRecorder"]
+__all__ = ["Bound", "BoundHistogram", "MetricRecorder", "record_bound"]
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
 _EXACT_INT = 2**53
@@ -91,6 +91,37 @@ class _Limited:
         self.bindable = True
 
 
+Bound = tuple[_Limited, _Series]
+"""What :meth:`MetricRecorder.bound` returns."""
+
+
+def record_bound(instrument: _Limited, series: _Series, value: float, in_span: Any = None) -> None:
+    """A value the recorder has validated (or that needs no validation: a finite
+    float) straight into a bound series, after the SDK's exemplar filter.
+
+    ``in_span``: the current context, when the caller knows its span is a sampled
+    one (``track`` inside its own span): the trace-based filter's answer is then
+    known to be yes, and the context need not be looked up again.
+    """
+    meter_config = instrument.meter_config
+    if meter_config is not None and not meter_config.is_enabled:
+        return
+    should_sample = instrument.should_sample
+    if in_span is not None and should_sample is _sample_in_sampled_span:
+        sample, context = True, in_span
+    else:
+        sample, context = should_sample(value), None
+    if sample:
+        series.aggregate(
+            _Point(
+                value, time_ns(), instrument.instrument, context or get_current(), series.attributes
+            ),
+            True,
+        )
+    else:
+        series.aggregate(_Point(value, 0, instrument.instrument, None, None), False)
+
+
 def _sample_in_sampled_span(value: Any) -> bool:
     """The SDK's trace-based exemplar filter, for the current context."""
     span = _get_current_span()
@@ -122,6 +153,70 @@ def _exemplar_filter(instrument: Any) -> Callable[[Any], bool]:
     if kind is TraceBasedExemplarFilter:
         return _sample_in_sampled_span
     raise _Unbindable("an exemplar filter of another kind")
+
+
+def _sampled_in(context: Any) -> bool:
+    """The SDK's trace-based exemplar filter, for a measurement's context."""
+    span = _get_current_span(context)
+    return span is not _INVALID_SPAN and bool(span.get_span_context().trace_flags.sampled)
+
+
+def _context_filter(instrument: Any) -> Callable[[Any], bool]:
+    """The instrument's exemplar filter as ``f(context) -> bool``."""
+    plain = _exemplar_filter(instrument)
+    return _sampled_in if plain is _sample_in_sampled_span else plain
+
+
+class BoundHistogram:
+    """An SDK histogram recorded with a few attribute dicts that are reused as
+    objects (the HTTP middleware's cached sets): after a dict's first value went
+    through ``Histogram.record``, its later values go straight to the aggregation
+    that call created, after the SDK's exemplar filter, with the same context.
+    Values must be finite and non-negative (durations); the caller guarantees it.
+    """
+
+    __slots__ = ("_bindable", "_filter", "_instrument", "_series")
+
+    def __init__(self, instrument: Any) -> None:
+        self._instrument = instrument
+        self._series: dict[int, tuple[dict[str, Any], _Series]] = {}
+        self._filter: Callable[[Any], bool] = _never
+        self._bindable = True
+
+    def record(self, value: float, attributes: dict[str, Any], context: Any = None) -> None:
+        found = self._series.get(id(attributes))
+        if found is None or found[0] is not attributes:
+            self._instrument.record(value, attributes, context=context)
+            self._bind(attributes)
+            return
+        instrument = self._instrument
+        meter_config = instrument._meter_config
+        if meter_config is not None and not meter_config.is_enabled:
+            return
+        series = found[1]
+        if self._filter(context):
+            point = _Point(value, time_ns(), instrument, context or get_current(), attributes)
+            series.aggregate(point, True)
+        else:
+            series.aggregate(_Point(value, 0, instrument, None, None), False)
+
+    def _bind(self, attributes: dict[str, Any]) -> None:
+        if not self._bindable or len(self._series) >= 1024:
+            return
+        if any(type(k) is not str or not k or type(v) not in _PRIMITIVES
+               for k, v in attributes.items()):  # fmt: skip
+            return  # OpenTelemetry would rewrite them: keep its call
+        try:
+            if not self._series:
+                self._filter = _context_filter(self._instrument)
+                if not hasattr(self._instrument, "_meter_config"):
+                    raise _Unbindable("another instrument layout")
+            aggregate = _bind(self._instrument, attributes)
+        except Exception:  # another SDK layout: always take the SDK call
+            self._bindable = False
+            return
+        if aggregate is not None:
+            self._series[id(attributes)] = (attributes, _Series(aggregate, attributes))
 
 
 class _Unbindable(Exception):  # noqa: N818 - a signal, not an error
@@ -265,23 +360,23 @@ class MetricRecorder:
         except (TypeError, AttributeError):  # unhashable values, or not a mapping
             raw, series = None, None
         if series is not None:
-            meter_config = instrument.meter_config
-            if meter_config is not None and not meter_config.is_enabled:
-                return
-            if instrument.should_sample(value):
-                series.aggregate(
-                    _Point(
-                        value, time_ns(), instrument.instrument, get_current(), series.attributes
-                    ),
-                    True,
-                )
-            else:
-                series.aggregate(_Point(value, 0, instrument.instrument, None, None), False)
+            record_bound(instrument, series, value)
             return
         admitted = self._attributes(instrument, attributes)
         instrument.record(value, admitted)
         if raw is not None and admitted is not OVERFLOW_ATTRIBUTES and instrument.bindable:
             self._remember(instrument, raw, admitted)
+
+    def bound(self, kind: str, name: str, unit: str, attributes: dict[str, Any]) -> Bound | None:
+        """The instrument and aggregation a value of ``attributes`` goes to once
+        :meth:`record` has bound them (None before that, or when it never will): for a
+        caller that records many valid values of one series, :func:`record_bound`."""
+        instrument = self._instruments.get((kind, name, unit))
+        if instrument is None:
+            return None
+        raw = (*attributes.items(), *map(type, attributes.values()))
+        series = instrument.series.get(raw)
+        return None if series is None else (instrument, series)
 
     def _remember(
         self, instrument: _Limited, raw: tuple[Any, ...], admitted: dict[str, Any]

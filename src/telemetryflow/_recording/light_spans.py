@@ -24,7 +24,13 @@ from typing import Any, NamedTuple
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+)
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.sdk.util import BoundedList
@@ -38,9 +44,12 @@ _PRIMITIVES = (str, bool, int, float)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
-_UNSET = Status(StatusCode.UNSET)
+_UNSET = UNSET_STATUS = Status(StatusCode.UNSET)
+"""The status of every light span until ``set_status``: the encoder knows its bytes."""
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _ENDING = threading.Lock()
+_BASE_ON_START = SpanProcessor.on_start
+_BASE_ON_ENDING = SpanProcessor._on_ending
 
 
 def _plain(attributes: Mapping[str, Any], limit: int | None) -> bool:
@@ -149,12 +158,44 @@ class LightSpan(Span, ReadableSpan):
         if self._end_time is not None:
             _sdk_logger.warning("Setting attribute on ended span.")
             return
+        current = self._attributes
+        if type(current) is dict and type(attributes) is dict and self._fits(current, attributes):
+            for key, value in attributes.items():
+                current.pop(key, None)  # as BoundedAttributes does: a new value goes last
+                current[key] = value
+            return
         self._bounded_attributes()._set_items(attributes)
+
+    def _fits(self, current: dict[str, Any], new: dict[str, Any]) -> bool:
+        """Whether ``BoundedAttributes`` would take ``new`` as it is, dropping nothing."""
+        limits = self._factory.limits
+        if limits.max_span_attribute_length is not None:
+            return False
+        added = 0
+        for key, value in new.items():
+            if type(key) is not str or not key or type(value) not in _PRIMITIVES:
+                return False
+            if key not in current:
+                added += 1
+        limit = limits.max_span_attributes
+        return limit is None or len(current) + added <= limit
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         if self._end_time is not None:
             _sdk_logger.warning("Setting attribute on ended span.")
             return
+        current = self._attributes
+        if type(current) is dict and type(value) in _PRIMITIVES and type(key) is str and key:
+            limits = self._factory.limits
+            if limits.max_span_attribute_length is None:  # BoundedAttributes keeps it as is
+                if key in current:
+                    del current[key]  # as BoundedAttributes does: a new value goes last
+                    current[key] = value
+                    return
+                limit = limits.max_span_attributes
+                if limit is None or len(current) < limit:
+                    current[key] = value
+                    return
         self._bounded_attributes()[key] = value
 
     def add_event(
@@ -261,9 +302,16 @@ class LightSpan(Span, ReadableSpan):
             return
         if isinstance(self._attributes, BoundedAttributes):
             self._attributes._immutable = True
-        processor = self._factory.processor
-        processor._on_ending(self)  # type: ignore[arg-type]
-        processor.on_end(self)
+        hooks = self._factory.hooks()
+        if hooks is None:
+            processor = self._factory.processor
+            processor._on_ending(self)  # type: ignore[arg-type]
+            processor.on_end(self)
+            return
+        for ending in hooks[1]:
+            ending(self)
+        for end in hooks[2]:
+            end(self)
 
     def __exit__(
         self,
@@ -295,6 +343,26 @@ class LightFactory:
         self.instrumentation_info = tracer.instrumentation_info
         self.limits: SpanLimits = tracer._span_limits
         self._random_ids = bool(_RANDOM) and self.ids.is_trace_id_random()
+        self._hooks: tuple[Any, tuple[list[Any], list[Any], list[Any]]] | None = None
+
+    def hooks(self) -> tuple[list[Any], list[Any], list[Any]] | None:
+        """``on_start``, ``_on_ending`` and ``on_end`` of the provider's processors, in
+        order, leaving out the base class's empty ones: what the SDK's synchronous
+        multi-processor calls, minus calls that do nothing. None: another
+        multi-processor, called as it is."""
+        processor = self.processor
+        if type(processor) is not SynchronousMultiSpanProcessor:
+            return None
+        processors = processor._span_processors
+        cached = self._hooks
+        if cached is None or cached[0] is not processors:
+            hooks = (
+                [p.on_start for p in processors if type(p).on_start is not _BASE_ON_START],
+                [p._on_ending for p in processors if type(p)._on_ending is not _BASE_ON_ENDING],
+                [p.on_end for p in processors],
+            )
+            cached = self._hooks = (processors, hooks)
+        return cached[1]
 
     @classmethod
     def for_tracer(cls, tracer: Tracer) -> LightFactory | None:
@@ -353,7 +421,12 @@ class LightFactory:
         if not sampled:
             return trace.NonRecordingSpan(context=span_context)
         span = LightSpan(self, name, span_context, parent, kind, attributes, options)
-        self.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
+        hooks = self.hooks()
+        if hooks is None:
+            self.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
+        else:
+            for begin in hooks[0]:
+                begin(span, parent_context=context)
         return span
 
 

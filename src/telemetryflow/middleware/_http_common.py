@@ -27,12 +27,14 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, Histogram, Observation
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from telemetryflow._extras.facade import TelemetryFlowClient
 from telemetryflow._recording.diagnostics import warn_throttled
+from telemetryflow._recording.instruments import BoundHistogram
+from telemetryflow._recording.light_spans import LightTracer
 from telemetryflow.middleware._http_attributes import (
     OTHER,
     MiddlewareOptions,
@@ -113,15 +115,17 @@ class _Instruments:
         self.pid = os.getpid()
         self.tracer: Tracer | None = client.tracer
         meter = client.meter
-        self.duration: Histogram | None = None
+        self.duration: BoundHistogram | None = None
         self.requests: _Tally | None = None
         self.errors: _Tally | None = None
         if meter is not None:
-            self.duration = meter.create_histogram(
-                DURATION_METRIC,
-                unit="s",
-                description="Duration of HTTP server requests.",
-                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            self.duration = BoundHistogram(  # attribute dicts come from metric_attributes
+                meter.create_histogram(
+                    DURATION_METRIC,
+                    unit="s",
+                    description="Duration of HTTP server requests.",
+                    explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+                )
             )
             self.requests = _Tally()
             meter.create_observable_counter(
@@ -379,12 +383,17 @@ class ServerTelemetry:
             # layer put in the context. When an outer layer already started a span for
             # this request, it has continued the trace itself: nest under it.
             parent = propagate.extract(carrier, context=parent, getter=getter)
-        span = tracer.start_span(
-            span_name(method, None),
-            context=parent,
-            kind=trace.SpanKind.SERVER,
-            attributes=attributes,
-        )
+        if type(tracer) is LightTracer:  # its start_span, minus copying our own dict
+            span = tracer._factory.start(
+                span_name(method, None), trace.SpanKind.SERVER, attributes, parent, None
+            )
+        else:
+            span = tracer.start_span(
+                span_name(method, None),
+                context=parent,
+                kind=trace.SpanKind.SERVER,
+                attributes=attributes,
+            )
         return RequestRecord(
             inst, self.options, method, scheme, span, trace.set_span_in_context(span, parent)
         )
