@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from telemetryflow.collector.ingest._otlp import _tags, attributes, compact_json
+from telemetryflow.collector.ingest._otlp import attributes, compact_json, tags_json
 from telemetryflow.collector.query._metrics_sql import MetricFilter, SqlParts
 from telemetryflow.collector.query._params import iso
 
@@ -46,7 +46,7 @@ def exemplar_rows(
         resource_attrs = attributes(rm.resource.attributes)
         name = resource_attrs.get("service.name")
         service = name if isinstance(name, str) else ""
-        resource = _tags(kv for kv in rm.resource.attributes if kv.key != "service.name")
+        resource = tags_json(kv for kv in rm.resource.attributes if kv.key != "service.name")
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 kind = metric.WhichOneof("data")
@@ -55,7 +55,7 @@ def exemplar_rows(
                 for point in getattr(metric, kind).data_points:
                     if not point.exemplars:
                         continue
-                    head = (project, service, metric.name, _tags(point.attributes), resource)
+                    head = (project, service, metric.name, tags_json(point.attributes), resource)
                     out.extend(_point_exemplars(point.exemplars, head, received_ns))
     return out
 

@@ -44,6 +44,7 @@ __all__ = [
     "point_rows",
     "span_accepted",
     "span_rows",
+    "tags_json",
 ]
 
 Row = tuple[Any, ...]
@@ -296,7 +297,7 @@ def log_rows(request: ExportLogsServiceRequest, project: str, received_ns: int) 
     return out
 
 
-def _tags(pairs: Iterable[KeyValue]) -> str:
+def tags_json(pairs: Iterable[KeyValue]) -> str:
     """Metric tags as canonical JSON with string values (tag filters compare text)."""
     out: dict[str, str] = {}
     for kv in pairs:
@@ -350,7 +351,7 @@ def point_rows(request: ExportMetricsServiceRequest, project: str, received_ns: 
     out = Ingested([])
     for rm in request.resource_metrics:
         service = _service(attributes(rm.resource.attributes))
-        resource = _tags(kv for kv in rm.resource.attributes if kv.key != "service.name")
+        resource = tags_json(kv for kv in rm.resource.attributes if kv.key != "service.name")
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 _metric_rows(out, metric, (project, service, metric.name), (received_ns, resource))
@@ -395,7 +396,7 @@ def _number_rows(out: Ingested, points: Iterable[Any], head: tuple[str, str, str
         if max(when, start) > _INT64 or value is None:
             out.rejected += 1
             continue
-        rows.append((*head, monotonic, temporality, unit, _tags(p.attributes), when, start,
+        rows.append((*head, monotonic, temporality, unit, tags_json(p.attributes), when, start,
                      value, None, None, None, None, None, None, received_ns, resource,
                      None, None, None))  # fmt: skip
 
@@ -409,7 +410,7 @@ def _point_row(
     count = getattr(p, "count", 0)
     if max(when, p.start_time_unix_nano, count) > _INT64:
         return None
-    tags = _tags(p.attributes)
+    tags = tags_json(p.attributes)
     tail = (unit, tags, when, p.start_time_unix_nano)
     if kind == "summary":  # keep count and sum
         return (*head, "summary", 0, CUMULATIVE, *tail, None, count, _finite(p.sum),

@@ -24,7 +24,15 @@ from telemetryflow.collector.web._security import RefusedError, error
 from telemetryflow.collector.web._session import SessionStore
 from telemetryflow.collector.web._shape import flat_trace, list_row, log_row
 
-__all__ = ["PAGE_SIZE", "TRACE_LOG_LIMIT", "WebApi", "admit"]
+__all__ = [
+    "LOG_PARAMS",
+    "PAGE_SIZE",
+    "TRACE_LOG_LIMIT",
+    "WebApi",
+    "admit",
+    "log_params",
+    "query_params",
+]
 
 PAGE_SIZE = 50
 """Traces per page of the trace list."""
@@ -33,7 +41,7 @@ TRACE_LOG_LIMIT = 2000
 """Logs shown inline on a trace page, oldest first."""
 _TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 _TRACE_PARAMS = ("service", "q", "min_duration", "error", "since", "until", "page")
-_LOG_PARAMS = ("q", "severity", "service", "trace_id", "since", "until", "limit")
+LOG_PARAMS = ("q", "severity", "service", "trace_id", "since", "until", "limit")
 _LOG_LIMIT = 200
 # page parameter -> query parameter
 _TRACE_QUERY_NAMES = (
@@ -46,7 +54,7 @@ _LOG_QUERY_NAMES = (
 )  # fmt: skip
 
 
-def _params(request: Request, known: tuple[str, ...]) -> dict[str, str]:
+def query_params(request: Request, known: tuple[str, ...]) -> dict[str, str]:
     raw = {k: v for k, v in request.query_params.items() if v != ""}
     unknown = sorted(set(raw) - set(known))
     if unknown:
@@ -99,7 +107,7 @@ class WebApi:
     async def traces(self, request: Request) -> Response:
         """The trace list, newest first; pages share one pinned ``until``."""
         principal = admit(self.pipeline, self.sessions, request)
-        raw = _params(request, _TRACE_PARAMS)
+        raw = query_params(request, _TRACE_PARAMS)
         page = _page(raw)
         # pinned to a microsecond so that the next page's offsets line up exactly
         until = raw.get("until") or iso(time.time_ns() // 1000 * 1000)
@@ -152,7 +160,7 @@ class WebApi:
 
     async def logs(self, request: Request) -> Response:
         principal = admit(self.pipeline, self.sessions, request)
-        params = log_params(_params(request, _LOG_PARAMS))
+        params = log_params(query_params(request, LOG_PARAMS))
         answer = await run_in_threadpool(self._query, "logs", principal, params)
         return JSONResponse({
             "logs": [log_row(r) for r in answer["logs"]],

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector.query._params import parse_instant
 from telemetryflow.collector.server._auth import Principal
-from telemetryflow.collector.web._api import _params, admit
+from telemetryflow.collector.web._api import admit, query_params
 from telemetryflow.collector.web._session import SessionStore
 
 __all__ = ["DURATION_METRIC", "FLAG_LOG_LIMIT", "InsightsApi"]
@@ -72,7 +72,7 @@ class InsightsApi:
     async def errors(self, request: Request) -> Response:
         """Error groups, most recently seen first, each with its latest occurrence."""
         principal = admit(self.pipeline, self.sessions, request)
-        params = _params(request, _ERROR_PARAMS)
+        params = query_params(request, _ERROR_PARAMS)
         answer = await run_in_threadpool(self.pipeline.error_groups, principal, params)
         return JSONResponse({**answer, "project": principal.project})
 
@@ -86,7 +86,7 @@ class InsightsApi:
     async def events(self, request: Request) -> Response:
         """Counts and distinct users per event name, and who saw which flag variant."""
         principal = admit(self.pipeline, self.sessions, request)
-        params = _params(request, _EVENT_PARAMS)
+        params = query_params(request, _EVENT_PARAMS)
         answer = await run_in_threadpool(self._events, principal, params)
         return JSONResponse(answer)
 
@@ -106,7 +106,7 @@ class InsightsApi:
         """Per service and route: requests, rate, error rate, p50 and p99; latest errors;
         each forwarding upstream's delivered, pending and dropped items."""
         principal = admit(self.pipeline, self.sessions, request)
-        params = _params(request, _OVERVIEW_PARAMS)
+        params = query_params(request, _OVERVIEW_PARAMS)
         answer = await run_in_threadpool(self._overview, principal, params)
         return JSONResponse(answer)
 

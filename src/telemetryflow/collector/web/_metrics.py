@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector.query._params import parse_instant
-from telemetryflow.collector.web._api import _params, admit
+from telemetryflow.collector.web._api import admit, query_params
 from telemetryflow.collector.web._session import SessionStore
 
 __all__ = ["TARGET_POINTS", "MetricsApi"]
@@ -47,13 +47,13 @@ class MetricsApi:
 
     async def names(self, request: Request) -> Response:
         principal = admit(self.pipeline, self.sessions, request)
-        params = _params(request, _NAME_PARAMS)
+        params = query_params(request, _NAME_PARAMS)
         answer = await run_in_threadpool(self.pipeline.query, "metric_names", principal, params)
         return JSONResponse({"metrics": answer["metrics"], "project": principal.project})
 
     async def series(self, request: Request) -> Response:
         principal = admit(self.pipeline, self.sessions, request)
-        raw = _params(request, _SERIES_PARAMS)
+        raw = query_params(request, _SERIES_PARAMS)
         params: dict[str, Any] = {"name": request.path_params["name"], "agg": "avg", **raw}
         params.setdefault("since", f"{_DEFAULT_WINDOW_S}s")
         params.setdefault("step", auto_step(params))

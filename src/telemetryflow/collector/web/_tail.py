@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from telemetryflow.collector._pipeline import Pipeline
 from telemetryflow.collector.query._params import iso
 from telemetryflow.collector.server._auth import Principal
-from telemetryflow.collector.web._api import _LOG_PARAMS, _params, admit, log_params
+from telemetryflow.collector.web._api import LOG_PARAMS, admit, log_params, query_params
 from telemetryflow.collector.web._security import error
 from telemetryflow.collector.web._session import SessionStore
 from telemetryflow.collector.web._shape import log_row
@@ -93,7 +93,7 @@ class LogTail:
 
     async def endpoint(self, request: Request) -> Response:
         principal = admit(self.pipeline, self.sessions, request)
-        raw = _params(request, _LOG_PARAMS)
+        raw = query_params(request, LOG_PARAMS)
         raw.pop("since", None)
         raw.pop("until", None)
         params = log_params(raw)
