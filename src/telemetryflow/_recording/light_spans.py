@@ -37,6 +37,8 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode, TraceFlags, Tracer
 from opentelemetry.util import types
 
+from telemetryflow._recording.fast_context import SPAN_KEY, get_current
+
 __all__ = ["LightFactory", "LightSpan", "LightTracer", "light_tracer"]
 
 _sdk_logger = logging.getLogger("opentelemetry.sdk.trace")  # the SDK span's own warnings
@@ -47,6 +49,7 @@ _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 _UNSET = UNSET_STATUS = Status(StatusCode.UNSET)
 """The status of every light span until ``set_status``: the encoder knows its bytes."""
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_INVALID_CONTEXT = trace.INVALID_SPAN_CONTEXT
 _ENDING = threading.Lock()
 _BASE_ON_START = SpanProcessor.on_start
 _BASE_ON_ENDING = SpanProcessor._on_ending
@@ -300,8 +303,9 @@ class LightSpan(Span, ReadableSpan):
         if ended is not None:
             _sdk_logger.warning("Calling end() on an ended span.")
             return
-        if isinstance(self._attributes, BoundedAttributes):
-            self._attributes._immutable = True
+        attributes = self._attributes
+        if type(attributes) is not dict and isinstance(attributes, BoundedAttributes):
+            attributes._immutable = True
         hooks = self._factory.hooks()
         if hooks is None:
             processor = self._factory.processor
@@ -400,7 +404,11 @@ class LightFactory:
         options: _Options | None = None,
     ) -> Span:
         tracer = self.tracer
-        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
+        # trace.get_current_span(context).get_span_context(), with fewer calls
+        found = (get_current() if context is None else context).get(SPAN_KEY)
+        parent: SpanContext | None = _INVALID_CONTEXT
+        if found is not None and (type(found) is LightSpan or isinstance(found, Span)):
+            parent = found.get_span_context()
         if not tracer._is_enabled():
             return trace.NonRecordingSpan(context=parent)  # type: ignore[arg-type]
         if parent is None or not parent.is_valid:
