@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
 
 from telemetryflow._extras.facade import TelemetryFlowClient
+from telemetryflow._recording.fast_context import attach as _attach
+from telemetryflow._recording.fast_context import detach as _detach
 from telemetryflow.middleware._http_attributes import (
     MiddlewareOptions,
     clip,
@@ -168,6 +169,8 @@ def _environ_name(header: str) -> str:
 
 
 _GETTER = _EnvironGetter()
+_hosts: dict[str, tuple[str, int | None]] = {}
+"""``split_host`` of recent ``Host`` headers: a server sees a few, again and again."""
 
 
 def _request_attributes(environ: WSGIEnvironment, options: MiddlewareOptions) -> dict[str, Any]:
@@ -180,7 +183,13 @@ def _request_attributes(environ: WSGIEnvironment, options: MiddlewareOptions) ->
         attributes["url.query"] = redact_query(query, options.redact_params)
     host = environ.get("HTTP_HOST")
     if host:
-        address, port = split_host(host)
+        found = _hosts.get(host)
+        if found is None:
+            found = split_host(host)
+            if len(_hosts) >= 256:  # a Host header is the client's to choose: stay bounded
+                _hosts.clear()
+            _hosts[host] = found
+        address, port = found
     else:
         address = environ.get("SERVER_NAME", "")
         server_port = environ.get("SERVER_PORT", "")
@@ -347,7 +356,8 @@ class _ResponseBody:
 
     def __next__(self) -> bytes:
         record = self._record
-        token = otel_context.attach(record.context) if record.context is not None else None
+        context = record.context
+        token = _attach(context) if context is not None else None
         try:
             if self._iterator is None:
                 self._iterator = iter(self._body)
@@ -361,7 +371,7 @@ class _ResponseBody:
             raise
         finally:
             if token is not None:
-                otel_context.detach(token)
+                _detach(token)
         if not record.done:
             self._sent += len(chunk)
             length = self._responder.content_length
