@@ -131,7 +131,7 @@ class LightSpan(Span, ReadableSpan):
                 max_value_len=limits.max_span_attribute_length,
             )
         self._attributes: Any = attributes
-        self._events: Any = []
+        self._events: Any = ()  # a list from the first event on
         self._links: Any = _new_links(options.links, limits) if options and options.links else ()
         self._resource = factory.resource
         self._status = _UNSET
@@ -226,6 +226,8 @@ class LightSpan(Span, ReadableSpan):
             attributes = dict(attributes)
         event = Event(name=name, attributes=attributes or _EMPTY, timestamp=timestamp)
         events = self._events
+        if type(events) is tuple:
+            events = self._events = []
         limit = limits.max_events
         if type(events) is list and limit is not None and len(events) >= limit:
             events = self._events = BoundedList.from_seq(limit, events)

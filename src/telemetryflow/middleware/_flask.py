@@ -242,9 +242,9 @@ class _InstrumentedWsgiApp:
         if record is None:
             return self.wsgi_app(environ, start_response)
         environ[self._key] = record
-        responder = _StartResponse(start_response, record, telemetry.options)
+        response = _Response(start_response, record, telemetry.options)
         try:
-            body = self.wsgi_app(environ, responder)
+            body = self.wsgi_app(environ, response)
         except BaseException as exc:
             record.fail(exc)
             record.finish()
@@ -254,7 +254,8 @@ class _InstrumentedWsgiApp:
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             return _keep_file_wrapper(body, record)
-        return _ResponseBody(body, record, responder)
+        response._body = body
+        return response
 
 
 def _keep_file_wrapper(body: Any, record: RequestRecord) -> Iterable[bytes]:
@@ -276,11 +277,26 @@ def _keep_file_wrapper(body: Any, record: RequestRecord) -> Iterable[bytes]:
     return body  # type: ignore[no-any-return]
 
 
-class _StartResponse:
-    """Notes the status, the body length and captured headers on their way to the
-    server."""
+class _Response:
+    """The server's ``start_response`` and the response iterable, in one object.
 
-    __slots__ = ("_options", "_record", "_start_response", "content_length")
+    As ``start_response`` it notes the status, the body length and captured headers
+    on their way to the server. As the body it keeps the request's span current
+    while the body produces chunks. The span ends once the body's ``Content-Length``
+    bytes have been handed out, or at its end, or when the server closes it,
+    whichever comes first: a client that never reads a body it knows the size of
+    (Werkzeug's test client takes only the first chunk until the test reads
+    ``.data``) still gets its telemetry."""
+
+    __slots__ = (
+        "_body",
+        "_iterator",
+        "_options",
+        "_record",
+        "_sent",
+        "_start_response",
+        "content_length",
+    )
 
     def __init__(
         self, start_response: StartResponse, record: RequestRecord, options: MiddlewareOptions
@@ -289,6 +305,9 @@ class _StartResponse:
         self._record = record
         self._options = options
         self.content_length: int | None = None
+        self._body: Iterable[bytes] = ()
+        self._iterator: Iterator[bytes] | None = None
+        self._sent = 0
 
     def __call__(
         self,
@@ -308,48 +327,6 @@ class _StartResponse:
         except Exception as exc:
             warn_failure(exc)
         return self._start_response(status, headers, exc_info)
-
-
-def _content_length(headers: list[tuple[str, str]]) -> int | None:
-    for name, value in headers:
-        if len(name) == 14 and name.lower() == "content-length":
-            text = value.strip()
-            return int(text) if text.isdigit() else None
-    return None
-
-
-def _captured(
-    headers: list[tuple[str, str]], wanted: Mapping[str, str], options: MiddlewareOptions
-) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered in wanted:
-            values.setdefault(lowered, []).append(value)
-    return {
-        wanted[name]: header_attribute(name, found, options.redact_params)
-        for name, found in values.items()
-    }
-
-
-class _ResponseBody:
-    """The response iterable, with the request's span current while it produces
-    chunks. The span ends once the body's ``Content-Length`` bytes have been handed
-    out, or at its end, or when the server closes it, whichever comes first: a
-    client that never reads a body it knows the size of (Werkzeug's test client
-    takes only the first chunk until the test reads ``.data``) still gets its
-    telemetry."""
-
-    __slots__ = ("_body", "_iterator", "_record", "_responder", "_sent")
-
-    def __init__(
-        self, body: Iterable[bytes], record: RequestRecord, responder: _StartResponse
-    ) -> None:
-        self._body = body
-        self._iterator: Iterator[bytes] | None = None
-        self._record = record
-        self._responder = responder
-        self._sent = 0
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -374,7 +351,7 @@ class _ResponseBody:
                 _detach(token)
         if not record.done:
             self._sent += len(chunk)
-            length = self._responder.content_length
+            length = self.content_length
             if length is not None and self._sent >= length:
                 record.finish()  # the last byte the response announced is out
         return chunk
@@ -389,3 +366,25 @@ class _ResponseBody:
             raise
         finally:
             self._record.finish()
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == "content-length":
+            text = value.strip()
+            return int(text) if text.isdigit() else None
+    return None
+
+
+def _captured(
+    headers: list[tuple[str, str]], wanted: Mapping[str, str], options: MiddlewareOptions
+) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in wanted:
+            values.setdefault(lowered, []).append(value)
+    return {
+        wanted[name]: header_attribute(name, found, options.redact_params)
+        for name, found in values.items()
+    }
