@@ -26,6 +26,7 @@ from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from telemetryflow._exporting.wire import (
     EMPTY_STATUS,
@@ -57,6 +58,10 @@ _CACHED_TEXT = 256  # longer strings are encoded each time rather than cached
 _STACK_KEY = "code.stacktrace"
 _LOCAL_TAIL = EMPTY_STATUS + FLAGS_LOCAL  # an unset status, then the span's flags
 _REMOTE_TAIL = EMPTY_STATUS + FLAGS_REMOTE
+_IDS = struct.Struct(">2s16sHQ").pack  # trace id (field 1), span id (field 2), tags included
+_ID_TAGS = b"\x0a\x10"
+_PARENT = struct.Struct(">HQ").pack  # parent span id (field 4), tag included
+_NO_TRACE_STATE = DEFAULT_TRACE_STATE
 
 
 class OtlpEncoder:
@@ -234,7 +239,7 @@ class OtlpEncoder:
                 and span._status is UNSET_STATUS
                 and span._start_time
                 and span._end_time
-                and not context.trace_state
+                and (context.trace_state is _NO_TRACE_STATE or not context.trace_state)
             ):
                 return self._plain_span(span, context, attributes)
             return self._span_fields(
@@ -335,18 +340,14 @@ class OtlpEncoder:
                 self._heads.clear()
             self._heads[name] = head
         times = pack_times(0x39, span._start_time, 0x41, span._end_time)  # type: ignore[arg-type]
-        ids = context.trace_id.to_bytes(16, "big"), context.span_id.to_bytes(8, "big")
+        pairs = self._pairs_of(b"\x4a", attributes.items()) if attributes else ()
+        ids = _IDS(_ID_TAGS, context.trace_id.to_bytes(16, "big"), 0x1208, context.span_id)
         if parent is None:
-            parts = [b"\x0a\x10", ids[0], b"\x12\x08", ids[1], head[1], times]
-            tail = _LOCAL_TAIL
+            body = b"".join((ids, head[1], times, *pairs, _LOCAL_TAIL))
         else:
-            parts = [b"\x0a\x10", ids[0], b"\x12\x08", ids[1], b"\x22\x08"]
-            parts += (parent.span_id.to_bytes(8, "big"), head[1], times)
             tail = _REMOTE_TAIL if parent.is_remote else _LOCAL_TAIL
-        if attributes:
-            parts += self._pairs_of(b"\x4a", attributes.items())
-        parts.append(tail)
-        body = b"".join(parts)
+            parent_id = _PARENT(0x2208, parent.span_id)
+            body = b"".join((ids, parent_id, head[1], times, *pairs, tail))
         return b"\x12" + varint(len(body)) + body
 
     def _event(self, event: Any) -> bytes:
