@@ -122,3 +122,65 @@ def test_the_usual_requests_take_the_shortcut(monkeypatch: pytest.MonkeyPatch) -
     assert calls == []
     _propagation.extract(_environ(VALID, {"HTTP_BAGGAGE": "a=1"}), Context(), _GETTER)
     assert len(calls) == 1
+
+
+@pytest.mark.usefixtures("default_propagator")
+@pytest.mark.parametrize("watched", [False, True], ids=["no on_start", "an on_start"])
+def test_a_request_continues_the_callers_trace_either_way(watched: bool) -> None:
+    """Without a processor's ``on_start`` the caller's span context goes straight to
+    the span factory; with one, the processor gets the parent context the SDK would
+    give it. Either way the request's span and its context are the same."""
+    import io
+    import sys
+
+    from flask import Flask
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from _support import builder_for
+    from telemetryflow.middleware import FlaskTelemetryMiddleware
+    from telemetryflow.testing import OTLPReceiver
+
+    parents: list[Any] = []
+
+    class Watching(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            parents.append(trace.get_current_span(parent_context).get_span_context())
+
+    seen: dict[str, Any] = {}
+    with OTLPReceiver() as receiver:
+        client = builder_for(receiver).build()
+        client.initialize()
+        try:
+            if watched:
+                provider = client._pipeline.tracer_provider  # type: ignore[union-attr]
+                provider.add_span_processor(Watching())  # type: ignore[union-attr]
+            app = Flask("continues")
+
+            @app.get("/users/<int:user_id>")
+            def user(user_id: int) -> dict[str, Any]:
+                span = trace.get_current_span()
+                seen["context"] = span.get_span_context()
+                return {"id": user_id}
+
+            FlaskTelemetryMiddleware(client, app)
+            environ = _environ(VALID, {"REQUEST_METHOD": "GET", "PATH_INFO": "/users/7"})
+            environ.update({"wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr})
+            environ.update({"wsgi.url_scheme": "http", "SERVER_NAME": "127.0.0.1"})
+            environ.update({"SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1"})
+            body = app(environ, lambda status, headers, exc_info=None: None)
+            assert b"".join(body) == b'{"id":7}\n'
+            body.close()  # type: ignore[attr-defined]
+            client.flush(timeout=10)
+            assert receiver.wait_for(lambda: len(receiver.spans()) == 1, timeout=10)
+            span = receiver.spans()[0].span
+        finally:
+            client.shutdown(timeout=5)
+    remote_trace, remote_span = int(VALID[3:35], 16), int(VALID[36:52], 16)
+    assert span.trace_id == remote_trace.to_bytes(16, "big")
+    assert span.parent_span_id == remote_span.to_bytes(8, "big")
+    assert seen["context"].trace_id == remote_trace
+    assert seen["context"].span_id == int.from_bytes(span.span_id, "big")
+    if watched:  # the processor saw the caller's span in the parent context
+        assert [(p.trace_id, p.span_id, p.is_remote) for p in parents] == [
+            (remote_trace, remote_span, True)
+        ]

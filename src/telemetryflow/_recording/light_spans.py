@@ -404,13 +404,14 @@ class LightFactory:
         attributes: Mapping[str, Any],
         context: Context | None = None,
         options: _Options | None = None,
+        parent: SpanContext | None = None,  # the span context in ``context``, if known
     ) -> Span:
         tracer = self.tracer
-        # trace.get_current_span(context).get_span_context(), with fewer calls
-        found = (get_current() if context is None else context).get(SPAN_KEY)
-        parent: SpanContext | None = _INVALID_CONTEXT
-        if found is not None and (type(found) is LightSpan or isinstance(found, Span)):
-            parent = found.get_span_context()
+        if parent is None:  # trace.get_current_span(context).get_span_context(), fewer calls
+            found = (get_current() if context is None else context).get(SPAN_KEY)
+            parent = _INVALID_CONTEXT
+            if found is not None and (type(found) is LightSpan or isinstance(found, Span)):
+                parent = found.get_span_context()
         if not tracer._is_enabled():
             return trace.NonRecordingSpan(context=parent)  # type: ignore[arg-type]
         if parent is None or not parent.is_valid:

@@ -28,13 +28,13 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.trace import NonRecordingSpan, Span, Status, StatusCode, Tracer
 
 from telemetryflow._extras.facade import TelemetryFlowClient
 from telemetryflow._recording import fast_context
 from telemetryflow._recording.diagnostics import warn_throttled
 from telemetryflow._recording.instruments import BoundHistogram
-from telemetryflow._recording.light_spans import LightSpan, LightTracer
+from telemetryflow._recording.light_spans import LightFactory, LightSpan, LightTracer
 from telemetryflow.middleware._http_attributes import (
     OTHER,
     MiddlewareOptions,
@@ -44,7 +44,7 @@ from telemetryflow.middleware._http_attributes import (
     normalize_scheme,
     span_name,
 )
-from telemetryflow.middleware._propagation import extract
+from telemetryflow.middleware._propagation import GENERAL, extract, remote_parent
 
 __all__ = [
     "COUNT_METRIC",
@@ -327,6 +327,12 @@ class RequestRecord:
         span.end()
 
 
+def _sees_parent_context(factory: LightFactory) -> bool:
+    """Whether a processor's ``on_start`` receives the parent context of new spans."""
+    hooks = factory.hooks()
+    return hooks is None or bool(hooks[0])
+
+
 def warn_failure(exc: BaseException) -> None:
     """Report a telemetry failure on the request path (throttled, no traceback)."""
     warn_throttled(
@@ -384,16 +390,26 @@ class ServerTelemetry:
             return RequestRecord(inst, self.options, method, scheme, None, None)
         parent = fast_context.get_current()
         current = parent.get(fast_context.SPAN_KEY)
-        if current is None or not (
+        # Continue the caller's trace, on top of (not instead of) whatever an outer
+        # layer put in the context. When an outer layer already started a span for
+        # this request, it has continued the trace itself: nest under it.
+        continues = current is None or not (
             isinstance(current, Span) and current.get_span_context().is_valid
-        ):
-            # Continue the caller's trace, on top of (not instead of) whatever an outer
-            # layer put in the context. When an outer layer already started a span for
-            # this request, it has continued the trace itself: nest under it.
-            parent = extract(carrier, parent, getter)
+        )
         if type(tracer) is LightTracer:  # its start_span, minus copying our own dict
-            span = tracer._factory.start(span_name(method, None), _SERVER, attributes, parent, None)
+            factory = tracer._factory
+            remote = remote_parent(carrier, getter) if continues else None
+            if remote is GENERAL:
+                remote, parent = None, extract(carrier, parent, getter)
+            elif remote is not None and _sees_parent_context(factory):
+                parent = fast_context.with_span(NonRecordingSpan(remote), parent)
+                remote = None
+            # With ``remote`` given, the context handed over lacks the caller's span,
+            # which the request's own span replaces in the context it makes current.
+            span = factory.start(span_name(method, None), _SERVER, attributes, parent, None, remote)
         else:
+            if continues:
+                parent = extract(carrier, parent, getter)
             span = tracer.start_span(
                 span_name(method, None),
                 context=parent,

@@ -24,7 +24,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from telemetryflow._recording.fast_context import with_span
 
-__all__ = ["extract"]
+__all__ = ["GENERAL", "extract", "remote_parent"]
 
 _DEFAULT = [TraceContextTextMapPropagator, W3CBaggagePropagator]
 _PATTERN = TraceContextTextMapPropagator._TRACEPARENT_HEADER_FORMAT_RE
@@ -47,13 +47,17 @@ def _is_default(propagator: Any) -> bool:
     return default
 
 
-def extract(carrier: Any, context: Context, getter: Getter[Any]) -> Context:
-    """``propagate.extract(carrier, context=context, getter=getter)``."""
-    propagator = propagate.get_global_textmap()
-    if not _is_default(propagator):
-        return propagator.extract(carrier, context, getter=getter)
+GENERAL: Any = object()
+"""What :func:`remote_parent` answers when only the global propagator can tell."""
+
+
+def remote_parent(carrier: Any, getter: Getter[Any]) -> Any:
+    """The caller's span context, when extracting would add exactly that span (and
+    nothing else) to the context; None when it would add nothing; else :data:`GENERAL`."""
+    if not _is_default(propagate.get_global_textmap()):
+        return GENERAL
+    remote = None
     # What TraceContextTextMapPropagator.extract does ...
-    found = context
     header = getter.get(carrier, "traceparent")
     if header:
         match = _PATTERN.search(header[0])
@@ -66,7 +70,7 @@ def extract(carrier: Any, context: Context, getter: Getter[Any]) -> Context:
                 or version == "ff"
             ):
                 if getter.get(carrier, "tracestate") is not None:
-                    return propagator.extract(carrier, context, getter=getter)
+                    return GENERAL
                 remote = SpanContext(
                     trace_id=int(trace_id, 16),
                     span_id=int(span_id, 16),
@@ -74,8 +78,15 @@ def extract(carrier: Any, context: Context, getter: Getter[Any]) -> Context:
                     trace_flags=TraceFlags(int(flags, 16)),
                     trace_state=None,
                 )
-                found = with_span(NonRecordingSpan(remote), context)
     # ... then W3CBaggagePropagator.extract, which changes nothing without the header.
     if getter.get(carrier, "baggage") is not None:
-        return propagator.extract(carrier, context, getter=getter)
-    return found
+        return GENERAL
+    return remote
+
+
+def extract(carrier: Any, context: Context, getter: Getter[Any]) -> Context:
+    """``propagate.extract(carrier, context=context, getter=getter)``."""
+    remote = remote_parent(carrier, getter)
+    if remote is GENERAL:
+        return propagate.get_global_textmap().extract(carrier, context, getter=getter)
+    return context if remote is None else with_span(NonRecordingSpan(remote), context)
