@@ -44,7 +44,12 @@ from telemetryflow.middleware._http_attributes import (
     normalize_scheme,
     span_name,
 )
-from telemetryflow.middleware._propagation import GENERAL, extract, remote_parent
+from telemetryflow.middleware._propagation import (
+    GENERAL,
+    extract,
+    extract_in_general,
+    remote_parent,
+)
 
 __all__ = [
     "COUNT_METRIC",
@@ -400,7 +405,7 @@ class ServerTelemetry:
             factory = tracer._factory
             remote = remote_parent(carrier, getter) if continues else None
             if remote is GENERAL:
-                remote, parent = None, extract(carrier, parent, getter)
+                remote, parent = None, extract_in_general(carrier, parent, getter)
             elif remote is not None and _sees_parent_context(factory):
                 parent = fast_context.with_span(NonRecordingSpan(remote), parent)
                 remote = None

@@ -24,7 +24,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from telemetryflow._recording.fast_context import with_span
 
-__all__ = ["GENERAL", "extract", "remote_parent"]
+__all__ = ["GENERAL", "extract", "extract_in_general", "remote_parent"]
 
 _DEFAULT = [TraceContextTextMapPropagator, W3CBaggagePropagator]
 _PATTERN = TraceContextTextMapPropagator._TRACEPARENT_HEADER_FORMAT_RE
@@ -88,5 +88,10 @@ def extract(carrier: Any, context: Context, getter: Getter[Any]) -> Context:
     """``propagate.extract(carrier, context=context, getter=getter)``."""
     remote = remote_parent(carrier, getter)
     if remote is GENERAL:
-        return propagate.get_global_textmap().extract(carrier, context, getter=getter)
+        return extract_in_general(carrier, context, getter)
     return context if remote is None else with_span(NonRecordingSpan(remote), context)
+
+
+def extract_in_general(carrier: Any, context: Context, getter: Getter[Any]) -> Context:
+    """The global propagator's own ``extract``."""
+    return propagate.get_global_textmap().extract(carrier, context, getter=getter)
