@@ -635,7 +635,7 @@ def test_a_failing_tracer_or_meter_never_breaks_the_request(
     reset_throttle()  # the warning is once a minute per kind; another test may have used it
 
     # Failing when the request starts: served without telemetry.
-    monkeypatch.setattr(opentelemetry.propagate, "extract", broken)
+    monkeypatch.setattr(opentelemetry.propagate, "get_global_textmap", broken)
     assert served.get("/plain/5").json() == {"n": 5}
     assert served.get("/boom").json() == {"handled_by": "app", "error": "kaboom"}
     monkeypatch.undo()

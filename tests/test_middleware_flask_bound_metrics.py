@@ -52,7 +52,11 @@ def _record(client: TelemetryFlowClient, bound: bool) -> None:
     sampled = trace.set_span_in_context(NonRecordingSpan(SAMPLED))
     unsampled = trace.set_span_in_context(NonRecordingSpan(UNSAMPLED))
     for i, context in enumerate([None, sampled, unsampled, sampled, None, sampled] * 3):
-        histogram.record(0.003 * (i + 1), ok if i % 4 else failed, context=context)
+        attributes = ok if i % 4 else failed
+        if bound and context is sampled and i % 2:  # the caller's hint: a sampled span
+            histogram.record(0.003 * (i + 1), attributes, context, sampled=True)
+        else:
+            histogram.record(0.003 * (i + 1), attributes, context=context)
     with trace.use_span(NonRecordingSpan(SAMPLED)):
         histogram.record(0.25, ok)  # the current context, as the SDK's call takes it
         histogram.record(0.75, failed, context=unsampled)

@@ -26,88 +26,42 @@ from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
+from telemetryflow._exporting.wire import (
+    EMPTY_STATUS,
+    FLAGS_LOCAL,
+    FLAGS_REMOTE,
+    KIND_BYTES,
+    KINDS,
+    LINK_FLAGS_LOCAL,
+    LINK_FLAGS_REMOTE,
+    UnencodableError,
+    any_value,
+    body_value,
+    field,
+    group_of,
+    pack_q,
+    pack_times,
+    text,
+    varint,
+)
 from telemetryflow._recording.light_logs import SITE_KEYS, LightLogRecord
 from telemetryflow._recording.light_spans import UNSET_STATUS, LightSpan
 from telemetryflow._scrubbing.rules import REDACTED
-from telemetryflow._scrubbing.scrubber import IDENTITY_KEYS, Scrubber, _Kind
+from telemetryflow._scrubbing.scrubber import IDENTITY_KEYS, Scrubber
 
 __all__ = ["OtlpEncoder", "encode_logs", "encode_spans"]
 
-_pack_q = struct.Struct("<Q").pack
-_pack_d = struct.Struct("<d").pack
-_ONE_BYTE = [bytes((i,)) for i in range(128)]
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _CACHE_LIMIT = 8192
 _CACHED_TEXT = 256  # longer strings are encoded each time rather than cached
-_KINDS = {1: b"\x30\x01", 2: b"\x30\x02", 3: b"\x30\x03", 4: b"\x30\x04", 5: b"\x30\x05"}
-_KIND_BYTES = {kind: _KINDS[kind.value + 1] for kind in SpanKind}
-_FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x100)  # span flags: has-is-remote
-_FLAGS_REMOTE = b"\x85\x01" + struct.pack("<I", 0x300)  # ... and is-remote
-_LINK_FLAGS_LOCAL = b"\x35" + struct.pack("<I", 0x100)
-_LINK_FLAGS_REMOTE = b"\x35" + struct.pack("<I", 0x300)
-_EMPTY_STATUS = b"\x7a\x00"
 _STACK_KEY = "code.stacktrace"
-
-
-class _UnencodableError(Exception):
-    """A value protobuf would refuse; the official encoder skips that attribute."""
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _ONE_BYTE[value] if value >= 0 else _varint(value + (1 << 64))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return tag + _varint(len(payload)) + payload
-
-
-def _text(tag: bytes, text: str) -> bytes:
-    try:
-        raw = text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _UnencodableError from None
-    return tag + _varint(len(raw)) + raw
-
-
-def _any(value: Any) -> bytes:
-    """An ``AnyValue`` message body, mirroring the official ``_encode_value``."""
-    if value is None:
-        return b""
-    if isinstance(value, bool):
-        return b"\x10\x01" if value else b"\x10\x00"
-    if isinstance(value, str):
-        return _text(b"\x0a", value)
-    if isinstance(value, int):
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise _UnencodableError
-        return b"\x18" + _varint(int(value))
-    if isinstance(value, float):
-        return b"\x21" + _pack_d(value)
-    if isinstance(value, bytes):
-        return _field(b"\x3a", value)
-    if isinstance(value, Sequence):
-        items = b"".join(_field(b"\x0a", _any(item)) for item in value)
-        return _field(b"\x2a", items)
-    if isinstance(value, Mapping):
-        pairs = b"".join(_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items())
-        return _field(b"\x32", pairs)
-    raise _UnencodableError
-
-
-def _key_value(key: str, value: Any) -> bytes:
-    if not isinstance(key, str):
-        raise _UnencodableError
-    return _text(b"\x0a", key) + _field(b"\x12", _any(value))
+_LOCAL_TAIL = EMPTY_STATUS + FLAGS_LOCAL  # an unset status, then the span's flags
+_REMOTE_TAIL = EMPTY_STATUS + FLAGS_REMOTE
+_IDS = struct.Struct(">2s16sHQ").pack  # trace id (field 1), span id (field 2), tags included
+_ID_TAGS = b"\x0a\x10"
+_PARENT = struct.Struct(">HQ").pack  # parent span id (field 4), tag included
+_NO_TRACE_STATE = DEFAULT_TRACE_STATE
 
 
 class OtlpEncoder:
@@ -117,6 +71,7 @@ class OtlpEncoder:
         self._scrubber = scrubber
         self._pairs: dict[tuple[str, type, Any], bytes | None] = {}
         self._span_names: dict[str, bytes] = {}
+        self._heads: dict[str, tuple[Any, bytes]] = {}
         self._event_names: dict[str, bytes] = {}
         self._resources: dict[int, tuple[Any, Any, bytes]] = {}
         self._scopes: dict[int, tuple[Any, bytes]] = {}
@@ -126,18 +81,18 @@ class OtlpEncoder:
     def _pair(self, key: str, value: Any, scrub: bool) -> bytes | None:
         """A ``KeyValue`` (length-prefixed), or None when the official encoder skips it."""
         try:
-            encoded = _any(value)
+            encoded = any_value(value)
             if scrub and self._scrubber is not None:
                 try:
                     new = self._scrubber.scrub_value(self._scrubber.kind(key), value, 0)
                 except Exception:
                     new = REDACTED
                 if new is not value:
-                    encoded = _any(new)
-            pair = _text(b"\x0a", key) + _field(b"\x12", encoded)
-        except (_UnencodableError, TypeError, AttributeError):
+                    encoded = any_value(new)
+            pair = text(b"\x0a", key) + field(b"\x12", encoded)
+        except (UnencodableError, TypeError, AttributeError):
             return None
-        return _varint(len(pair)) + pair
+        return varint(len(pair)) + pair
 
     def _attributes(self, tag: bytes, attributes: Any) -> list[bytes]:
         if not attributes:
@@ -171,7 +126,7 @@ class OtlpEncoder:
     def _name(self, cache: dict[str, bytes], tag: bytes, name: str) -> bytes:
         found = cache.get(name)
         if found is None:
-            found = _text(tag, name) if name else b""
+            found = text(tag, name) if name else b""
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
             cache[name] = found
@@ -192,7 +147,7 @@ class OtlpEncoder:
             pair = self._pair(key, value, key not in IDENTITY_KEYS)
             if pair is not None:
                 parts += (b"\x0a", pair)
-        encoded = _field(b"\x0a", b"".join(parts))
+        encoded = field(b"\x0a", b"".join(parts))
         if len(self._resources) > 64:
             self._resources.clear()
         self._resources[id(resource)] = (resource, override_key, encoded)
@@ -205,11 +160,11 @@ class OtlpEncoder:
         cached = self._scopes.get(id(scope))
         if cached is not None and cached[0] is scope:
             return cached[1]
-        parts = [_text(b"\x0a", scope.name)] if scope.name else []
+        parts = [text(b"\x0a", scope.name)] if scope.name else []
         if scope.version:
-            parts.append(_text(b"\x12", scope.version))
+            parts.append(text(b"\x12", scope.version))
         parts += self._attributes(b"\x1a", scope.attributes)
-        encoded = _field(b"\x0a", b"".join(parts))
+        encoded = field(b"\x0a", b"".join(parts))
         if len(self._scopes) > 256:
             self._scopes.clear()
         self._scopes[id(scope)] = (scope, encoded)
@@ -230,30 +185,63 @@ class OtlpEncoder:
             key = (id(resource), id(scope))
             target = by_identity.get(key)
             if target is None:
-                target = by_identity[key] = _group(groups, resource, scope)
+                target = by_identity[key] = group_of(groups, resource, scope)
             target.append(encode_item(item))
+        return self._blocks(groups, overrides)
+
+    def _blocks(
+        self,
+        groups: list[tuple[Any, list[tuple[Any, list[bytes]]]]],
+        overrides: Mapping[str, Any],
+    ) -> bytes:
+        """The request's body: each resource with its scopes and their encoded items."""
         out: list[bytes] = []
         for resource, scopes in groups:
             blocks = [self._resource(resource, overrides)]
             for scope, encoded_items in scopes:
                 body = self._scope(scope) + b"".join(encoded_items)
                 if scope is not None and scope.schema_url:
-                    body += _text(b"\x1a", scope.schema_url)
-                blocks.append(b"\x12" + _varint(len(body)) + body)
+                    body += text(b"\x1a", scope.schema_url)
+                blocks.append(b"\x12" + varint(len(body)) + body)
             if resource.schema_url:
-                blocks.append(_text(b"\x1a", resource.schema_url))
-            out.append(_field(b"\x0a", b"".join(blocks)))
+                blocks.append(text(b"\x1a", resource.schema_url))
+            out.append(field(b"\x0a", b"".join(blocks)))
         return b"".join(out)
 
     # -- spans ---------------------------------------------------------------------
     def spans(self, spans: Sequence[Any], overrides: Mapping[str, Any]) -> bytes:
         """An ``ExportTraceServiceRequest``."""
+        first = spans[0] if spans else None
+        if type(first) is LightSpan and first._instrumentation_scope is not None:
+            resource, scope = first._resource, first._instrumentation_scope
+            encoded = []
+            for span in spans:  # one resource and scope: the usual batch, grouped as it goes
+                if (
+                    type(span) is not LightSpan
+                    or span._resource is not resource
+                    or span._instrumentation_scope is not scope
+                ):
+                    break
+                encoded.append(self._span(span))
+            else:
+                return self._blocks([(resource, [(scope, encoded)])], overrides)
         return self._request(spans, self._span, overrides)
 
     def _span(self, span: Any) -> bytes:
         """One ``spans`` entry of a ScopeSpans (tag 2, length-prefixed)."""
         if type(span) is LightSpan:  # its fields as ReadableSpan's properties give them
             attributes, events, links = span._attributes, span._events, span._links
+            context: Any = span._context
+            if (
+                type(attributes) is dict
+                and not events
+                and not links
+                and span._status is UNSET_STATUS
+                and span._start_time
+                and span._end_time
+                and (context.trace_state is _NO_TRACE_STATE or not context.trace_state)
+            ):
+                return self._plain_span(span, context, attributes)
             return self._span_fields(
                 span._context,
                 span._parent,
@@ -309,43 +297,68 @@ class OtlpEncoder:
         ]
         trace_state = context.trace_state
         if trace_state:
-            parts.append(_text(b"\x1a", ",".join(f"{k}={v}" for k, v in trace_state.items())))
+            parts.append(text(b"\x1a", ",".join(f"{k}={v}" for k, v in trace_state.items())))
         if parent:
             parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
         parts.append(self._name(self._span_names, b"\x2a", name))
-        kind_bytes = _KIND_BYTES.get(kind)
+        kind_bytes = KIND_BYTES.get(kind)
         if kind_bytes is None:
-            kind_bytes = _KINDS.get(kind.value + 1) or b"\x30" + _varint(kind.value + 1)
+            kind_bytes = KINDS.get(kind.value + 1) or b"\x30" + varint(kind.value + 1)
         parts.append(kind_bytes)
         if start_time:
-            parts += (b"\x39", _pack_q(start_time))
+            parts += (b"\x39", pack_q(start_time))
         if end_time:
-            parts += (b"\x41", _pack_q(end_time))
+            parts += (b"\x41", pack_q(end_time))
         parts += self._attributes(b"\x4a", attributes)
         if dropped_attributes:
-            parts += (b"\x50", _varint(dropped_attributes))
+            parts += (b"\x50", varint(dropped_attributes))
         for event in events:
             parts.append(self._event(event))
         if dropped_events:
-            parts += (b"\x60", _varint(dropped_events))
+            parts += (b"\x60", varint(dropped_events))
         for link in links:
             parts.append(self._link(link))
         if dropped_links:
-            parts += (b"\x70", _varint(dropped_links))
+            parts += (b"\x70", varint(dropped_links))
         parts.append(self._status(status))
-        parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
+        parts.append(FLAGS_REMOTE if parent is not None and parent.is_remote else FLAGS_LOCAL)
         body = b"".join(parts)
-        return b"\x12" + _varint(len(body)) + body
+        return b"\x12" + varint(len(body)) + body
+
+    def _plain_span(self, span: LightSpan, context: Any, attributes: dict[str, Any]) -> bytes:
+        """What :meth:`_span_fields` writes for the usual light span (plain attributes,
+        no events, links or trace state, status unset, both times set), with its name
+        and kind bytes cached per name and its fixed fields written in fewer steps."""
+        name, kind, parent = span._name, span._kind, span._parent
+        head = self._heads.get(name)
+        if head is None or head[0] is not kind:
+            kind_bytes = KIND_BYTES.get(kind)
+            if kind_bytes is None:
+                kind_bytes = KINDS.get(kind.value + 1) or b"\x30" + varint(kind.value + 1)
+            head = (kind, self._name(self._span_names, b"\x2a", name) + kind_bytes)
+            if len(self._heads) >= _CACHE_LIMIT:
+                self._heads.clear()
+            self._heads[name] = head
+        times = pack_times(0x39, span._start_time, 0x41, span._end_time)  # type: ignore[arg-type]
+        pairs = self._pairs_of(b"\x4a", attributes.items()) if attributes else ()
+        ids = _IDS(_ID_TAGS, context.trace_id.to_bytes(16, "big"), 0x1208, context.span_id)
+        if parent is None:
+            body = b"".join((ids, head[1], times, *pairs, _LOCAL_TAIL))
+        else:
+            tail = _REMOTE_TAIL if parent.is_remote else _LOCAL_TAIL
+            parent_id = _PARENT(0x2208, parent.span_id)
+            body = b"".join((ids, parent_id, head[1], times, *pairs, tail))
+        return b"\x12" + varint(len(body)) + body
 
     def _event(self, event: Any) -> bytes:
         parts: list[bytes] = []
         if event.timestamp:
-            parts += (b"\x09", _pack_q(event.timestamp))
+            parts += (b"\x09", pack_q(event.timestamp))
         parts.append(self._name(self._event_names, b"\x12", event.name))
         parts += self._attributes(b"\x1a", event.attributes)
         if event.dropped_attributes:
-            parts += (b"\x20", _varint(event.dropped_attributes))
-        return _field(b"\x5a", b"".join(parts))
+            parts += (b"\x20", varint(event.dropped_attributes))
+        return field(b"\x5a", b"".join(parts))
 
     def _link(self, link: Any) -> bytes:
         context = link.context
@@ -357,19 +370,19 @@ class OtlpEncoder:
         ]
         parts += self._attributes(b"\x22", link.attributes)
         if link.dropped_attributes:
-            parts += (b"\x28", _varint(link.dropped_attributes))
-        parts.append(_LINK_FLAGS_REMOTE if context.is_remote else _LINK_FLAGS_LOCAL)
-        return _field(b"\x6a", b"".join(parts))
+            parts += (b"\x28", varint(link.dropped_attributes))
+        parts.append(LINK_FLAGS_REMOTE if context.is_remote else LINK_FLAGS_LOCAL)
+        return field(b"\x6a", b"".join(parts))
 
     def _status(self, status: Any) -> bytes:
         if status is None:
             return b""
         if status is UNSET_STATUS:
-            return _EMPTY_STATUS
+            return EMPTY_STATUS
         code = status.status_code.value
         message = status.description
         if not code and not message:
-            return _EMPTY_STATUS
+            return EMPTY_STATUS
         parts = []
         if message:
             if self._scrubber is not None:
@@ -377,10 +390,10 @@ class OtlpEncoder:
                     message = self._scrubber.text(message)
                 except Exception:
                     message = REDACTED
-            parts.append(_text(b"\x12", message))
+            parts.append(text(b"\x12", message))
         if code:
-            parts += (b"\x18", _varint(code))
-        return _field(b"\x7a", b"".join(parts))
+            parts += (b"\x18", varint(code))
+        return field(b"\x7a", b"".join(parts))
 
     # -- logs ----------------------------------------------------------------------
     def logs(self, records: Sequence[Any], overrides: Mapping[str, Any]) -> bytes:
@@ -391,20 +404,20 @@ class OtlpEncoder:
         log = record if type(record) is LightLogRecord else record.log_record
         parts: list[bytes] = []
         if log.timestamp:
-            parts += (b"\x09", _pack_q(log.timestamp))
+            parts += (b"\x09", pack_q(log.timestamp))
         key = (log.severity_number, log.severity_text)
         encoded = self._severities.get(key)
         if encoded is None:
             severity = getattr(key[0], "value", None)
-            text = key[1]
-            encoded = (b"\x10" + _varint(severity) if severity else b"") + (
-                _text(b"\x1a", text) if text else b""
+            label = key[1]
+            encoded = (b"\x10" + varint(severity) if severity else b"") + (
+                text(b"\x1a", label) if label else b""
             )
             if len(self._severities) >= 64:
                 self._severities.clear()
             self._severities[key] = encoded
         parts.append(encoded)
-        parts.append(_field(b"\x2a", self._body(log.body)))
+        parts.append(field(b"\x2a", body_value(self._scrubber, log.body)))
         site = getattr(record, "site", None)
         if site is None:
             parts += self._attributes(b"\x32", log.attributes)
@@ -412,7 +425,7 @@ class OtlpEncoder:
             parts += self._site_attributes(log.attributes, site)
         dropped = record.dropped_attributes
         if dropped:
-            parts += (b"\x38", _varint(dropped))
+            parts += (b"\x38", varint(dropped))
         flags = int(log.trace_flags) if log.trace_flags is not None else 0
         if flags:
             parts += (b"\x45", struct.pack("<I", flags))
@@ -421,11 +434,11 @@ class OtlpEncoder:
         if log.span_id:
             parts += (b"\x52\x08", log.span_id.to_bytes(8, "big"))
         if log.observed_timestamp:
-            parts += (b"\x59", _pack_q(log.observed_timestamp))
+            parts += (b"\x59", pack_q(log.observed_timestamp))
         if log.event_name:
-            parts.append(_text(b"\x62", log.event_name))
+            parts.append(text(b"\x62", log.event_name))
         body = b"".join(parts)
-        return b"\x12" + _varint(len(body)) + body
+        return b"\x12" + varint(len(body)) + body
 
     def _site_attributes(self, attributes: Any, site: tuple[Any, ...]) -> list[bytes]:
         """Attributes that end with the ``logging`` bridge's call-site block (then
@@ -443,43 +456,6 @@ class OtlpEncoder:
         if stack is not None:
             parts += self._pairs_of(b"\x32", ((_STACK_KEY, stack),))
         return parts
-
-    def _body(self, body: Any) -> bytes:
-        """The body ``AnyValue``; a body protobuf refuses fails the batch, as officially."""
-        scrubber = self._scrubber
-        if type(body) is str:  # the usual body: what _scrubbed does with a string, inline
-            encoded = _text(b"\x0a", body)
-            if scrubber is None:
-                return encoded
-            new = scrubber.text(body)
-            return encoded if new is body else _text(b"\x0a", new)
-        encoded = _any(body)
-        if scrubber is None or body is None or isinstance(body, (bool, int, float, bytes)):
-            return encoded
-        if isinstance(body, str) or (isinstance(body, Sequence) and not isinstance(body, Mapping)):
-            new = scrubber.scrub_value(_Kind.PLAIN, body, 0)
-        elif isinstance(body, Mapping):
-            new = scrubber.scrub_mapping(body, 0)
-        else:
-            return encoded
-        return encoded if new is body else _any(new)
-
-
-def _group(
-    groups: list[tuple[Any, list[tuple[Any, list[bytes]]]]], resource: Any, scope: Any
-) -> list[bytes]:
-    scopes = next(
-        (known for owner, known in groups if owner is resource or owner == resource), None
-    )
-    if scopes is None:
-        scopes = []
-        groups.append((resource, scopes))
-    for known_scope, items in scopes:
-        if known_scope is scope or (known_scope is not None and known_scope == scope):
-            return items
-    items = []
-    scopes.append((scope, items))
-    return items
 
 
 _encoders: weakref.WeakKeyDictionary[Scrubber, OtlpEncoder] = weakref.WeakKeyDictionary()

@@ -30,6 +30,8 @@ from telemetryflow._extras.metadata import (
     take_metadata,
     to_attributes,
 )
+from telemetryflow._extras.track_template import Resolved, Template
+from telemetryflow._recording import fast_context
 from telemetryflow._recording.diagnostics import warn_throttled
 from telemetryflow._recording.instruments import Bound, record_bound
 from telemetryflow._recording.light_spans import LightSpan, LightTracer
@@ -79,26 +81,35 @@ def _resolve(client: ClientLike | None) -> ClientLike | None:
 class _Run:
     """The state of one tracked execution: its span, start time and client."""
 
-    __slots__ = ("client", "context", "name", "span", "start", "token")
+    __slots__ = ("client", "context", "name", "resolved", "span", "start", "token")
 
-    def __init__(self, client: ClientLike, name: str, attach: bool) -> None:
+    def __init__(
+        self, client: ClientLike, name: str, attach: bool, template: Template | None = None
+    ) -> None:
         self.client = client
         self.name = name
         self.token: object = None
         self.span: Span | None = None
         self.context: otel_context.Context | None = None
         metadata = take_metadata()
-        tracer = client.tracer
+        if template is None:
+            self.resolved: Resolved | None = None
+            tracer, factory = client.tracer, None
+            if type(tracer) is LightTracer:
+                factory = tracer._factory
+        else:
+            resolved = self.resolved = template.of(client)
+            tracer, factory = resolved.tracer, resolved.factory
         if tracer is not None:
-            if type(tracer) is LightTracer:  # its start_span with no optional arguments
-                self.span = tracer._factory.start(
+            if factory is not None:  # the light tracer's start_span, no optional arguments
+                self.span = factory.start(
                     name, _INTERNAL, dict(metadata) if metadata else {}, None, None
                 )
             else:
                 self.span = tracer.start_span(name, attributes=metadata)
             if attach:
-                self.context = otel_trace.set_span_in_context(self.span)
-                self.token = otel_context.attach(self.context)
+                self.context = fast_context.with_span(self.span, fast_context.get_current())
+                self.token = fast_context.attach(self.context)
         self.start = time.perf_counter()
 
     def _in_light_span(self) -> otel_context.Context | None:
@@ -109,7 +120,7 @@ class _Run:
             context is not None
             and self.token is not None
             and type(self.span) is LightSpan
-            and otel_context.get_current() is context
+            and fast_context.get_current() is context
         ):
             return context
         return None
@@ -118,7 +129,7 @@ class _Run:
         """Make the span current for one resumption of a generator."""
         if self.span is None:
             return None
-        return otel_context.attach(otel_trace.set_span_in_context(self.span))
+        return fast_context.attach(fast_context.with_span(self.span, fast_context.get_current()))
 
     def finish(self, error: BaseException | None) -> None:
         """Record the duration (inside the span, so the point gets an exemplar) and end."""
@@ -131,13 +142,21 @@ class _Run:
                 attributes["error.type"] = type(error).__qualname__
                 self.client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
             else:
-                _record_completed(self.client, self.name, duration, self._in_light_span())
+                resolved = self.resolved
+                if resolved is not None and resolved.bound is not None:
+                    record_bound(*resolved.bound, duration, self._in_light_span())
+                else:
+                    found = _record_completed(
+                        self.client, self.name, duration, self._in_light_span()
+                    )
+                    if resolved is not None and found is not None and found[0] is resolved.recorder:
+                        resolved.bound = found[1]
         finally:
             span, token = self.span, self.token
             if span is not None:
                 self.token = None
                 if token is not None:
-                    otel_context.detach(token)  # type: ignore[arg-type]
+                    fast_context.detach(token)
                 span.set_attribute("track.status", status)
                 if failed:
                     record_error(span, cast(BaseException, error))
@@ -154,31 +173,37 @@ def _record_completed(
     name: str,
     duration: float,
     in_span: otel_context.Context | None,
-) -> None:
+) -> tuple[Any, Bound] | None:
     """One ``completed`` duration: what ``record_histogram`` does with it, straight
     into the series it bound the first time (the value is a finite float: nothing to
     validate). The exported points and exemplars are the same. ``in_span``: the
-    current context, known to hold a sampled span (see :func:`record_bound`)."""
+    current context, known to hold a sampled span (see :func:`record_bound`).
+
+    Returns the recorder and its bound series, once there is one."""
     recorder = client._recorder()
     found = _completed.get((id(recorder), name)) if recorder is not None else None
     if found is not None and found[0] is recorder:
         record_bound(*found[1], duration, in_span)
-        return
+        return found
     attributes = {"track.name": name, "track.status": COMPLETED}
     client.record_histogram(DURATION_METRIC, duration, "ms", attributes)
     if recorder is None:
-        return
+        return None
     bound = recorder.bound("histogram", DURATION_METRIC, "ms", attributes)
-    if bound is not None:
-        if len(_completed) >= _COMPLETED_LIMIT:
-            _completed.clear()
-        _completed[(id(recorder), name)] = (recorder, bound)
+    if bound is None:
+        return None
+    if len(_completed) >= _COMPLETED_LIMIT:
+        _completed.clear()
+    found = _completed[(id(recorder), name)] = (recorder, bound)
+    return found
 
 
-def _begin(name: str, client: ClientLike | None, attach: bool = True) -> _Run | None:
+def _begin(
+    name: str, client: ClientLike | None, attach: bool = True, template: Template | None = None
+) -> _Run | None:
     try:
         resolved = _resolve(client)
-        return None if resolved is None else _Run(resolved, name, attach)
+        return None if resolved is None else _Run(resolved, name, attach, template)
     except Exception as exc:  # telemetry must not break tracked code
         warn_throttled(
             "track-begin", "track(%r) could not start: %s", name[:64], type(exc).__name__
@@ -205,7 +230,7 @@ def _resume(run: _Run) -> object:
 def _suspend(token: object) -> None:
     if token is not None:
         try:
-            otel_context.detach(token)  # type: ignore[arg-type]
+            fast_context.detach(token)
         except Exception:
             warn_throttled("track-detach", "track(): could not restore the context")
 
@@ -214,9 +239,11 @@ def _suspend(token: object) -> None:
 def _wrap_function(
     fn: Callable[..., Any], name: str, client: ClientLike | None
 ) -> Callable[..., Any]:
+    template = Template()
+
     @functools.wraps(fn)
     def tracked(*args: Any, **kwargs: Any) -> Any:
-        run = _begin(name, client)
+        run = _begin(name, client, True, template)
         if run is None:
             return fn(*args, **kwargs)
         try:
@@ -233,9 +260,11 @@ def _wrap_function(
 def _wrap_coroutine(
     fn: Callable[..., Any], name: str, client: ClientLike | None
 ) -> Callable[..., Any]:
+    template = Template()
+
     @functools.wraps(fn)
     async def tracked(*args: Any, **kwargs: Any) -> Any:
-        run = _begin(name, client)
+        run = _begin(name, client, True, template)
         if run is None:
             return await fn(*args, **kwargs)
         try:
@@ -255,9 +284,11 @@ def _wrap_generator(
     """The span covers the whole iteration but is current only while the generator's
     own code runs, so the consumer's work between items is not attributed to it."""
 
+    template = Template()
+
     @functools.wraps(fn)
     def tracked(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        run = _begin(name, client, attach=False)
+        run = _begin(name, client, False, template)
         if run is None:
             return (yield from fn(*args, **kwargs))
         error: BaseException | None = None
@@ -302,9 +333,11 @@ def _wrap_generator(
 def _wrap_async_generator(
     fn: Callable[..., Any], name: str, client: ClientLike | None
 ) -> Callable[..., Any]:
+    template = Template()
+
     @functools.wraps(fn)
     async def tracked(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        run = _begin(name, client, attach=False)
+        run = _begin(name, client, False, template)
         inner: AsyncGenerator[Any, Any] = fn(*args, **kwargs)
         if run is None:
             async for item in _delegate(inner):

@@ -183,7 +183,11 @@ class BoundHistogram:
         self._filter: Callable[[Any], bool] = _never
         self._bindable = True
 
-    def record(self, value: float, attributes: dict[str, Any], context: Any = None) -> None:
+    def record(
+        self, value: float, attributes: dict[str, Any], context: Any = None, sampled: bool = False
+    ) -> None:
+        """``sampled``: the caller knows ``context`` holds a sampled span (a light span
+        it started), so the trace-based filter's answer is yes without asking."""
         found = self._series.get(id(attributes))
         if found is None or found[0] is not attributes:
             self._instrument.record(value, attributes, context=context)
@@ -194,7 +198,8 @@ class BoundHistogram:
         if meter_config is not None and not meter_config.is_enabled:
             return
         series = found[1]
-        if self._filter(context):
+        should_sample = self._filter
+        if (sampled and should_sample is _sampled_in) or should_sample(context):
             point = _Point(value, time_ns(), instrument, context or get_current(), attributes)
             series.aggregate(point, True)
         else:

@@ -37,6 +37,8 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode, TraceFlags, Tracer
 from opentelemetry.util import types
 
+from telemetryflow._recording.fast_context import SPAN_KEY, get_current
+
 __all__ = ["LightFactory", "LightSpan", "LightTracer", "light_tracer"]
 
 _sdk_logger = logging.getLogger("opentelemetry.sdk.trace")  # the SDK span's own warnings
@@ -47,6 +49,7 @@ _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 _UNSET = UNSET_STATUS = Status(StatusCode.UNSET)
 """The status of every light span until ``set_status``: the encoder knows its bytes."""
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_INVALID_CONTEXT = trace.INVALID_SPAN_CONTEXT
 _ENDING = threading.Lock()
 _BASE_ON_START = SpanProcessor.on_start
 _BASE_ON_ENDING = SpanProcessor._on_ending
@@ -128,7 +131,7 @@ class LightSpan(Span, ReadableSpan):
                 max_value_len=limits.max_span_attribute_length,
             )
         self._attributes: Any = attributes
-        self._events: Any = []
+        self._events: Any = ()  # a list from the first event on
         self._links: Any = _new_links(options.links, limits) if options and options.links else ()
         self._resource = factory.resource
         self._status = _UNSET
@@ -223,6 +226,8 @@ class LightSpan(Span, ReadableSpan):
             attributes = dict(attributes)
         event = Event(name=name, attributes=attributes or _EMPTY, timestamp=timestamp)
         events = self._events
+        if type(events) is tuple:
+            events = self._events = []
         limit = limits.max_events
         if type(events) is list and limit is not None and len(events) >= limit:
             events = self._events = BoundedList.from_seq(limit, events)
@@ -300,8 +305,9 @@ class LightSpan(Span, ReadableSpan):
         if ended is not None:
             _sdk_logger.warning("Calling end() on an ended span.")
             return
-        if isinstance(self._attributes, BoundedAttributes):
-            self._attributes._immutable = True
+        attributes = self._attributes
+        if type(attributes) is not dict and isinstance(attributes, BoundedAttributes):
+            attributes._immutable = True
         hooks = self._factory.hooks()
         if hooks is None:
             processor = self._factory.processor
@@ -398,9 +404,14 @@ class LightFactory:
         attributes: Mapping[str, Any],
         context: Context | None = None,
         options: _Options | None = None,
+        parent: SpanContext | None = None,  # the span context in ``context``, if known
     ) -> Span:
         tracer = self.tracer
-        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
+        if parent is None:  # trace.get_current_span(context).get_span_context(), fewer calls
+            found = (get_current() if context is None else context).get(SPAN_KEY)
+            parent = _INVALID_CONTEXT
+            if found is not None and (type(found) is LightSpan or isinstance(found, Span)):
+                parent = found.get_span_context()
         if not tracer._is_enabled():
             return trace.NonRecordingSpan(context=parent)  # type: ignore[arg-type]
         if parent is None or not parent.is_valid:

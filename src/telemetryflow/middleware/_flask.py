@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
 
 from telemetryflow._extras.facade import TelemetryFlowClient
+from telemetryflow._recording.fast_context import attach as _attach
+from telemetryflow._recording.fast_context import detach as _detach
 from telemetryflow.middleware._http_attributes import (
     MiddlewareOptions,
     clip,
@@ -168,6 +169,8 @@ def _environ_name(header: str) -> str:
 
 
 _GETTER = _EnvironGetter()
+_hosts: dict[str, tuple[str, int | None]] = {}
+"""``split_host`` of recent ``Host`` headers: a server sees a few, again and again."""
 
 
 def _request_attributes(environ: WSGIEnvironment, options: MiddlewareOptions) -> dict[str, Any]:
@@ -180,7 +183,13 @@ def _request_attributes(environ: WSGIEnvironment, options: MiddlewareOptions) ->
         attributes["url.query"] = redact_query(query, options.redact_params)
     host = environ.get("HTTP_HOST")
     if host:
-        address, port = split_host(host)
+        found = _hosts.get(host)
+        if found is None:
+            found = split_host(host)
+            if len(_hosts) >= 256:  # a Host header is the client's to choose: stay bounded
+                _hosts.clear()
+            _hosts[host] = found
+        address, port = found
     else:
         address = environ.get("SERVER_NAME", "")
         server_port = environ.get("SERVER_PORT", "")
@@ -233,9 +242,9 @@ class _InstrumentedWsgiApp:
         if record is None:
             return self.wsgi_app(environ, start_response)
         environ[self._key] = record
-        responder = _StartResponse(start_response, record, telemetry.options)
+        response = _Response(start_response, record, telemetry.options)
         try:
-            body = self.wsgi_app(environ, responder)
+            body = self.wsgi_app(environ, response)
         except BaseException as exc:
             record.fail(exc)
             record.finish()
@@ -245,7 +254,8 @@ class _InstrumentedWsgiApp:
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             return _keep_file_wrapper(body, record)
-        return _ResponseBody(body, record, responder)
+        response._body = body
+        return response
 
 
 def _keep_file_wrapper(body: Any, record: RequestRecord) -> Iterable[bytes]:
@@ -267,11 +277,26 @@ def _keep_file_wrapper(body: Any, record: RequestRecord) -> Iterable[bytes]:
     return body  # type: ignore[no-any-return]
 
 
-class _StartResponse:
-    """Notes the status, the body length and captured headers on their way to the
-    server."""
+class _Response:
+    """The server's ``start_response`` and the response iterable, in one object.
 
-    __slots__ = ("_options", "_record", "_start_response", "content_length")
+    As ``start_response`` it notes the status, the body length and captured headers
+    on their way to the server. As the body it keeps the request's span current
+    while the body produces chunks. The span ends once the body's ``Content-Length``
+    bytes have been handed out, or at its end, or when the server closes it,
+    whichever comes first: a client that never reads a body it knows the size of
+    (Werkzeug's test client takes only the first chunk until the test reads
+    ``.data``) still gets its telemetry."""
+
+    __slots__ = (
+        "_body",
+        "_iterator",
+        "_options",
+        "_record",
+        "_sent",
+        "_start_response",
+        "content_length",
+    )
 
     def __init__(
         self, start_response: StartResponse, record: RequestRecord, options: MiddlewareOptions
@@ -280,6 +305,9 @@ class _StartResponse:
         self._record = record
         self._options = options
         self.content_length: int | None = None
+        self._body: Iterable[bytes] = ()
+        self._iterator: Iterator[bytes] | None = None
+        self._sent = 0
 
     def __call__(
         self,
@@ -299,6 +327,45 @@ class _StartResponse:
         except Exception as exc:
             warn_failure(exc)
         return self._start_response(status, headers, exc_info)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        record = self._record
+        context = record.context
+        token = _attach(context) if context is not None else None
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._body)
+            chunk = next(self._iterator)
+        except StopIteration:
+            record.finish()
+            raise
+        except BaseException as exc:
+            record.fail(exc)
+            record.finish()
+            raise
+        finally:
+            if token is not None:
+                _detach(token)
+        if not record.done:
+            self._sent += len(chunk)
+            length = self.content_length
+            if length is not None and self._sent >= length:
+                record.finish()  # the last byte the response announced is out
+        return chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        except BaseException as exc:
+            self._record.fail(exc)
+            raise
+        finally:
+            self._record.finish()
 
 
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
@@ -321,61 +388,3 @@ def _captured(
         wanted[name]: header_attribute(name, found, options.redact_params)
         for name, found in values.items()
     }
-
-
-class _ResponseBody:
-    """The response iterable, with the request's span current while it produces
-    chunks. The span ends once the body's ``Content-Length`` bytes have been handed
-    out, or at its end, or when the server closes it, whichever comes first: a
-    client that never reads a body it knows the size of (Werkzeug's test client
-    takes only the first chunk until the test reads ``.data``) still gets its
-    telemetry."""
-
-    __slots__ = ("_body", "_iterator", "_record", "_responder", "_sent")
-
-    def __init__(
-        self, body: Iterable[bytes], record: RequestRecord, responder: _StartResponse
-    ) -> None:
-        self._body = body
-        self._iterator: Iterator[bytes] | None = None
-        self._record = record
-        self._responder = responder
-        self._sent = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        record = self._record
-        token = otel_context.attach(record.context) if record.context is not None else None
-        try:
-            if self._iterator is None:
-                self._iterator = iter(self._body)
-            chunk = next(self._iterator)
-        except StopIteration:
-            record.finish()
-            raise
-        except BaseException as exc:
-            record.fail(exc)
-            record.finish()
-            raise
-        finally:
-            if token is not None:
-                otel_context.detach(token)
-        if not record.done:
-            self._sent += len(chunk)
-            length = self._responder.content_length
-            if length is not None and self._sent >= length:
-                record.finish()  # the last byte the response announced is out
-        return chunk
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        except BaseException as exc:
-            self._record.fail(exc)
-            raise
-        finally:
-            self._record.finish()

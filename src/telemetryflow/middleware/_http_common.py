@@ -24,17 +24,17 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.trace import NonRecordingSpan, Span, Status, StatusCode, Tracer
 
 from telemetryflow._extras.facade import TelemetryFlowClient
+from telemetryflow._recording import fast_context
 from telemetryflow._recording.diagnostics import warn_throttled
 from telemetryflow._recording.instruments import BoundHistogram
-from telemetryflow._recording.light_spans import LightTracer
+from telemetryflow._recording.light_spans import LightFactory, LightSpan, LightTracer
 from telemetryflow.middleware._http_attributes import (
     OTHER,
     MiddlewareOptions,
@@ -43,6 +43,12 @@ from telemetryflow.middleware._http_attributes import (
     normalize_method,
     normalize_scheme,
     span_name,
+)
+from telemetryflow.middleware._propagation import (
+    GENERAL,
+    extract,
+    extract_in_general,
+    remote_parent,
 )
 
 __all__ = [
@@ -175,6 +181,7 @@ class _Instruments:
 
 
 _OVERFLOW: dict[str, Any] = {"otel.metric.overflow": True}
+_SERVER = trace.SpanKind.SERVER
 _by_client: weakref.WeakKeyDictionary[TelemetryFlowClient, _Instruments] = (
     weakref.WeakKeyDictionary()
 )
@@ -239,14 +246,14 @@ class RequestRecord:
         self.status: int | None = None
         self.exception: BaseException | None = None
         self.done = False
-        self._token: object = otel_context.attach(ctx) if ctx is not None else None
+        self._token: object = fast_context.attach(ctx) if ctx is not None else None
         self.started = time.perf_counter()
 
     def detach(self) -> None:
         """Restore the caller's context; call once, where the request started."""
         token, self._token = self._token, None
         if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
+            fast_context.detach(token)
 
     def response_headers(self, attributes: dict[str, list[str]]) -> None:
         if self.span is not None and attributes:
@@ -265,15 +272,15 @@ class RequestRecord:
         if self.done:
             return
         self.done = True
+        duration = time.perf_counter() - self.started
         try:
-            self._finish()
+            self._finish(duration)
         except Exception as exc:  # telemetry must not break the response
             warn_failure(exc)
         # The exception's frames may hold this record: drop the cycle now, not at GC.
         self.exception = None
 
-    def _finish(self) -> None:
-        duration = time.perf_counter() - self.started
+    def _finish(self, duration: float) -> None:
         exc = self.exception
         status = self.status
         if status is None and exc is not None:
@@ -297,8 +304,11 @@ class RequestRecord:
         options = self._options
         attributes = inst.metric_attributes((self.method, self.scheme, self.route, status, err))
         if inst.duration is not None and options.record_duration:
-            ctx = self.context if inst.exemplars else None
-            inst.duration.record(duration, attributes, context=ctx)
+            if inst.exemplars:  # a light span is recording, so sampled: no need to ask
+                sampled = type(self.span) is LightSpan
+                inst.duration.record(duration, attributes, self.context, sampled)
+            else:
+                inst.duration.record(duration, attributes)
         if inst.requests is not None and options.record_count:
             inst.requests.add(attributes)
         if inst.errors is not None and options.record_errors and err is not None:
@@ -320,6 +330,12 @@ class RequestRecord:
             span.set_status(Status(StatusCode.ERROR, err))
         span.set_attributes(closing)
         span.end()
+
+
+def _sees_parent_context(factory: LightFactory) -> bool:
+    """Whether a processor's ``on_start`` receives the parent context of new spans."""
+    hooks = factory.hooks()
+    return hooks is None or bool(hooks[0])
 
 
 def warn_failure(exc: BaseException) -> None:
@@ -377,17 +393,28 @@ class ServerTelemetry:
         tracer = inst.tracer
         if tracer is None:
             return RequestRecord(inst, self.options, method, scheme, None, None)
-        parent = otel_context.get_current()
-        if not trace.get_current_span(parent).get_span_context().is_valid:
-            # Continue the caller's trace, on top of (not instead of) whatever an outer
-            # layer put in the context. When an outer layer already started a span for
-            # this request, it has continued the trace itself: nest under it.
-            parent = propagate.extract(carrier, context=parent, getter=getter)
+        parent = fast_context.get_current()
+        current = parent.get(fast_context.SPAN_KEY)
+        # Continue the caller's trace, on top of (not instead of) whatever an outer
+        # layer put in the context. When an outer layer already started a span for
+        # this request, it has continued the trace itself: nest under it.
+        continues = current is None or not (
+            isinstance(current, Span) and current.get_span_context().is_valid
+        )
         if type(tracer) is LightTracer:  # its start_span, minus copying our own dict
-            span = tracer._factory.start(
-                span_name(method, None), trace.SpanKind.SERVER, attributes, parent, None
-            )
+            factory = tracer._factory
+            remote = remote_parent(carrier, getter) if continues else None
+            if remote is GENERAL:
+                remote, parent = None, extract_in_general(carrier, parent, getter)
+            elif remote is not None and _sees_parent_context(factory):
+                parent = fast_context.with_span(NonRecordingSpan(remote), parent)
+                remote = None
+            # With ``remote`` given, the context handed over lacks the caller's span,
+            # which the request's own span replaces in the context it makes current.
+            span = factory.start(span_name(method, None), _SERVER, attributes, parent, None, remote)
         else:
+            if continues:
+                parent = extract(carrier, parent, getter)
             span = tracer.start_span(
                 span_name(method, None),
                 context=parent,
@@ -395,5 +422,5 @@ class ServerTelemetry:
                 attributes=attributes,
             )
         return RequestRecord(
-            inst, self.options, method, scheme, span, trace.set_span_in_context(span, parent)
+            inst, self.options, method, scheme, span, fast_context.with_span(span, parent)
         )
