@@ -23,7 +23,6 @@ from telemetryflow.collector.server._http_protocol import ConnectionLimits, prot
 
 __all__ = ["HTTPServer"]
 
-_MAX_HEADER_BYTES = 64 * 1024
 _KEEP_ALIVE_SECONDS = 5
 
 
@@ -45,7 +44,6 @@ class HTTPServer:
             headers=[("server", "TelemetryFlowCollector")],
             backlog=backlog,
             timeout_keep_alive=_KEEP_ALIVE_SECONDS,
-            h11_max_incomplete_event_size=_MAX_HEADER_BYTES,
             loop="asyncio",
         )
         self._server = uvicorn.Server(config)
