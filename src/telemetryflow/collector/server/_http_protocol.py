@@ -91,6 +91,44 @@ class _QuietLogger:
 _logger = _QuietLogger(logging.getLogger("telemetryflow.collector.http"))
 
 
+class _OneWrite:
+    """The transport as a request's cycle sees it: an answer's head and body in one send.
+
+    uvicorn writes a response's head and its body separately, two system calls and
+    two TCP segments for every small answer. The head is held until the body comes
+    in the same turn of the loop, or sent alone at the end of that turn (a streamed
+    answer, ``100 Continue``).
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = data
+            self._loop.call_soon(self._flush)
+        else:
+            self._held = None
+            self._transport.write(held + data)
+
+    def _flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 class GuardedHTTPProtocol(HttpToolsProtocol):
     """One HTTP/1.1 connection (see the module docstring for what it adds).
 
@@ -211,7 +249,11 @@ class GuardedHTTPProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self._head_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
             self._refuse(self._too_large())  # headers still incomplete
-        elif self._in_body and self._body_deadline is None and self._in_flight():
+        elif not self._in_flight():
+            if self._deadline is None:  # bytes of a request, or of a body being drained
+                deadline = self._waiting_since + self.limits.header_timeout
+                self._deadline = self.loop.call_at(deadline, self._expired)
+        elif self._in_body and self._body_deadline is None:
             self._body_deadline = self.loop.call_later(self.limits.body_timeout, self._body_expired)
 
     def on_message_begin(self) -> None:
@@ -228,6 +270,7 @@ class GuardedHTTPProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not before:
             self._disarm()  # a request started: its body has its own deadline
+            self.cycle.transport = _OneWrite(self.transport, self.loop)  # type: ignore[assignment]
 
     def _head_size(self) -> int:
         """The bytes of the request line's target and the headers just parsed."""
@@ -284,9 +327,11 @@ class GuardedHTTPProtocol(HttpToolsProtocol):
             self.transport.write(self._refusal)
             self.transport.close()
             return
-        if not self.transport.is_closing():
-            self._waiting_since = self.loop.time()
-            self._arm()
+        # The header deadline is armed by the next bytes (most requests arrive whole,
+        # and need none); until then uvicorn's keep-alive timeout closes an idle
+        # connection, never later than the header deadline would.
+        self._waiting_since = self.loop.time()
+        self._idle_bytes = 0
         super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:

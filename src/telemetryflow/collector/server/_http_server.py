@@ -43,7 +43,8 @@ class HTTPServer:
             server_header=False,
             headers=[("server", "TelemetryFlowCollector")],
             backlog=backlog,
-            timeout_keep_alive=_KEEP_ALIVE_SECONDS,
+            # never longer than the header deadline, which an idle connection also has
+            timeout_keep_alive=min(_KEEP_ALIVE_SECONDS, limits.header_timeout),  # type: ignore[arg-type]
             loop="asyncio",
         )
         self._server = uvicorn.Server(config)
