@@ -5,6 +5,7 @@ connection cap, and the quiet close of an idle kept-alive connection."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 from collections.abc import Callable, Iterator
 
@@ -207,3 +208,18 @@ def test_at_the_cap_with_every_connection_busy_a_newcomer_gets_503(
             sock.sendall(request[split:])
             assert read_response(sock)[0] == 200
     assert stored_logs(collector) == 3
+
+
+def test_a_broken_request_behind_one_in_flight_is_refused_after_its_answer(
+    collector: Collector,
+) -> None:
+    with connect(collector) as sock:
+        sock.sendall(HEALTH + b"\x00 not http\r\n\r\n")
+        responses = Responses(sock)
+        first, second = responses.next(), responses.next()
+        assert read_until_closed(sock) == b""
+    assert (first[0], first[2]) == (200, b'{"status":"ok"}')
+    assert second[0] == 400
+    assert json.loads(second[2]) == {
+        "error": {"code": 400, "message": "the request is not valid HTTP/1.1"}
+    }
