@@ -188,7 +188,13 @@ def drive(send: object, body: bytes, requests: int, threads: int) -> float:
     return time.perf_counter() - started
 
 
-def bench_ingest(args: argparse.Namespace, tmp: str, src: str = "", label: str = "") -> None:
+CPU = dict[tuple[str, str], list[float]]
+"""(kind, transport) -> collector CPU per request (µs), one entry per round."""
+
+
+def bench_ingest(
+    args: argparse.Namespace, tmp: str, src: str = "", label: str = "", cpu_of: CPU | None = None
+) -> None:
     db = os.path.join(tmp, f"ingest-{time.monotonic_ns()}.db")
     proc, grpc_addr, http_url = start_collector(db, src)
     try:
@@ -219,6 +225,8 @@ def bench_ingest(args: argparse.Namespace, tmp: str, src: str = "", label: str =
                 sent = args.requests // args.threads * args.threads
                 cpu = (cpu_seconds(proc.pid) - cpu_before) / sent * 1e6
                 rate = sent * args.batch / seconds
+                if cpu_of is not None:
+                    cpu_of.setdefault((kind, transport), []).append(cpu)
                 print(
                     f"{label}ingest {kind:<6} over {transport:<4}: {rate:>10,.0f} {kind}/s "
                     f"({args.batch}/request, {args.threads} threads); "
@@ -229,6 +237,17 @@ def bench_ingest(args: argparse.Namespace, tmp: str, src: str = "", label: str =
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def print_cpu_summary(sources: list[str], cpu_of: list[CPU]) -> None:
+    """Median (min–max) collector CPU per request over the rounds, for each version."""
+    print("\ncollector CPU per request, median (min-max) over rounds:")
+    for i, (src, results) in enumerate(zip(sources, cpu_of, strict=True)):
+        print(f"  version {i + 1} {src or '(this tree)'}")
+        for (kind, transport), values in results.items():
+            low, high = min(values), max(values)
+            print(f"    {transport:<4} {kind:<6}: {statistics.median(values):8,.0f} us "
+                  f"({low:,.0f}-{high:,.0f}, {len(values)} rounds)")  # fmt: skip
 
 
 def fill_store(db: str, total: int) -> list[str]:
@@ -338,10 +357,13 @@ def main() -> None:
     sources = args.src or [""]
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_ingest:
+            cpu_of: list[CPU] = [{} for _ in sources]
             for round_ in range(args.rounds):
                 for i, src in enumerate(sources):
                     label = f"[round {round_ + 1}, version {i + 1}] " if len(sources) > 1 else ""
-                    bench_ingest(args, tmp, src, label)
+                    bench_ingest(args, tmp, src, label, cpu_of[i])
+            if args.rounds > 1 or len(sources) > 1:
+                print_cpu_summary(sources, cpu_of)
         if not args.skip_queries:
             bench_queries(args, tmp)
 

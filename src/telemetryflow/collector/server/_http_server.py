@@ -23,7 +23,6 @@ from telemetryflow.collector.server._http_protocol import ConnectionLimits, prot
 
 __all__ = ["HTTPServer"]
 
-_MAX_HEADER_BYTES = 64 * 1024
 _KEEP_ALIVE_SECONDS = 5
 
 
@@ -44,8 +43,8 @@ class HTTPServer:
             server_header=False,
             headers=[("server", "TelemetryFlowCollector")],
             backlog=backlog,
-            timeout_keep_alive=_KEEP_ALIVE_SECONDS,
-            h11_max_incomplete_event_size=_MAX_HEADER_BYTES,
+            # never longer than the header deadline, which an idle connection also has
+            timeout_keep_alive=min(_KEEP_ALIVE_SECONDS, limits.header_timeout),  # type: ignore[arg-type]
             loop="asyncio",
         )
         self._server = uvicorn.Server(config)
