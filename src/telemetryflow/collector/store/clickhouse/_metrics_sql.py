@@ -86,6 +86,10 @@ class ChParts:
         if flt.service is not None:
             where.append("ServiceName = {service:String}")
             self.params["service"] = flt.service
+        self.coarse = " AND ".join(w for w in where if w != project_clause()) + (
+            f" AND TimeUnix >= {_SINCE} AND TimeUnix <= {_UNTIL}"
+        )
+        """The window's metric, service and time only: no project, no tags (no map read)."""
         for i, (key, value) in enumerate(flt.tags.items()):
             self.params[f"tk{i}"], self.params[f"tv{i}"] = key, value
             where.append(f"{_lookup(f'tk{i}')} = {{tv{i}:String}}")
@@ -118,9 +122,14 @@ class ChParts:
         return f"arrayJoin([step_i, {WHOLE}])" if whole else "step_i"
 
     # -- the survey ----------------------------------------------------------------
-    def survey(self, cap: int) -> str:
+    def survey(self, cap: int, coarse: bool = False) -> str:
         """Points covered per source (gauge, plain sum, cumulative sum, histogram,
-        exponential histogram, summary), each count stopping at ``cap + 1``."""
+        exponential histogram, summary), each count stopping at ``cap + 1``.
+
+        ``coarse`` counts by :attr:`coarse`: at least the window's points, and cheap,
+        since no row's maps are read (the project is a resource attribute).
+        """
+        where = self.coarse if coarse else self.window
         sources = [
             ("gauge", ""),
             ("sum", f" AND NOT {_CUM}"),
@@ -131,7 +140,7 @@ class ChParts:
         ]
         counts = [
             f"(SELECT count() FROM (SELECT 1 FROM {self.table(kind)} "
-            f"WHERE {self.window}{extra} LIMIT {int(cap) + 1}))"
+            f"WHERE {where}{extra} LIMIT {int(cap) + 1}))"
             for kind, extra in sources
         ]
         return "SELECT " + ", ".join(counts)
