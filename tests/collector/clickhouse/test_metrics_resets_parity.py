@@ -3,7 +3,8 @@
 Two hosts export the same series (same service, same attributes) a second apart, so
 their points interleave in the table's order; one stream has a bucket that goes down
 while its count goes up (a reset nothing else shows), then a count that goes down, then
-a change of bucket layout and back inside one step. Each stream's increases must be
+a change of bucket layout and back inside one step (its exponential histogram goes
+down a scale, and later one of its buckets falls). Each stream's increases must be
 worked out against its own previous point, bucket by bucket, as SQLite does.
 """
 
@@ -16,6 +17,8 @@ import pytest
 from ch_metrics_support import (
     BASE,
     S,
+    exp_histogram,
+    exp_point,
     fresh_tables,
     hist_point,
     histogram,
@@ -58,8 +61,17 @@ def _requests() -> list[Any]:
         steady = [2 * i, i, i + 1, 0]
         h2 = hist_point(t + S, FIRST, steady, 5.0 * sum(steady), ROUTE, start=START, low=2.0,
                         high=90.0)  # fmt: skip
-        out.append(request({"service.name": "api", "host.name": "h1"}, histogram("lat", h1)))
-        out.append(request({"service.name": "api", "host.name": "h2"}, histogram("lat", h2)))
+        # exponential: h1 goes down a scale at 5, one bucket falls at 8; h2 grows steadily
+        scale, buckets = (3, [i + 1, 2 * i, i]) if i < 5 else (2, [3 * i, i, 1])
+        if i == 8:
+            buckets = [3 * i, 2, 1]
+        e1 = exp_point(t, scale, 4, buckets, 2.0 * sum(buckets), ROUTE, start=START, zero=i,
+                       low=0.0, high=20.0)  # fmt: skip
+        e2 = exp_point(t + S, 3, 6, [i, i, 2], 3.0 * i, ROUTE, start=START, zero=1, low=0.0,
+                       high=30.0)  # fmt: skip
+        for host, point, exp in (("h1", h1, e1), ("h2", h2, e2)):
+            resource = {"service.name": "api", "host.name": host}
+            out.append(request(resource, histogram("lat", point), exp_histogram("elat", exp)))
     return out
 
 
@@ -80,10 +92,11 @@ WINDOW = {"since": str((BASE + 30 * S) // S), "until": str((BASE + 11 * 60 * S +
 @pytest.mark.parametrize("agg", ["p50", "p90", "p99", "sum", "count", "avg", "min", "max"])
 @pytest.mark.parametrize("step", [None, "1m", "3m"])
 @pytest.mark.parametrize("group_by", [None, "host.name", "route"])
+@pytest.mark.parametrize("name", ["lat", "elat"])
 def test_resets_and_layouts_answer_as_sqlite(
-    stores: tuple[Store, Tables], agg: str, step: str | None, group_by: str | None
+    stores: tuple[Store, Tables], name: str, agg: str, step: str | None, group_by: str | None
 ) -> None:
-    params = {"name": "lat", "agg": agg, **WINDOW}
+    params = {"name": name, "agg": agg, **WINDOW}
     if step:
         params["step"] = step
     if group_by:
