@@ -169,6 +169,25 @@ def test_point_limit_refuses_before_aggregating(tables: Tables) -> None:
     assert len(answer["series"]) == 2
 
 
+def test_point_limit_counts_the_projects_own_points_only(tables: Tables) -> None:
+    """Another project's points of the same metric pass the coarse count over the limit:
+    the query is refused only when its own points do."""
+    other = {**RESOURCE, "telemetryflow.project": "acme"}
+    rows = [{**_row("cpu", BASE + i * S, {"core": "9"}, Value=1.0), "ResourceAttributes": other}
+            for i in range(30)]  # fmt: skip
+    engine().insert(tables.qualified(tables.gauge), rows)
+    answer = query_metrics(engine(), tables, "default", {**WINDOW, "name": "cpu"},
+                           QueryLimits(max_points=12))  # fmt: skip
+    assert sorted(s["tags"]["core"] for s in answer["series"]) == ["0", "1"]
+    with pytest.raises(BadRequestError) as caught:
+        query_metrics(engine(), tables, "default", {**WINDOW, "name": "cpu"},
+                      QueryLimits(max_points=11))  # fmt: skip
+    assert "more than 11 points" in caught.value.message
+    acme = query_metrics(engine(), tables, "acme", {**WINDOW, "name": "cpu"},
+                         QueryLimits(max_points=30))  # fmt: skip
+    assert [s["tags"]["core"] for s in acme["series"]] == ["9"]
+
+
 def test_series_limit(tables: Tables) -> None:
     with pytest.raises(BadRequestError) as caught:
         query_metrics(engine(), tables, "default", {**WINDOW, "name": "cpu"},

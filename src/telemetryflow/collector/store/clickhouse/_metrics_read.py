@@ -103,8 +103,16 @@ def query_metrics(
 
 
 def _survey(ch: ClickHouseConnection, parts: ChParts, limits: QueryLimits) -> list[int]:
-    """Points covered per source; refuses a query covering too many points."""
-    covered = [int(n) for n in ch.query(parts.survey(limits.max_points), parts.params)[0]]
+    """Points covered per source; refuses a query covering too many points.
+
+    The coarse count (no project or tag filter, so no map is read) comes first: when
+    even it stays within the limit, the query does too, and a source it finds empty
+    has nothing to aggregate. Only past the limit are the window's own points counted.
+    """
+    cap = limits.max_points
+    covered = [int(n) for n in ch.query(parts.survey(cap, coarse=True), parts.params)[0]]
+    if sum(covered) > cap:
+        covered = [int(n) for n in ch.query(parts.survey(cap), parts.params)[0]]
     if sum(covered) > limits.max_points:
         raise BadRequestError(
             422,

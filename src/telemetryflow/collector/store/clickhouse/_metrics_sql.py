@@ -15,7 +15,9 @@ tags: a tag is the point attribute, else the resource attribute) and the series 
   after a reset or a change of layout), buckets added up per series and step (explicit
   ones moved onto the first layout by upper bound, exponential ones brought to the
   lowest scale), and the percentile found in the buckets as Prometheus'
-  ``histogram_quantile`` does, clamped into the points' min/max;
+  ``histogram_quantile`` does, clamped into the points' min/max (the whole window's of a
+  stepped query from the steps' explicit buckets, each step's moved onto the first
+  step's layout, as the SQLite store merges its steps);
 - summaries: increases of count and sum.
 
 Only aggregated rows (one per series and step) come back. Every value is a
@@ -86,6 +88,10 @@ class ChParts:
         if flt.service is not None:
             where.append("ServiceName = {service:String}")
             self.params["service"] = flt.service
+        self.coarse = " AND ".join(w for w in where if w != project_clause()) + (
+            f" AND TimeUnix >= {_SINCE} AND TimeUnix <= {_UNTIL}"
+        )
+        """The window's metric, service and time only: no project, no tags (no map read)."""
         for i, (key, value) in enumerate(flt.tags.items()):
             self.params[f"tk{i}"], self.params[f"tv{i}"] = key, value
             where.append(f"{_lookup(f'tk{i}')} = {{tv{i}:String}}")
@@ -118,9 +124,14 @@ class ChParts:
         return f"arrayJoin([step_i, {WHOLE}])" if whole else "step_i"
 
     # -- the survey ----------------------------------------------------------------
-    def survey(self, cap: int) -> str:
+    def survey(self, cap: int, coarse: bool = False) -> str:
         """Points covered per source (gauge, plain sum, cumulative sum, histogram,
-        exponential histogram, summary), each count stopping at ``cap + 1``."""
+        exponential histogram, summary), each count stopping at ``cap + 1``.
+
+        ``coarse`` counts by :attr:`coarse`: at least the window's points, and cheap,
+        since no row's maps are read (the project is a resource attribute).
+        """
+        where = self.coarse if coarse else self.window
         sources = [
             ("gauge", ""),
             ("sum", f" AND NOT {_CUM}"),
@@ -131,7 +142,7 @@ class ChParts:
         ]
         counts = [
             f"(SELECT count() FROM (SELECT 1 FROM {self.table(kind)} "
-            f"WHERE {self.window}{extra} LIMIT {int(cap) + 1}))"
+            f"WHERE {where}{extra} LIMIT {int(cap) + 1}))"
             for kind, extra in sources
         ]
         return "SELECT " + ", ".join(counts)
@@ -265,16 +276,20 @@ class ChParts:
         with_ref = (
             f"SELECT *, argMin(bounds, t1) OVER (PARTITION BY {k}, b) AS ref FROM ({layouts})"
         )
-        moved = (
-            "if(bounds = ref, cs, arrayMap(j -> arraySum(arrayFilter((x, u) -> u = j, cs, "
-            "arrayMap(y -> arrayCount(z -> z < y, ref), arrayPushBack(bounds, inf)))), "
-            "range(length(ref) + 1)))"
-        )
         merged = (
             f"SELECT {k}, b, groupUniqArrayArray(rs1) AS rs, sum(n1) AS n, sum(s1) AS s, "
-            f"min(lo1) AS lo, max(hi1) AS hi, any(ref) AS bnds, sumForEach({moved}) AS cnts "
+            f"min(lo1) AS lo, max(hi1) AS hi, any(ref) AS bnds, "
+            f"sumForEach({_moved('cs', 'bounds', 'ref')}) AS cnts "
             f"FROM ({with_ref}) GROUP BY {k}, b"
         )
+        if whole:  # the window's buckets: the steps' ones, each moved onto the first step's
+            wref = f"SELECT *, argMinIf(bnds, b, b != {WHOLE}) OVER (PARTITION BY {k}) AS wref"
+            steps = f"if(b = {WHOLE}, [], {_moved('cnts', 'bnds', 'wref')})"
+            merged = (
+                f"SELECT * EXCEPT (bnds, cnts, wref, wc), if(b = {WHOLE}, wref, bnds) AS bnds, "
+                f"if(b = {WHOLE}, wc, cnts) AS cnts FROM (SELECT *, sumForEach({steps}) "
+                f"OVER (PARTITION BY {k}) AS wc FROM ({wref} FROM ({merged})))"
+            )
         estimate = (
             "multiIf(length(cnts) != length(bnds) + 1 OR length(cnts) < 2 OR tot <= 0, NULL, "
             "ix = 0 OR ix > length(bnds), bnds[-1], ix = 1 AND bnds[1] <= 0, bnds[1], "
@@ -406,6 +421,17 @@ class ChParts:
             f"(PARTITION BY {k} ORDER BY et DESC) AS rn FROM ({' UNION ALL '.join(parts)})) "
             f"WHERE rn <= {int(per_series)} ORDER BY et"
         )
+
+
+def _moved(counts: str, bounds: str, ref: str) -> str:
+    """Explicit bucket ``counts`` of layout ``bounds`` moved onto layout ``ref``: each
+    count into the first bucket of ``ref`` whose upper bound is at least its own, as the
+    SQLite store's accumulator moves them."""
+    return (
+        f"if({bounds} = {ref}, {counts}, arrayMap(j -> arraySum(arrayFilter((x, u) -> u = j, "
+        f"{counts}, arrayMap(y -> arrayCount(z -> z < y, {ref}), arrayPushBack({bounds}, inf)))), "
+        f"range(length({ref}) + 1)))"
+    )
 
 
 def _clamp(estimate: str) -> str:
