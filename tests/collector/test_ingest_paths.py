@@ -16,12 +16,8 @@ import pytest
 from collector_helpers import gz, make_span, trace_request
 from google.protobuf import json_format
 
-from telemetryflow.collector.store.sqlite._store import (
-    StorageFullError,
-    Store,
-    StoreClosedError,
-    WriteBatch,
-)
+from telemetryflow.collector.store._writes import StorageFullError, StoreClosedError
+from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
 
 PB = {"Content-Type": "application/x-protobuf"}
 JS = {"Content-Type": "application/json"}

@@ -23,12 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from telemetryflow import TelemetryFlowBuilder
 from telemetryflow.collector import Collector
-from telemetryflow.collector.store.sqlite._store import (
-    StorageFullError,
-    Store,
-    WriteBatch,
-    storage_trouble,
-)
+from telemetryflow.collector.store._writes import StorageFullError
+from telemetryflow.collector.store.sqlite._store import Store, WriteBatch, storage_trouble
 
 PB = {"Content-Type": "application/x-protobuf"}
 UNLIMITED_PAGES = 2**30

@@ -9,15 +9,11 @@ from typing import Any
 
 import pytest
 
+from telemetryflow.collector.store._writes import OverloadedError, StorageFullError
 from telemetryflow.collector.store.clickhouse._ddl import tables_ddl
 from telemetryflow.collector.store.clickhouse._seam import ChdbConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
-from telemetryflow.collector.store.clickhouse._writer import (
-    ChBatch,
-    OverloadedError,
-    StorageFullError,
-    Writer,
-)
+from telemetryflow.collector.store.clickhouse._writer import ChBatch, Writer
 
 
 class HeldInserts(ChdbConnection):

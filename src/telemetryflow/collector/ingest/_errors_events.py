@@ -34,6 +34,7 @@ from telemetryflow.collector.query._params import Params, iso
 __all__ = [
     "ERROR_EVENT",
     "Captured",
+    "error_sample",
     "find_error",
     "list_error_groups",
     "list_events",
@@ -194,7 +195,8 @@ def _filters(p: Params, project: str) -> tuple[list[str], list[Any]]:
     return where, args
 
 
-def _sample(row: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
+def error_sample(row: Iterable[Any]) -> dict[str, Any]:
+    """One stored occurrence as the API shows it (the same columns in either store)."""
     (error_id, service, error_type, code, message, stack, tags, trace_id, span_id, source,
      time_ns) = row  # fmt: skip
     return {
@@ -259,7 +261,7 @@ def _samples(conn: sqlite3.Connection, ids: list[int]) -> dict[int, dict[str, An
         f"span_id, source, time_ns FROM error_occurrences WHERE id IN ({marks})",
         ids,
     ).fetchall()
-    return {row[0]: _sample(row[1:]) for row in rows}
+    return {row[0]: error_sample(row[1:]) for row in rows}
 
 
 def find_error(conn: sqlite3.Connection, project: str, error_id: str) -> dict[str, Any] | None:

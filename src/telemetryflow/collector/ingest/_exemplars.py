@@ -25,7 +25,13 @@ from telemetryflow.collector.ingest._otlp import attributes, compact_json, tags_
 from telemetryflow.collector.query._metrics_sql import MetricFilter, SqlParts
 from telemetryflow.collector.query._params import iso
 
-__all__ = ["MAX_PER_POINT", "MAX_PER_SERIES", "exemplar_rows", "series_exemplars"]
+__all__ = [
+    "MAX_PER_POINT",
+    "MAX_PER_SERIES",
+    "exemplar_rows",
+    "point_exemplars",
+    "series_exemplars",
+]
 
 Row = tuple[Any, ...]
 MAX_PER_POINT = 8
@@ -56,11 +62,11 @@ def exemplar_rows(
                     if not point.exemplars:
                         continue
                     head = (project, service, metric.name, tags_json(point.attributes), resource)
-                    out.extend(_point_exemplars(point.exemplars, head, received_ns))
+                    out.extend(point_exemplars(point.exemplars, head, received_ns))
     return out
 
 
-def _point_exemplars(exemplars: Iterable[Any], head: Row, received_ns: int) -> list[Row]:
+def point_exemplars(exemplars: Iterable[Any], head: Row, received_ns: int) -> list[Row]:
     rows: list[Row] = []
     for ex in exemplars:
         value = _value(ex)

@@ -16,7 +16,8 @@ import time
 from collections.abc import Iterator
 
 from telemetryflow.collector.ingest._decode import BadRequestError
-from telemetryflow.collector.store.sqlite._store import OverloadedError, Store, storage_trouble
+from telemetryflow.collector.store._writes import OverloadedError
+from telemetryflow.collector.store.sqlite._store import Store, storage_trouble
 
 __all__ = ["QueryBusyError", "QueryGate", "ReadTroubleError", "reading"]
 

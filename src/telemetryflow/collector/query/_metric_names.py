@@ -8,13 +8,13 @@ from typing import Any
 
 from telemetryflow.collector.query._params import Params, iso
 
-__all__ = ["query_metric_names"]
+__all__ = ["DEFAULT_WINDOW_S", "NAMES_PARAMS", "metric_type", "query_metric_names"]
 
-_KNOWN = ("service", "prefix", "limit", "project_name", "since", "until", "window")
-_DEFAULT_WINDOW_S = 7 * 86400
+NAMES_PARAMS = ("service", "prefix", "limit", "project_name", "since", "until", "window")
+DEFAULT_WINDOW_S = 7 * 86400
 
 
-def _type(kind: str, monotonic: int) -> str:
+def metric_type(kind: str, monotonic: int) -> str:
     if kind == "sum":
         return "counter" if monotonic else "updowncounter"
     return kind
@@ -31,8 +31,8 @@ def query_metric_names(
     days without one), so the answer reads that window of one project's points, not
     every point ever stored.
     """
-    params = Params(raw, _KNOWN)
-    default = retention_s if retention_s > 0 else _DEFAULT_WINDOW_S
+    params = Params(raw, NAMES_PARAMS)
+    default = retention_s if retention_s > 0 else DEFAULT_WINDOW_S
     since, until = params.time_range(("window",), f"{int(default)}s")
     limit = params.integer("limit", 1000)
     if params.text("project_name") not in (None, project):
@@ -54,7 +54,7 @@ def query_metric_names(
     metrics = [
         {
             "name": name,
-            "type": _type(kind, monotonic),
+            "type": metric_type(kind, monotonic),
             "unit": unit,
             "series": series,
             "points": points,

@@ -38,7 +38,7 @@ from telemetryflow.collector._pipeline import SIGNALS, Pipeline, Signal
 from telemetryflow.collector.ingest._decode import BadRequestError, parse_otlp
 from telemetryflow.collector.server._auth import DuplicateCredentialsError, Principal
 from telemetryflow.collector.server._deadlines import Deadlines
-from telemetryflow.collector.store.sqlite._store import OverloadedError, StoreClosedError
+from telemetryflow.collector.store._writes import OverloadedError, StoreClosedError
 
 __all__ = ["GrpcLimits", "start_grpc_server"]
 

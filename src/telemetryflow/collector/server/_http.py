@@ -46,7 +46,7 @@ from telemetryflow.collector.server._http_admission import (
 )
 from telemetryflow.collector.server._limits import return_free_memory_to_the_os
 from telemetryflow.collector.server._openapi import openapi_document
-from telemetryflow.collector.store.sqlite._store import OverloadedError, StoreClosedError
+from telemetryflow.collector.store._writes import OverloadedError, StoreClosedError
 from telemetryflow.collector.web import routes as web_routes
 
 __all__ = ["ROUTES", "HTTPLimits", "create_app"]

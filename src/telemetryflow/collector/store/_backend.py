@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from telemetryflow.collector.query._gate import QueryGate
-from telemetryflow.collector.store.sqlite._store import WriteResult
+from telemetryflow.collector.store._writes import WriteResult
 
 __all__ = ["Backend"]
 

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from telemetryflow.collector.ingest._decode import BadRequestError
 from telemetryflow.collector.server._auth import DuplicateCredentialsError
-from telemetryflow.collector.store.sqlite._store import OverloadedError, StoreClosedError
+from telemetryflow.collector.store._writes import OverloadedError, StoreClosedError
 
 __all__ = ["CSP", "Endpoint", "RefusedError", "error", "same_origin", "secured"]
 

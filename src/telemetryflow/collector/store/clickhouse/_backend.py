@@ -16,6 +16,7 @@ from typing import Any
 
 from telemetryflow.collector.ingest._decode import BadRequestError
 from telemetryflow.collector.ingest._errors_events import otlp_captures
+from telemetryflow.collector.store._writes import OverloadedError, WriteResult
 from telemetryflow.collector.store.clickhouse import _captures, _logs, _metrics_read, _traces
 from telemetryflow.collector.store.clickhouse._ddl import (
     ERRORS_TABLE,
@@ -34,7 +35,6 @@ from telemetryflow.collector.store.clickhouse._write import (
     span_rows,
 )
 from telemetryflow.collector.store.clickhouse._writer import ChBatch, Writer
-from telemetryflow.collector.store.sqlite._store import OverloadedError, WriteResult
 
 __all__ = ["METRIC_TABLES", "ClickHouseBackend", "ReadTroubleError"]
 

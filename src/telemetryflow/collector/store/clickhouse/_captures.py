@@ -9,10 +9,10 @@ aggregated by the database when read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from telemetryflow.collector.ingest._errors_events import error_sample
 from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.store.clickhouse._ddl import ERRORS_TABLE, EVENTS_TABLE
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
@@ -65,17 +65,6 @@ def _filters(p: Params, project: str) -> tuple[list[str], dict[str, Any]]:
     return where, args
 
 
-def _sample(row: Sequence[Any]) -> dict[str, Any]:
-    (error_id, service, error_type, code, message, stack, tags, trace_id, span_id, source,
-     time_ns) = row  # fmt: skip
-    return {
-        "error_id": error_id, "service": service, "type": error_type, "code": code or None,
-        "message": message, "stack": stack or None, "tags": json.loads(tags),
-        "trace_id": trace_id or None, "span_id": span_id or None, "source": source,
-        "time": iso(time_ns),
-    }  # fmt: skip
-
-
 def list_error_groups(
     ch: ClickHouseConnection, tables: Tables, project: str, params: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -110,7 +99,7 @@ def list_error_groups(
 
 def _group(row: Sequence[Any]) -> dict[str, Any]:
     fingerprint, count, first, last, sample_row = row
-    sample = _sample(sample_row)
+    sample = error_sample(sample_row)
     return {
         "fingerprint": fingerprint,
         "type": sample["type"],
@@ -142,7 +131,7 @@ def find_error(
         {"project": project, "fingerprint": fingerprint},
     )[0]
     group = {"count": count, "first_seen": iso(first), "last_seen": iso(last)}
-    return {**_sample(rows[0][1:]), "fingerprint": fingerprint, "group": group}
+    return {**error_sample(rows[0][1:]), "fingerprint": fingerprint, "group": group}
 
 
 def list_events(

@@ -16,8 +16,11 @@ from telemetryflow.collector.ingest._decode import BadRequestError
 from telemetryflow.collector.ingest._exemplars import MAX_PER_SERIES
 from telemetryflow.collector.ingest._otlp import compact_json
 from telemetryflow.collector.query._aggregate import Accumulator, Aggregation, parse_agg
-from telemetryflow.collector.query._metric_names import _DEFAULT_WINDOW_S, _type
-from telemetryflow.collector.query._metric_names import _KNOWN as _NAMES_KNOWN
+from telemetryflow.collector.query._metric_names import (
+    DEFAULT_WINDOW_S,
+    NAMES_PARAMS,
+    metric_type,
+)
 from telemetryflow.collector.query._metrics import (
     _KNOWN,
     _MAX_BUCKETS,
@@ -209,8 +212,8 @@ def query_metric_names(
     retention_s: float,
 ) -> dict[str, Any]:
     """Answer ``GET /v1/metrics/names`` from ClickHouse, as the SQLite store answers it."""
-    checked = Params(params, _NAMES_KNOWN)
-    default = retention_s if retention_s > 0 else _DEFAULT_WINDOW_S
+    checked = Params(params, NAMES_PARAMS)
+    default = retention_s if retention_s > 0 else DEFAULT_WINDOW_S
     since, until = checked.time_range(("window",), f"{int(default)}s")
     limit = checked.integer("limit", 1000)
     if checked.text("project_name") not in (None, project):
@@ -241,7 +244,7 @@ def query_metric_names(
     metrics = [
         {
             "name": name,
-            "type": _type(kind, monotonic),
+            "type": metric_type(kind, monotonic),
             "unit": unit,
             "series": int(series),
             "points": int(points),

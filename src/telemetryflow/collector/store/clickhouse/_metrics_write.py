@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from telemetryflow.collector.ingest._exemplars import _point_exemplars
+from telemetryflow.collector.ingest._exemplars import point_exemplars
 from telemetryflow.collector.ingest._otlp import (
     _exponential_point,
     _number,
@@ -190,7 +190,7 @@ _BUILDERS = {
 
 def _exemplars(point: Any, received_ns: int) -> Row:
     """The ``Exemplars.*`` columns: exemplars with a trace id, the newest few per point."""
-    kept = _point_exemplars(point.exemplars, (), received_ns) if point.exemplars else []
+    kept = point_exemplars(point.exemplars, (), received_ns) if point.exemplars else []
     # each kept row: (time_ns, value, trace_id, span_id, attributes JSON, received_ns)
     return {
         "Exemplars.FilteredAttributes": [text_map(_json_object(r[4])) for r in kept],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import json
 import logging
 import queue
@@ -25,15 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from telemetryflow.collector.store.clickhouse._ddl import IDEMPOTENCY_TABLE
-from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
-from telemetryflow.collector.store.clickhouse._tables import Tables
-from telemetryflow.collector.store.sqlite._store import (
+from telemetryflow.collector.store._writes import (
     OverloadedError,
     StorageFullError,
     StoreClosedError,
+    WriteJob,
     WriteResult,
 )
+from telemetryflow.collector.store.clickhouse._ddl import IDEMPOTENCY_TABLE
+from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
+from telemetryflow.collector.store.clickhouse._tables import Tables
 
 __all__ = ["ChBatch", "Writer"]
 
@@ -54,21 +54,6 @@ class ChBatch:
     """``(project, key, answer)``: stored once; a repeat stores nothing."""
 
 
-class _Job:
-    __slots__ = ("batch", "future")
-
-    def __init__(self, batch: ChBatch) -> None:
-        self.batch = batch
-        self.future: concurrent.futures.Future[WriteResult] = concurrent.futures.Future()
-
-    def finish(self, result: WriteResult | None, error: BaseException | None = None) -> None:
-        with contextlib.suppress(concurrent.futures.InvalidStateError):
-            if error is not None:
-                self.future.set_exception(error)
-            else:
-                self.future.set_result(result)  # type: ignore[arg-type]
-
-
 class Writer:
     """The one thread that writes; ``table_of`` maps a batch key to a qualified table."""
 
@@ -82,7 +67,7 @@ class Writer:
         self._ch = ch
         self._tables = tables
         self._table_of = table_of
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue[WriteJob[ChBatch] | None] = queue.Queue(maxsize=max_pending)
         self._closed = False
         self._failing = False
         self._thread = threading.Thread(target=self._run, name="tf-clickhouse-writer", daemon=True)
@@ -97,7 +82,7 @@ class Writer:
         """
         if self._closed:
             raise StoreClosedError("the collector is shutting down")
-        job = _Job(batch)
+        job = WriteJob(batch)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -141,7 +126,7 @@ class Writer:
             if stop:
                 return
 
-    def _write(self, jobs: list[_Job]) -> None:
+    def _write(self, jobs: list[WriteJob[ChBatch]]) -> None:
         try:
             results = self._insert(jobs)
         except Exception as exc:  # the engine's errors have no common type
@@ -158,7 +143,7 @@ class Writer:
         for job, result in zip(jobs, results, strict=True):
             job.finish(result)
 
-    def _insert(self, jobs: list[_Job]) -> list[WriteResult]:
+    def _insert(self, jobs: list[WriteJob[ChBatch]]) -> list[WriteResult]:
         previous = self._replays(jobs)
         merged: dict[str, list[dict[str, Any]]] = {}
         encoded: dict[tuple[str, tuple[str, ...]], list[str]] = {}
@@ -189,7 +174,7 @@ class Writer:
                 self._ch.insert(self._table_of(key), rows)
         return results
 
-    def _replays(self, jobs: list[_Job]) -> dict[int, dict[str, Any]]:
+    def _replays(self, jobs: list[WriteJob[ChBatch]]) -> dict[int, dict[str, Any]]:
         """Jobs whose idempotency key was stored before (or by an earlier job here)."""
         keyed = [(job, job.batch.idempotency) for job in jobs if job.batch.idempotency]
         if not keyed:

@@ -23,7 +23,8 @@ from telemetryflow.collector.query._logs import query_logs
 from telemetryflow.collector.query._metric_names import query_metric_names
 from telemetryflow.collector.query._metrics import query_metrics
 from telemetryflow.collector.query._traces import query_traces
-from telemetryflow.collector.store.sqlite._store import Store, WriteBatch, WriteResult
+from telemetryflow.collector.store._writes import WriteResult
+from telemetryflow.collector.store.sqlite._store import Store, WriteBatch
 
 __all__ = ["SqliteBackend"]
 

@@ -32,6 +32,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from telemetryflow.collector.store._writes import (
+    STORAGE_RETRY_S,
+    OverloadedError,
+    StorageFullError,
+    StoreClosedError,
+    WriteJob,
+    WriteResult,
+)
 from telemetryflow.collector.store.sqlite._retention import Retention
 from telemetryflow.collector.store.sqlite._schema import (
     ERROR_COLUMNS,
@@ -46,20 +54,12 @@ from telemetryflow.collector.store.sqlite._schema import (
     migrate,
 )
 
-__all__ = [
-    "OverloadedError",
-    "StorageFullError",
-    "Store",
-    "StoreClosedError",
-    "WriteBatch",
-    "WriteResult",
-]
+__all__ = ["Store", "WriteBatch", "storage_trouble"]
 
 _log = logging.getLogger("telemetryflow.collector")
 
 Row = tuple[Any, ...]
 _GROUP_MAX = 64
-_STORAGE_RETRY_S = 2.0
 # SQLite primary result codes meaning the storage, not the data, is in trouble: BUSY,
 # LOCKED (past the busy timeout), NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
 _STORAGE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
@@ -90,26 +90,6 @@ _INSERT_EXEMPLARS = _insert_sql("metric_exemplars", EXEMPLAR_COLUMNS).replace(
 )
 
 
-class OverloadedError(Exception):
-    """The write queue is full; retry after :attr:`retry_after` seconds."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__("the collector is overloaded")
-        self.retry_after = retry_after
-
-
-class StorageFullError(OverloadedError):
-    """The database could not be written (disk full, I/O error); nothing was stored.
-
-    Temporary by nature: the client keeps the data and retries after
-    :attr:`retry_after` seconds, and writes resume on their own once space returns.
-    """
-
-    def __init__(self, retry_after: float = _STORAGE_RETRY_S) -> None:
-        super().__init__(retry_after)
-        self.args = ("the collector cannot write to its database; retry later",)
-
-
 def storage_trouble(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite reporting a full or failing disk rather than bad data."""
     if not isinstance(exc, sqlite3.Error):
@@ -119,10 +99,6 @@ def storage_trouble(exc: BaseException) -> bool:
         return code & 0xFF in _STORAGE_CODES
     text = str(exc).lower()
     return any(message in text for message in _STORAGE_MESSAGES)
-
-
-class StoreClosedError(Exception):
-    """The store is shutting down and takes no more writes."""
 
 
 @dataclass
@@ -145,32 +121,6 @@ class WriteBatch:
     """``(project, key, result)``: stored once; a repeat stores nothing."""
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    """What the writer did with a batch. ``previous`` is set for a repeated key."""
-
-    stored: int
-    previous: dict[str, Any] | None = None
-
-
-class _Job:
-    """A batch and the future its writer completes once the batch is committed (or not)."""
-
-    __slots__ = ("batch", "future")
-
-    def __init__(self, batch: WriteBatch) -> None:
-        self.batch = batch
-        self.future: concurrent.futures.Future[WriteResult] = concurrent.futures.Future()
-
-    def finish(self, result: WriteResult | None, error: BaseException | None = None) -> None:
-        """Wake the request; one that stopped waiting (timed out) cancelled its future."""
-        with contextlib.suppress(concurrent.futures.InvalidStateError):
-            if error is not None:
-                self.future.set_exception(error)
-            else:
-                self.future.set_result(result)  # type: ignore[arg-type]
-
-
 class Store:
     """The embedded database. Thread-safe; create one per collector."""
 
@@ -187,7 +137,7 @@ class Store:
         self.path = path
         self._sync = "FULL" if sync_full else "NORMAL"
         self._retention_interval = retention_interval
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue[WriteJob[WriteBatch] | None] = queue.Queue(maxsize=max_pending)
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -289,7 +239,7 @@ class Store:
         """
         if self._closed:
             raise StoreClosedError("the collector is shutting down")
-        job = _Job(batch)
+        job = WriteJob(batch)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -319,16 +269,16 @@ class Store:
                     jobs.append(more)
             if jobs and not self._commit_group(jobs):
                 # a size trim may free pages: run it soon, not every failed write
-                next_retention = min(next_retention, time.monotonic() + _STORAGE_RETRY_S)
+                next_retention = min(next_retention, time.monotonic() + STORAGE_RETRY_S)
             if stop:
                 return
 
-    def _commit_group(self, jobs: list[_Job]) -> bool:
+    def _commit_group(self, jobs: list[WriteJob[WriteBatch]]) -> bool:
         """Commit ``jobs``; ``False`` when the storage itself failed."""
         with self._write_lock:
             return self._commit_locked(jobs)
 
-    def _commit_locked(self, jobs: list[_Job]) -> bool:
+    def _commit_locked(self, jobs: list[WriteJob[WriteBatch]]) -> bool:
         conn = self._writer
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -353,7 +303,7 @@ class Store:
             job.finish(result)
         return True
 
-    def _storage_failed(self, exc: BaseException, jobs: list[_Job]) -> None:
+    def _storage_failed(self, exc: BaseException, jobs: list[WriteJob[WriteBatch]]) -> None:
         if not self._storage_failing:
             self._storage_failing = True
             _log.warning("cannot write to the database (%s); answering 'retry later' "
