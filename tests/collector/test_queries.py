@@ -153,6 +153,14 @@ def test_trace_list_filters(traces: httpx.Client) -> None:
     assert trace_ids(traces, trace_id="ffffffffffffffffffffffffffffffff") == []
 
 
+def test_trace_list_by_text_in_a_span_name(traces: httpx.Client) -> None:
+    assert trace_ids(traces, name_contains="get /") == [T2, T1, T3]  # any case
+    assert trace_ids(traces, name_contains="QUERY") == [T1]  # a child span's name
+    assert trace_ids(traces, name_contains="/ho") == [T2]
+    assert trace_ids(traces, name_contains="%") == []  # literal, not a wildcard
+    assert trace_ids(traces, name_contains="db_query") == []  # ``_`` is literal too
+
+
 def test_trace_detail_flag(traces: httpx.Client) -> None:
     brief = traces.post("/v1/traces/query", json={"detail": False}).json()["traces"]
     assert all("spans" not in t for t in brief)

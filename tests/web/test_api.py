@@ -107,6 +107,12 @@ def test_pages_of_the_trace_list_are_disjoint_and_complete(open_web: Any, many: 
     assert seen == many  # newest first, each trace once, none missing
 
 
+def test_the_list_search_finds_text_inside_span_names(open_web: Any, many: list[str]) -> None:
+    params = {"service": "web-many", "q": "JOB 11"}
+    body = httpx.get(open_web.base + "/ui/api/traces", params=params).json()
+    assert [t["root_name"] for t in body["traces"]] == [n for n in many if "job 11" in n]
+
+
 def test_later_traces_do_not_shift_a_pinned_page(open_web: Any, many: list[str]) -> None:
     first = httpx.get(open_web.base + "/ui/api/traces", params={"service": "web-many"}).json()
     client = sdk_client(open_web.collector, "web-many-late")

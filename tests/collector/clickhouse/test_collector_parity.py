@@ -47,7 +47,8 @@ HOUR = 3600 * 10**9
 TRACE_QUERIES: list[dict[str, Any]] = [
     {}, {"detail": "false"}, {"trace_id": T1}, {"service": "payments"}, {"error": "true"},
     {"min_duration": "100ms"}, {"name": "GET /home"}, {"limit": "1"}, {"time_window": "1h"},
-    {"service": "shop"},
+    {"service": "shop"}, {"name_contains": "get /"}, {"name_contains": "HARG"},
+    {"name_contains": "%"},
 ]  # fmt: skip
 LOG_QUERIES: list[dict[str, Any]] = [
     {}, {"severity": "error"}, {"contains": "DECLINED"}, {"contains": "100%_"},

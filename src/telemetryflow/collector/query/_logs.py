@@ -11,7 +11,7 @@ from telemetryflow.collector.ingest._decode import BadRequestError
 from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.query._refs import REF_COLUMNS, REF_JOINS, RefReader
 
-__all__ = ["SEVERITY_NUMBERS", "query_logs", "severity_name"]
+__all__ = ["SEVERITY_NUMBERS", "like_pattern", "query_logs", "severity_name"]
 
 SEVERITY_NUMBERS = {
     "trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17,
@@ -41,7 +41,8 @@ def severity_name(number: int, text: str = "") -> str:
     return "UNSPECIFIED"
 
 
-def _like_pattern(text: str) -> str:
+def like_pattern(text: str) -> str:
+    """``text`` as a ``LIKE`` pattern matching it anywhere, ``%``, ``_`` and ``\\`` literal."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
@@ -71,7 +72,7 @@ def query_logs(conn: sqlite3.Connection, project: str, raw: Mapping[str, Any]) -
     contains = params.text("contains")
     if contains:
         sql.append("AND t.body LIKE ? ESCAPE '\\'")
-        args.append(_like_pattern(contains))
+        args.append(like_pattern(contains))
     sql.append("ORDER BY t.time_ns DESC, t.id DESC LIMIT ?")
     args.append(limit)
     refs = RefReader()

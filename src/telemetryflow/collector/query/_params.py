@@ -43,7 +43,7 @@ _MAX_DURATION_S = 100 * 365.25 * 86400
 
 MAX_VALUE_CHARS = 4096
 """Longest value of any query parameter."""
-_MAX_CHARS = {"contains": 1000}
+_MAX_CHARS = {"contains": 1000, "name_contains": 1000}
 """Tighter limits for some parameters (``contains`` is a text pattern)."""
 MAX_FILTERS = 32
 """Most tag filters one query may carry."""

@@ -11,13 +11,14 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from telemetryflow.collector.query._logs import like_pattern
 from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.query._refs import REF_COLUMNS, REF_JOINS, RefReader
 
 __all__ = ["build_tree", "query_traces"]
 
 _KNOWN = (
-    "trace_id", "trace", "name", "service", "min_duration", "error", "time_window",
+    "trace_id", "trace", "name", "name_contains", "service", "min_duration", "error", "time_window",
     "window", "since", "until", "detail", "limit", "project_name",
 )  # fmt: skip
 _KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
@@ -228,6 +229,10 @@ def _matching_trace_ids(
     if name is not None:
         sql.append("AND name = ?")
         args.append(name)
+    name_contains = params.text("name_contains")
+    if name_contains:
+        sql.append("AND name LIKE ? ESCAPE '\\'")
+        args.append(like_pattern(name_contains))
     service = params.text("service")
     if service is not None:
         sql.append("AND service = ?")

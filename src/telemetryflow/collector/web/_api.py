@@ -45,7 +45,7 @@ LOG_PARAMS = ("q", "severity", "service", "trace_id", "since", "until", "limit")
 _LOG_LIMIT = 200
 # page parameter -> query parameter
 _TRACE_QUERY_NAMES = (
-    ("service", "service"), ("q", "name"), ("min_duration", "min_duration"),
+    ("service", "service"), ("q", "name_contains"), ("min_duration", "min_duration"),
     ("error", "error"), ("since", "since"),
 )  # fmt: skip
 _LOG_QUERY_NAMES = (

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from telemetryflow.collector.ingest._decode import BadRequestError
-from telemetryflow.collector.query._logs import SEVERITY_NUMBERS, severity_name
+from telemetryflow.collector.query._logs import SEVERITY_NUMBERS, like_pattern, severity_name
 from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import (
@@ -24,7 +24,7 @@ from telemetryflow.collector.store.clickhouse._tables import (
     project_clause,
 )
 
-__all__ = ["like_pattern", "query_logs"]
+__all__ = ["query_logs"]
 
 _KNOWN = (
     "project_name", "service", "severity", "time_window", "window", "since", "until",
@@ -36,12 +36,6 @@ _COLUMNS = (
     f"mapFilter((k, v) -> k != '{PROJECT_ATTRIBUTE}', ResourceAttributes), ScopeName, "
     "ScopeVersion, ScopeAttributes"
 )
-
-
-def like_pattern(text: str) -> str:
-    """``text`` as a LIKE pattern matching it anywhere (``%``, ``_`` and ``\\`` escaped)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def query_logs(

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from telemetryflow.collector.query._logs import like_pattern
 from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.query._traces import build_tree
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
@@ -29,7 +30,7 @@ from telemetryflow.collector.store.clickhouse._tables import (
 __all__ = ["TraceSource", "kind_name", "query_traces", "status_name"]
 
 _KNOWN = (
-    "trace_id", "trace", "name", "service", "min_duration", "error", "time_window",
+    "trace_id", "trace", "name", "name_contains", "service", "min_duration", "error", "time_window",
     "window", "since", "until", "detail", "limit", "project_name",
 )  # fmt: skip
 _ERROR = "StatusCode IN ('Error', 'STATUS_CODE_ERROR')"
@@ -241,6 +242,10 @@ def _matching_trace_ids(
     if name is not None:
         where.append("SpanName = {name:String}")
         args["name"] = name
+    name_contains = params.text("name_contains")
+    if name_contains:
+        where.append("SpanName ILIKE {name_contains:String}")
+        args["name_contains"] = like_pattern(name_contains)
     service = params.text("service")
     if service is not None:
         where.append("ServiceName = {service:String}")
