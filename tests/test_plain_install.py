@@ -215,3 +215,26 @@ def test_loading_the_plugin_does_not_import_cryptography() -> None:
         check=False,
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_importing_the_package_leaves_the_export_path_for_initialize() -> None:
+    """``import telemetryflow`` stays light: the export path (pipeline, transports,
+    the SDK's metric and log providers, gRPC) loads when a client is initialized."""
+    heavy = [
+        "telemetryflow._exporting.pipeline",
+        "telemetryflow._exporting.transport",
+        "opentelemetry.sdk.metrics",
+        "opentelemetry.sdk._logs",
+        "grpc",
+    ]
+    script = f"import sys, telemetryflow; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        env={**os.environ, "PYTHONPATH": SRC},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"loaded on import: {result.stdout.strip()}"

@@ -11,14 +11,16 @@ from __future__ import annotations
 import atexit
 import os
 import weakref
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
-from telemetryflow._exporting.pipeline import Pipeline
 from telemetryflow._recording.diagnostics import logger
+
+if TYPE_CHECKING:  # the export path loads on initialize(), not on import
+    from telemetryflow._exporting.pipeline import Pipeline
 
 __all__ = ["install_globals", "register_atexit", "register_fork_handler"]
 
