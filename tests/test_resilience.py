@@ -175,6 +175,69 @@ def test_an_attempt_ends_by_its_timeout_when_the_receiver_never_answers(
     client.shutdown(timeout=2)
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_flush_whose_time_runs_out_never_raises(
+    receiver: OTLPReceiver, protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The logs use up the flush window (the receiver never answers), leaving the
+    metric side a millisecond; on a busy machine that millisecond is gone before the
+    SDK's ``MeterProvider`` looks, and it raises. Here its clock runs 5 ms per reading,
+    as a thread preempted between the two readings would see it."""
+    receiver.blackhole(True)
+    client = fast(receiver, protocol, retries=0).with_timeout(timedelta(milliseconds=400)).build()
+    client.initialize()
+    step = iter(range(10**6))
+    monkeypatch.setattr(
+        "opentelemetry.sdk.metrics._internal.time_ns",
+        lambda: time.time_ns() + next(step) * 5_000_000,
+    )
+    try:
+        client.log_info("into the void")
+        client.increment_counter("void.calls")
+        client.flush(timeout=0.3)  # raised from the SDK's MeterProvider before
+        assert client.health()["queue_depth"]["logs"] == 1  # kept for the next attempt
+    finally:
+        monkeypatch.undo()
+        receiver.blackhole(False)
+        client.shutdown(timeout=2)
+
+
+_WORKERS = ("telemetryflow-metrics", "telemetryflow-logs", "telemetryflow-traces")
+
+
+def test_shutdown_whose_time_runs_out_never_raises(
+    receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same at ``shutdown`` (its clock now a second per reading, past the whole
+    budget): the SDK's ``MeterProvider.shutdown`` raises for the reader it had no time
+    left for; shutdown still stops every thread."""
+    receiver.blackhole(True)
+    client = fast(receiver, "http", retries=0).with_timeout(timedelta(milliseconds=200)).build()
+    before = set(threading.enumerate())
+    client.initialize()
+    client.increment_counter("void.calls")
+    client.log_info("into the void")
+    with client.span("void"):
+        pass
+    # this client's periodic reader and batch workers
+    workers = [t for t in threading.enumerate() if t not in before and t.name in _WORKERS]
+    assert {t.name for t in workers} == set(_WORKERS)
+    step = iter(range(10**6))
+    monkeypatch.setattr(
+        "opentelemetry.sdk.metrics._internal.time_ns",
+        lambda: time.time_ns() + next(step) * 1_000_000_000,
+    )
+    try:
+        client.shutdown(timeout=0.3)  # raised from the SDK's MeterProvider before
+    finally:
+        monkeypatch.undo()
+        receiver.blackhole(False)
+    assert not client.is_initialized()
+    for thread in workers:  # every one was told to stop
+        thread.join(timeout=5)
+    assert not [t.name for t in workers if t.is_alive()]
+
+
 # -- outages ------------------------------------------------------------------------
 
 

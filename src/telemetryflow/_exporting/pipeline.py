@@ -13,6 +13,7 @@ processor and exporters lose data silently and block shutdown (see ARCHITECTURE.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -401,7 +402,10 @@ class Pipeline:
                 ok = queue.force_flush(max(0.0, deadline - time.monotonic())) and ok
         if self.meter_provider is not None:
             remaining_ms = max(0.001, deadline - time.monotonic()) * 1000
-            ok = self.meter_provider.force_flush(timeout_millis=remaining_ms) and ok
+            try:
+                ok = self.meter_provider.force_flush(timeout_millis=remaining_ms) and ok
+            except Exception:  # the SDK raises when a reader misses the deadline
+                ok = False
         return self._wait_for_spool(deadline) and ok
 
     def _wait_for_spool(self, deadline: float) -> bool:
@@ -449,7 +453,13 @@ class Pipeline:
         if self.meter_provider is not None:
             # The reader's shutdown makes the final collection and export itself.
             remaining_ms = max(0.001, deadline - time.monotonic()) * 1000
-            self.meter_provider.shutdown(timeout_millis=remaining_ms)
+            try:
+                self.meter_provider.shutdown(timeout_millis=remaining_ms)
+            except Exception:  # a reader past the deadline: the SDK raises, we go on
+                warn_throttled("metrics-shutdown", "the last metric export missed the deadline")
+                if self._metric_reader is not None:  # perhaps skipped: stop its thread
+                    with contextlib.suppress(Exception):
+                        self._metric_reader.shutdown(timeout_millis=1)
         for queue in queues:
             queue.shutdown(max(0.0, deadline - time.monotonic()))
         if self.spool is not None and self._drainer is not None:
