@@ -35,6 +35,7 @@ __all__ = [
     "ERROR_EVENT",
     "Captured",
     "error_sample",
+    "event_summary",
     "find_error",
     "list_error_groups",
     "list_events",
@@ -299,10 +300,11 @@ def list_events(
         "GROUP BY event ORDER BY count(*) DESC, event LIMIT ?",
         (*args, limit),
     ).fetchall()
-    return {"events": [_event_summary(*row) for row in rows]}
+    return {"events": [event_summary(*row) for row in rows]}
 
 
-def _event_summary(name: str, count: int, users: int, first: int, last: int) -> dict[str, Any]:
+def event_summary(name: str, count: int, users: int, first: int, last: int) -> dict[str, Any]:
+    """One event name's counts as the API shows them (either store)."""
     return {
         "event": name,
         "count": count,

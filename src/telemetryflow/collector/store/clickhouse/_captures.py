@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from telemetryflow.collector.ingest._errors_events import error_sample
+from telemetryflow.collector.ingest._errors_events import error_sample, event_summary
 from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.store.clickhouse._ddl import ERRORS_TABLE, EVENTS_TABLE
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
@@ -151,14 +151,4 @@ def list_events(
         f"WHERE {' AND '.join(where)} GROUP BY event ORDER BY n DESC, event LIMIT {limit:d}",
         args,
     )
-    return {"events": [_event_summary(*row) for row in rows]}
-
-
-def _event_summary(name: str, count: int, users: int, first: int, last: int) -> dict[str, Any]:
-    return {
-        "event": name,
-        "count": count,
-        "distinct_ids": users,
-        "first_seen": iso(first),
-        "last_seen": iso(last),
-    }
+    return {"events": [event_summary(*row) for row in rows]}
