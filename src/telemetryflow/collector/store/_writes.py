@@ -9,8 +9,10 @@ they name these classes, never a backend's module.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
+import queue
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +23,8 @@ __all__ = [
     "StoreClosedError",
     "WriteJob",
     "WriteResult",
+    "await_write",
+    "enqueue",
 ]
 
 STORAGE_RETRY_S = 2.0
@@ -76,3 +80,36 @@ class WriteJob(Generic[B]):
                 self.future.set_exception(error)
             else:
                 self.future.set_result(result)  # type: ignore[arg-type]
+
+
+def enqueue(
+    jobs: queue.Queue[WriteJob[B] | None], batch: B, closed: bool
+) -> concurrent.futures.Future[WriteResult]:
+    """Queue ``batch`` for a writer thread: the future completes once it is stored.
+
+    Raises:
+        OverloadedError: too many writes are waiting; nothing was stored.
+        StoreClosedError: the store is closing; nothing was stored.
+    """
+    if closed:
+        raise StoreClosedError("the collector is shutting down")
+    job = WriteJob(batch)
+    try:
+        jobs.put_nowait(job)
+    except queue.Full:
+        raise OverloadedError(retry_after=1.0) from None
+    return job.future
+
+
+async def await_write(
+    future: concurrent.futures.Future[WriteResult], timeout: float
+) -> WriteResult:
+    """Wait for a queued write on an event loop: the loop waits, no thread does.
+
+    Raises:
+        TimeoutError: the write did not finish in time (it may still land).
+    """
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+    except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
+        raise TimeoutError("the database did not store the batch in time") from None

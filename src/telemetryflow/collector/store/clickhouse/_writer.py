@@ -13,7 +13,6 @@ table and the jobs before them, so one key stores its points once.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import logging
@@ -25,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from telemetryflow.collector.store._writes import (
-    OverloadedError,
     StorageFullError,
     StoreClosedError,
     WriteJob,
     WriteResult,
+    await_write,
+    enqueue,
 )
 from telemetryflow.collector.store.clickhouse._ddl import IDEMPOTENCY_TABLE
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
@@ -80,14 +80,7 @@ class Writer:
             OverloadedError: too many writes are waiting; nothing was stored.
             StoreClosedError: the store is closing; nothing was stored.
         """
-        if self._closed:
-            raise StoreClosedError("the collector is shutting down")
-        job = WriteJob(batch)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise OverloadedError(retry_after=1.0) from None
-        return job.future
+        return enqueue(self._queue, batch, self._closed)
 
     def submit(self, batch: ChBatch, timeout: float = 30.0) -> WriteResult:
         """Store ``batch`` and return once it is inserted (raises as :meth:`submit_future`)."""
@@ -100,11 +93,7 @@ class Writer:
 
     async def submit_async(self, batch: ChBatch, timeout: float = 30.0) -> WriteResult:
         """:meth:`submit` on an event loop: the loop waits, no thread does."""
-        future = asyncio.wrap_future(self.submit_future(batch))
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError("the database did not take the rows in time") from None
+        return await await_write(self.submit_future(batch), timeout)
 
     def _run(self) -> None:
         while True:

@@ -18,7 +18,6 @@ the next write that fits simply succeeds: nothing has to be restarted. Retention
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import json
@@ -34,11 +33,12 @@ from typing import Any
 
 from telemetryflow.collector.store._writes import (
     STORAGE_RETRY_S,
-    OverloadedError,
     StorageFullError,
     StoreClosedError,
     WriteJob,
     WriteResult,
+    await_write,
+    enqueue,
 )
 from telemetryflow.collector.store.sqlite._retention import Retention
 from telemetryflow.collector.store.sqlite._schema import (
@@ -224,11 +224,7 @@ class Store:
         Raises:
             The same as :meth:`submit`.
         """
-        future = asyncio.wrap_future(self.submit_future(batch))
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
-            raise TimeoutError("the database did not commit in time") from None
+        return await await_write(self.submit_future(batch), timeout)
 
     def submit_future(self, batch: WriteBatch) -> concurrent.futures.Future[WriteResult]:
         """Queue ``batch`` for the writer: the future completes once it is committed.
@@ -237,14 +233,7 @@ class Store:
             OverloadedError: too many writes are waiting; nothing was stored.
             StoreClosedError: the store is closing; nothing was stored.
         """
-        if self._closed:
-            raise StoreClosedError("the collector is shutting down")
-        job = WriteJob(batch)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise OverloadedError(retry_after=1.0) from None
-        return job.future
+        return enqueue(self._queue, batch, self._closed)
 
     def _run(self) -> None:
         next_retention = time.monotonic() + min(5.0, self._retention_interval)
