@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from telemetryflow.collector.query._logs import like_pattern
 from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.query._refs import REF_COLUMNS, REF_JOINS, RefReader
 
-__all__ = ["build_tree", "query_traces"]
+__all__ = ["TRACE_PARAMS", "TraceAsk", "build_tree", "query_traces"]
 
-_KNOWN = (
+TRACE_PARAMS = (
     "trace_id", "trace", "name", "name_contains", "service", "min_duration", "error", "time_window",
     "window", "since", "until", "detail", "limit", "project_name",
 )  # fmt: skip
@@ -196,20 +197,41 @@ def _load(conn: sqlite3.Connection, project: str, trace_ids: list[str]) -> dict[
     return grouped
 
 
+@dataclass(frozen=True)
+class TraceAsk:
+    """A trace query's checked parameters, the same for every store."""
+
+    params: Params
+    detail: bool
+    limit: int
+    since: int
+    until: int
+    ids: list[str] | None
+    """The traces asked for by id (none for another project's name); ``None``: search."""
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], project: str) -> TraceAsk:
+        params = Params(raw, TRACE_PARAMS)
+        detail = params.flag("detail", True)
+        limit = params.integer("limit", 100, high=1000)
+        project_name = params.text("project_name")
+        trace_id = params.text("trace_id")
+        since, until = params.time_range(("time_window", "window"), "24h")
+        ids: list[str] | None = None
+        if project_name is not None and project_name != project:
+            ids = []
+        elif trace_id is not None:
+            ids = [trace_id.strip().lower()]
+        return cls(params, detail, limit, since, until, ids)
+
+
 def query_traces(conn: sqlite3.Connection, project: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     """Answer ``/v1/traces/query`` for ``project``."""
-    params = Params(raw, _KNOWN)
-    detail = params.flag("detail", True)
-    limit = params.integer("limit", 100, high=1000)
-    project_name = params.text("project_name")
-    trace_id = params.text("trace_id")
-    since, until = params.time_range(("time_window", "window"), "24h")
-    if project_name is not None and project_name != project:
-        ids: list[str] = []
-    elif trace_id is not None:
-        ids = [trace_id.strip().lower()]
-    else:
-        ids = _matching_trace_ids(conn, project, params, since, until, limit)
+    ask = TraceAsk.parse(raw, project)
+    detail, since, until = ask.detail, ask.since, ask.until
+    ids = ask.ids
+    if ids is None:
+        ids = _matching_trace_ids(conn, project, ask.params, since, until, ask.limit)
     if detail:
         grouped = _load(conn, project, ids)
         traces = [_summary(tid, grouped[tid], True) for tid in ids if grouped[tid]]

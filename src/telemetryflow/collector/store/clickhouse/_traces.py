@@ -19,7 +19,7 @@ from typing import Any
 
 from telemetryflow.collector.query._logs import like_pattern
 from telemetryflow.collector.query._params import Params, iso
-from telemetryflow.collector.query._traces import build_tree
+from telemetryflow.collector.query._traces import TraceAsk, build_tree
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import (
     PROJECT_ATTRIBUTE,
@@ -29,10 +29,6 @@ from telemetryflow.collector.store.clickhouse._tables import (
 
 __all__ = ["TraceSource", "kind_name", "query_traces", "status_name"]
 
-_KNOWN = (
-    "trace_id", "trace", "name", "name_contains", "service", "min_duration", "error", "time_window",
-    "window", "since", "until", "detail", "limit", "project_name",
-)  # fmt: skip
 _ERROR = "StatusCode IN ('Error', 'STATUS_CODE_ERROR')"
 _START = "toUnixTimestamp64Nano(Timestamp)"
 _RESOURCE = f"mapFilter((k, v) -> k != '{PROJECT_ATTRIBUTE}', ResourceAttributes)"
@@ -208,19 +204,12 @@ def _briefs(src: TraceSource, project: str, ids: list[str]) -> dict[str, dict[st
 
 def query_traces(src: TraceSource, project: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     """Answer ``/v1/traces/query`` for ``project``, as the SQLite store does."""
-    params = Params(raw, _KNOWN)
-    detail = params.flag("detail", True)
-    limit = params.integer("limit", 100, high=1000)
-    project_name = params.text("project_name")
-    trace_id = params.text("trace_id")
-    since, until = params.time_range(("time_window", "window"), "24h")
-    if project_name is not None and project_name != project:
-        ids: list[str] = []
-    elif trace_id is not None:
-        ids = [trace_id.strip().lower()]
-    else:
-        ids = _matching_trace_ids(src, project, params, (since, until), limit)
-    if detail:
+    ask = TraceAsk.parse(raw, project)
+    since, until = ask.since, ask.until
+    ids = ask.ids
+    if ids is None:
+        ids = _matching_trace_ids(src, project, ask.params, (since, until), ask.limit)
+    if ask.detail:
         grouped = _load(src, project, ids)
         traces = [_summary(tid, grouped[tid]) for tid in ids if grouped[tid]]
     else:
