@@ -25,7 +25,11 @@ from telemetryflow.collector.store.clickhouse._ddl import (
     tables_ddl,
 )
 from telemetryflow.collector.store.clickhouse._metrics_ddl import metric_tables_ddl
-from telemetryflow.collector.store.clickhouse._metrics_write import api_metric_rows, metric_rows
+from telemetryflow.collector.store.clickhouse._metrics_write import (
+    api_metric_rows,
+    metric_rows,
+    metric_time_columns,
+)
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables, project_clause
 from telemetryflow.collector.store.clickhouse._write import (
@@ -74,6 +78,8 @@ class ClickHouseBackend:
             ch.command(statement)
         existing = self._existing_tables()
         self.metric_tables = tuple(t for t in METRIC_TABLES if getattr(tables, t) in existing)
+        self.time_columns = metric_time_columns(ch, tables)
+        """How each metric table's times are written (its column types, learned once)."""
         self.source = _traces.TraceSource(
             ch, tables, trace_index=f"{tables.traces}_trace_id_ts" in existing
         )
@@ -101,7 +107,9 @@ class ClickHouseBackend:
         """The batch to store for an OTLP request (``None`` when empty), refused, why."""
         batch = ChBatch()
         if signal == "metrics":
-            by_table: dict[str, list[dict[str, Any]]] = metric_rows(request, project, received_ns)
+            by_table: dict[str, list[dict[str, Any]]] = metric_rows(
+                request, project, received_ns, self.time_columns
+            )
             rejected, message = 0, ""
             for key, table_rows in by_table.items():
                 if table_rows:
@@ -136,7 +144,7 @@ class ClickHouseBackend:
         self, rows: list[Any], idempotency: tuple[str, str, dict[str, Any]] | None = None
     ) -> ChBatch:
         """A batch of 001 report/batch points (SQLite point rows, converted by the metric side)."""
-        by_table: dict[str, list[dict[str, Any]]] = api_metric_rows(rows)
+        by_table: dict[str, list[dict[str, Any]]] = api_metric_rows(rows, self.time_columns)
         batch = ChBatch(stored=len(rows), idempotency=idempotency)
         batch.rows.update({key: found for key, found in by_table.items() if found})
         return batch

@@ -9,14 +9,20 @@ from the caller's key and replacing any value a client sent.
 
 Points the SQLite store refuses (no finite value, invalid buckets, times past 2262) are
 left out here too, so both stores answer the same queries with the same numbers.
+
+Times are written as each table's time columns hold them: exporter versions differ
+(``DateTime`` in some, ``DateTime64(9)`` in others), so the store learns the column types
+once when it opens (:func:`metric_time_columns`) and picks one encoder per column then,
+not per value.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -32,14 +38,31 @@ from telemetryflow.collector.ingest._otlp import (
     compact_json,
 )
 from telemetryflow.collector.store.clickhouse._metrics_ddl import METRIC_KINDS
-from telemetryflow.collector.store.clickhouse._tables import PROJECT_ATTRIBUTE
+from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
+from telemetryflow.collector.store.clickhouse._tables import PROJECT_ATTRIBUTE, Tables
 from telemetryflow.collector.store.sqlite._schema import POINT_COLUMNS
 
-__all__ = ["api_metric_rows", "ch_time", "metric_rows", "text_map"]
+__all__ = [
+    "NANOSECONDS",
+    "TimeColumns",
+    "api_metric_rows",
+    "ch_time",
+    "metric_rows",
+    "metric_time_columns",
+    "text_map",
+    "time_encoder",
+    "whole_seconds",
+]
 
 Row = dict[str, Any]
+TimeEncoder = Callable[[int], str | float | int]
+"""Unix nanoseconds as a time column's ``JSONEachRow`` value."""
 _INT64 = 2**63 - 1
 _DELTA = 1
+_NS = 1_000_000_000
+_TIME_COLUMNS = ("StartTimeUnix", "TimeUnix", "Exemplars.TimeUnix")
+_SECONDS_TYPE = re.compile(r"\bDateTime\b")
+"""``DateTime`` (whole seconds), alone or inside ``Array(...)``; never ``DateTime64``."""
 
 
 def ch_time(ns: int) -> str | float:
@@ -55,6 +78,54 @@ def ch_time(ns: int) -> str | float:
     return ns / 1e9 if ns else 0
 
 
+def whole_seconds(ns: int) -> int:
+    """A ``DateTime`` value: whole seconds (ClickHouse refuses a fraction there)."""
+    return ns // _NS
+
+
+def time_encoder(column_type: str) -> TimeEncoder:
+    """How to write a time column of ``column_type`` (as ``system.columns`` names it).
+
+    Whole seconds for ``DateTime``; :func:`ch_time` for ``DateTime64`` of any precision
+    (ClickHouse drops the digits past the column's own, as a coarser clock would) and for
+    a type we do not know.
+    """
+    return whole_seconds if _SECONDS_TYPE.search(column_type) else ch_time
+
+
+class TimeColumns(NamedTuple):
+    """The encoders of one metric table's time columns."""
+
+    start: TimeEncoder = ch_time
+    time: TimeEncoder = ch_time
+    exemplar: TimeEncoder = ch_time
+
+
+NANOSECONDS = TimeColumns()
+"""The exporter's current tables: ``DateTime64(9)`` everywhere."""
+
+
+def metric_time_columns(ch: ClickHouseConnection, tables: Tables) -> dict[str, TimeColumns]:
+    """Per metric table (keyed by the :class:`Tables` field), how its times are written.
+
+    One ``system.columns`` query, by column name, when the store opens.
+    """
+    rows = ch.query(
+        "SELECT table, name, type FROM system.columns WHERE database = {db:String} "
+        "AND has({tables:Array(String)}, table) AND has({columns:Array(String)}, name)",
+        {"db": tables.database, "tables": [getattr(tables, kind) for kind in METRIC_KINDS],
+         "columns": list(_TIME_COLUMNS)},
+    )  # fmt: skip
+    types: dict[tuple[str, str], str] = {(table, name): type_ for table, name, type_ in rows}
+    return {
+        kind: TimeColumns(*(
+            time_encoder(types.get((getattr(tables, kind), column), ""))
+            for column in _TIME_COLUMNS
+        ))
+        for kind in METRIC_KINDS
+    }  # fmt: skip
+
+
 def text_map(values: Mapping[str, Any]) -> dict[str, str]:
     """Attribute values as the exporter stores them: text, arrays and maps as JSON."""
     return {k: v if isinstance(v, str) else compact_json(v) for k, v in values.items()}
@@ -65,9 +136,14 @@ def _empty_rows() -> dict[str, list[Row]]:
 
 
 def metric_rows(
-    request: ExportMetricsServiceRequest, project: str, received_ns: int
+    request: ExportMetricsServiceRequest,
+    project: str,
+    received_ns: int,
+    times: Mapping[str, TimeColumns] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Rows per metric table (keyed by the :class:`Tables` field name) for ``request``."""
+    """Rows per metric table (keyed by the :class:`Tables` field name) for ``request``;
+    ``times`` from :func:`metric_time_columns` (``DateTime64(9)`` when not given)."""
+    times = times or {}
     out = _empty_rows()
     for rm in request.resource_metrics:
         resource = text_map(attributes(rm.resource.attributes))
@@ -87,14 +163,16 @@ def metric_rows(
                 "ScopeSchemaUrl": sm.schema_url,
             }
             for metric in sm.metrics:
-                _metric(out, metric, scope, received_ns)
+                _metric(out, metric, scope, received_ns, times)
     return out
 
 
-def _metric(out: dict[str, list[Row]], metric: Any, scope: Row, received_ns: int) -> None:
+def _metric(out: dict[str, list[Row]], metric: Any, scope: Row, received_ns: int,
+            times: Mapping[str, TimeColumns]) -> None:  # fmt: skip
     kind = metric.WhichOneof("data")
     if kind is None:
         return
+    start_at, at, exemplar_at = times.get(kind, NANOSECONDS)
     data = getattr(metric, kind)
     named = {
         **scope,
@@ -109,14 +187,14 @@ def _metric(out: dict[str, list[Row]], metric: Any, scope: Row, received_ns: int
         base = {
             **named,
             "Attributes": text_map(attributes(point.attributes)),
-            "StartTimeUnix": ch_time(point.start_time_unix_nano),
-            "TimeUnix": ch_time(when),
+            "StartTimeUnix": start_at(point.start_time_unix_nano),
+            "TimeUnix": at(when),
             "Flags": point.flags,
         }
         row = _BUILDERS[kind](data, point, base)
         if row is not None:
             if kind != "summary":
-                row.update(_exemplars(point, received_ns))
+                row.update(_exemplars(point, received_ns, exemplar_at))
             out[kind].append(row)
 
 
@@ -188,13 +266,13 @@ _BUILDERS = {
 }
 
 
-def _exemplars(point: Any, received_ns: int) -> Row:
+def _exemplars(point: Any, received_ns: int, at: TimeEncoder) -> Row:
     """The ``Exemplars.*`` columns: exemplars with a trace id, the newest few per point."""
     kept = point_exemplars(point.exemplars, (), received_ns) if point.exemplars else []
     # each kept row: (time_ns, value, trace_id, span_id, attributes JSON, received_ns)
     return {
         "Exemplars.FilteredAttributes": [text_map(_json_object(r[4])) for r in kept],
-        "Exemplars.TimeUnix": [ch_time(r[0]) for r in kept],
+        "Exemplars.TimeUnix": [at(r[0]) for r in kept],
         "Exemplars.Value": [r[1] for r in kept],
         "Exemplars.TraceId": [r[2] for r in kept],
         "Exemplars.SpanId": [r[3] for r in kept],
@@ -206,16 +284,22 @@ def _json_object(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def api_metric_rows(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[dict[str, Any]]]:
+def api_metric_rows(
+    rows: Iterable[tuple[Any, ...]], times: Mapping[str, TimeColumns] | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """The points of ``POST /v1/metrics/report`` and ``/batch`` as exporter rows.
 
     ``rows`` are what :func:`~telemetryflow.collector.ingest._metrics_api.report_row` and
     ``batch_rows`` make for the SQLite store: a ``counter`` becomes a monotonic delta
     sum, ``gauge``/``timing``/``distribution`` a gauge (raw values, aggregated exactly).
+    ``times`` as for :func:`metric_rows`.
     """
     out = _empty_rows()
+    sums, gauges = ((times or {}).get(kind, NANOSECONDS) for kind in ("sum", "gauge"))
     for values in rows:
         point = dict(zip(POINT_COLUMNS, values, strict=False))
+        is_sum = point["kind"] == "sum"
+        start_at, at, _ = sums if is_sum else gauges
         resource = {PROJECT_ATTRIBUTE: point["project"]}
         if point["service"]:
             resource["service.name"] = point["service"]
@@ -225,11 +309,11 @@ def api_metric_rows(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[dict[str,
             "MetricName": point["name"],
             "MetricUnit": point["unit"],
             "Attributes": _json_object(point["tags"]),
-            "StartTimeUnix": ch_time(point["start_ns"]),
-            "TimeUnix": ch_time(point["time_ns"]),
+            "StartTimeUnix": start_at(point["start_ns"]),
+            "TimeUnix": at(point["time_ns"]),
             "Value": point["value"],
         }
-        if point["kind"] == "sum":
+        if is_sum:
             row["AggregationTemporality"] = point["temporality"] or _DELTA
             row["IsMonotonic"] = bool(point["monotonic"])
             out["sum"].append(row)
