@@ -228,6 +228,12 @@ class Pipeline(ObservabilityAPI):
         with gate.admit(principal.key_id):
             return self.backend.query(signal, principal.project, params, self.query_limits, gate)
 
+    def flag_evaluations(self, principal: Principal, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Feature flag evaluations per flag and user, counted by the store (a query:
+        admitted by :attr:`query_gate` and bounded by its deadline, as :meth:`query`)."""
+        with self.query_gate.admit(principal.key_id):
+            return self.backend.flag_evaluations(principal.project, params, self.query_gate)
+
     def status(self, principal: Principal, window_s: float = 900.0) -> dict[str, Any]:
         """What this project sent lately: counts over ``window_s`` and the last arrival."""
         since = time.time_ns() - int(window_s * 1e9)
