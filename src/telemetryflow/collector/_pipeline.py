@@ -105,7 +105,8 @@ class Pipeline(ObservabilityAPI):
         self.query_limits = QueryLimits.from_env() if query_limits is None else query_limits
         self.query_gate = QueryGate() if query_gate is None else query_gate
         self.forwarder: Forwarder | None = None
-        """Copies of accepted OTLP requests go to its upstreams (``--forward``)."""
+        """Copies of what was accepted go to its upstreams (``--forward``): OTLP
+        requests as received, REST writes made into OTLP."""
 
     def export(self, signal: Signal, principal: Principal, request: Any) -> Message:
         """Store an OTLP export request; answer with partial success when needed.
@@ -193,8 +194,11 @@ class Pipeline(ObservabilityAPI):
         content: Any,
         answer: dict[str, Any],
     ) -> dict[str, Any]:
+        """Store ``rows`` (once per idempotency key), then forward them; a repeated key
+        stores and forwards nothing and answers what the first request was answered."""
         if key is None:
             self.backend.submit(self.backend.points_batch(rows))
+            self._forward_points(rows)
             return {**answer, "duplicate": False}
         digest = fingerprint(content)
         stored = {**answer, FINGERPRINT: digest}
@@ -203,7 +207,12 @@ class Pipeline(ObservabilityAPI):
         )
         if result.previous is not None:
             return {**check_replay(result.previous, digest, key), "duplicate": True}
+        self._forward_points(rows)
         return {**answer, "duplicate": False}
+
+    def _forward_points(self, rows: list[Any]) -> None:
+        if self.forwarder is not None:
+            self.forwarder.offer_points(rows)
 
     def query(self, signal: str, principal: Principal, params: Mapping[str, Any]) -> Any:
         """Answer a query: ``logs``, ``metrics``, ``metric_names`` or ``traces``.
@@ -218,6 +227,12 @@ class Pipeline(ObservabilityAPI):
         gate = self.query_gate
         with gate.admit(principal.key_id):
             return self.backend.query(signal, principal.project, params, self.query_limits, gate)
+
+    def flag_evaluations(self, principal: Principal, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Feature flag evaluations per flag and user, counted by the store (a query:
+        admitted by :attr:`query_gate` and bounded by its deadline, as :meth:`query`)."""
+        with self.query_gate.admit(principal.key_id):
+            return self.backend.flag_evaluations(principal.project, params, self.query_gate)
 
     def status(self, principal: Principal, window_s: float = 900.0) -> dict[str, Any]:
         """What this project sent lately: counts over ``window_s`` and the last arrival."""

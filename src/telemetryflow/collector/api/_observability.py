@@ -14,7 +14,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telemetryflow._extras.capture import fingerprint_reported
 from telemetryflow._extras.flags import EMPTY_FLAGS, ERROR, FlagSet, targeting_key_of
@@ -24,6 +24,9 @@ from telemetryflow.collector.ingest._otlp import compact_json
 from telemetryflow.collector.query._params import Params
 from telemetryflow.collector.server._auth import Principal
 from telemetryflow.collector.store._backend import Backend
+
+if TYPE_CHECKING:
+    from telemetryflow.collector.forward import Forwarder
 
 __all__ = ["LIMITS", "ObservabilityAPI", "error_row", "event_row", "flag_answer"]
 
@@ -201,6 +204,8 @@ class ObservabilityAPI:
     """The observability endpoints as :class:`Pipeline` methods, one per route."""
 
     backend: Backend
+    forwarder: Forwarder | None = None
+    """Stored errors and events are offered to it, to send on as OTLP (``--forward``)."""
     flags: FlagSet = EMPTY_FLAGS
     """The definitions ``GET /v1/observability/flags/{key}`` reads (``--flags FILE``)."""
 
@@ -211,12 +216,16 @@ class ObservabilityAPI:
         """Store one error occurrence; answer ``{"ok": true, "error_id": ...}``."""
         row, error_id = error_row(body, principal.project, time.time_ns())
         self.backend.submit(self.backend.captures_batch([row], []))
+        if self.forwarder is not None:
+            self.forwarder.offer_captures([row], [])
         return {"ok": True, "error_id": error_id}
 
     def track_event(self, principal: Principal, body: Any) -> dict[str, Any]:
         """Store one product event; answer ``{"ok": true}``."""
         row = event_row(body, principal.project, time.time_ns())
         self.backend.submit(self.backend.captures_batch([], [row]))
+        if self.forwarder is not None:
+            self.forwarder.offer_captures([], [row])
         return {"ok": True}
 
     def report_metric(self, principal: Principal, body: Any) -> dict[str, Any]:

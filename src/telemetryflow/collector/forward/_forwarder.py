@@ -1,8 +1,10 @@
 """Every upstream of one collector: fan-out of accepted requests, status, shutdown.
 
-The receivers hand :meth:`Forwarder.offer` each request after its rows are stored.
-The request is encoded once and queued on every upstream's own link (never
-blocking); each link delivers it at least once, through the SDK's export path.
+The receivers hand :meth:`Forwarder.offer` each request after its rows are stored,
+and the REST APIs their stored rows (:meth:`Forwarder.offer_points`,
+:meth:`Forwarder.offer_captures`, made into OTLP by ``_rest.py``). A request is
+encoded once and queued on every upstream's own link (never blocking); each link
+delivers it at least once, through the SDK's export path.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from telemetryflow.collector.forward._config import ForwardConfig
 from telemetryflow.collector.forward._link import UpstreamLink
 from telemetryflow.collector.forward._prune import accepted_only
+from telemetryflow.collector.forward._rest import captures_request, points_request
 
 __all__ = ["Forwarder"]
 
@@ -52,6 +56,19 @@ class Forwarder:
         body = request.SerializeToString()
         for link in self._links:
             link.offer(signal, body, items)
+
+    def offer_points(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Queue the 001 points just stored (report, batch) as an OTLP metrics request."""
+        if self._links and rows:
+            self.offer("metrics", points_request(rows), len(rows))
+
+    def offer_captures(
+        self, errors: Sequence[Sequence[Any]], events: Sequence[Sequence[Any]]
+    ) -> None:
+        """Queue errors and product events just stored through the observability API,
+        as the log records the SDK sends for them."""
+        if self._links and (errors or events):
+            self.offer("logs", captures_request(errors, events), len(errors) + len(events))
 
     def status(self) -> list[dict[str, Any]]:
         """One entry per upstream: delivered, pending, dropped, last error (masked)."""

@@ -75,6 +75,13 @@ class Backend(Protocol):
 
     def event_counts(self, project: str, params: Mapping[str, Any]) -> dict[str, Any]: ...
 
+    def flag_evaluations(
+        self, project: str, params: Mapping[str, Any], gate: QueryGate
+    ) -> dict[str, Any]:
+        """Feature flag evaluations per flag and user over a window, counted in SQL
+        (``query/_flags.py``), within the gate's deadline."""
+        ...
+
     def close(self, timeout: float = 30.0) -> None:
         """Store what is queued, then release the engine."""
         ...

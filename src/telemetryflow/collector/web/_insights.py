@@ -2,8 +2,9 @@
 
 Errors come from ``error_groups``/``error_by_id`` and product events from
 ``event_counts``: the same model the observability listings answer from. Flag
-evaluations are the SDK's ``feature_flag.evaluation`` log records, found through the
-log query. The overview reads the middleware's ``http.server.request.duration``
+evaluations are the SDK's ``feature_flag.evaluation`` log records, counted per flag
+and user by the store (``flag_evaluations``: SQL over every record of the window).
+The overview reads the middleware's ``http.server.request.duration``
 histogram through the metric query, grouped by service and route.
 """
 
@@ -22,40 +23,15 @@ from telemetryflow.collector.server._auth import Principal
 from telemetryflow.collector.web._api import admit, query_params
 from telemetryflow.collector.web._session import SessionStore
 
-__all__ = ["DURATION_METRIC", "FLAG_LOG_LIMIT", "InsightsApi"]
+__all__ = ["DURATION_METRIC", "InsightsApi"]
 
 DURATION_METRIC = "http.server.request.duration"
 """The middleware's request histogram the overview summarises."""
-FLAG_LOG_LIMIT = 2000
-"""Newest flag evaluation records the events page looks at."""
-_FLAG_EVENT = "feature_flag.evaluation"
 _ERROR_PARAMS = ("service", "since", "until", "limit")
 _EVENT_PARAMS = ("service", "since", "until")
 _OVERVIEW_PARAMS = ("service", "since")
 _ROUTE = ("service.name", "http.route")
 _NS = 1_000_000_000
-
-
-def _flag_rows(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The latest evaluation of each (flag, user), with how often it was evaluated."""
-    seen: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in logs:  # newest first: the first record of a pair is its latest
-        attrs = record["attributes"]
-        flag = attrs.get("feature_flag.key")
-        if not isinstance(flag, str):
-            continue
-        user = str(attrs.get("feature_flag.context.id", ""))
-        row = seen.get((flag, user))
-        if row is not None:
-            row["evaluations"] += 1
-            continue
-        seen[(flag, user)] = {
-            "flag": flag, "user": user, "variant": attrs.get("feature_flag.result.variant"),
-            "value": attrs.get("feature_flag.result.value"),
-            "reason": attrs.get("feature_flag.result.reason"), "service": record["service"],
-            "time": record["time"], "trace_id": record["trace_id"] or None, "evaluations": 1,
-        }  # fmt: skip
-    return sorted(seen.values(), key=lambda r: (r["flag"], r["user"]))
 
 
 def _route_key(tags: dict[str, str]) -> tuple[str, str]:
@@ -93,12 +69,11 @@ class InsightsApi:
     def _events(self, principal: Principal, params: dict[str, str]) -> dict[str, Any]:
         params = {"since": "24h", **params}  # one window for events and evaluations alike
         counts = self.pipeline.event_counts(principal, params)
-        log_params = {**params, "contains": _FLAG_EVENT, "limit": str(FLAG_LOG_LIMIT + 1)}
-        logs = self.pipeline.query("logs", principal, log_params)["logs"]
+        flags = self.pipeline.flag_evaluations(principal, params)
         return {
             "events": counts["events"],
-            "flags": _flag_rows(logs[:FLAG_LOG_LIMIT]),
-            "flags_truncated": len(logs) > FLAG_LOG_LIMIT,
+            "flags": flags["flags"],
+            "flags_truncated": flags["truncated"],
             "project": principal.project,
         }
 

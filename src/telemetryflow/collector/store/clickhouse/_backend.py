@@ -24,6 +24,7 @@ from telemetryflow.collector.store.clickhouse._ddl import (
     IDEMPOTENCY_TABLE,
     tables_ddl,
 )
+from telemetryflow.collector.store.clickhouse._flags import flag_evaluations
 from telemetryflow.collector.store.clickhouse._metrics_ddl import metric_tables_ddl
 from telemetryflow.collector.store.clickhouse._metrics_write import (
     api_metric_rows,
@@ -261,6 +262,13 @@ class ClickHouseBackend:
             self._read(
                 "events", lambda: _captures.list_events(self.ch, self.tables, project, params)
             )
+        )
+
+    def flag_evaluations(
+        self, project: str, params: Mapping[str, Any], gate: Any = None
+    ) -> dict[str, Any]:
+        return dict(
+            self._read("flags", lambda: flag_evaluations(self.ch, self.tables, project, params))
         )
 
     def close(self, timeout: float = 30.0) -> None:

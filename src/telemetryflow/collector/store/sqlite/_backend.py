@@ -18,6 +18,7 @@ from telemetryflow.collector.ingest._errors_events import (
 )
 from telemetryflow.collector.ingest._exemplars import exemplar_rows
 from telemetryflow.collector.ingest._otlp import log_rows, point_rows, span_rows
+from telemetryflow.collector.query._flags import flag_evaluations
 from telemetryflow.collector.query._gate import QueryGate, reading
 from telemetryflow.collector.query._logs import query_logs
 from telemetryflow.collector.query._metric_names import query_metric_names
@@ -115,6 +116,12 @@ class SqliteBackend:
     def event_counts(self, project: str, params: Mapping[str, Any]) -> dict[str, Any]:
         with reading(self.store) as conn:
             return list_events(conn, project, params)
+
+    def flag_evaluations(
+        self, project: str, params: Mapping[str, Any], gate: QueryGate
+    ) -> dict[str, Any]:
+        with reading(self.store) as conn, gate.bounded(conn):
+            return flag_evaluations(conn, project, params)
 
     def close(self, timeout: float = 30.0) -> None:
         self.store.close(timeout)

@@ -34,7 +34,7 @@ function render(data) {
   const flags = clear(document.querySelector("#flags tbody"));
   for (const flag of data.flags) flags.append(flagRow(flag));
   document.getElementById("flags-note").textContent = data.flags_truncated
-    ? "Only the newest evaluations are counted." : "";
+    ? "Only the first 1,000 flag and user pairs are listed (every evaluation is counted)." : "";
   return data.events.length || data.flags.length
     ? "" : "No events or flag evaluations with these filters.";
 }
