@@ -107,3 +107,35 @@ def test_lookup_bounded_by_the_id_table_reads_only_its_seconds(
         f"VALUES ('{TRACE}', {MIDNIGHT // S - 86_400}, {MIDNIGHT // S - 86_300})"
     )
     assert indexed.query("traces", "default", {"trace_id": TRACE}, None)["traces"] == []
+
+
+def _mark_cache_misses(ch: ChdbConnection) -> int:
+    rows = ch.query("SELECT value FROM system.events WHERE event = 'MarkCacheMisses'")
+    return int(rows[0][0]) if rows else 0
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_opening_the_store_loads_the_marks_a_lookup_reads(
+    ch: ChdbConnection, chdb_path: Path, database: str, warm: bool
+) -> None:
+    """The first lookup after opening finds every mark it needs in the cache: the store
+    warmed both trace tables. Without that (``warm`` off) the same lookup misses, which
+    shows the count can tell."""
+    create(ch, database, "current")
+    for span_id, parent, start in SPANS:  # a part of its own, never read before
+        insert_span(ch, database, trace_id=TRACE, span_id=span_id, parent=parent,
+                    name="op", service="api", start=start, duration=1000)  # fmt: skip
+    conn = ChdbConnection(str(chdb_path))
+    if not warm:
+        conn.warm = lambda tables: None  # type: ignore[method-assign]
+    backend = ClickHouseBackend(conn, Tables(database=database))
+    try:
+        backend.warming.join(30)
+        assert not backend.warming.is_alive()
+        before = _mark_cache_misses(ch)
+        answer = backend.query("traces", "default", {"trace_id": TRACE}, None)
+        missed = _mark_cache_misses(ch) - before
+    finally:
+        backend.close()
+    assert answer["traces"][0]["span_count"] == 3
+    assert (missed == 0) is warm

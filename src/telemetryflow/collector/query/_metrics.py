@@ -1,4 +1,7 @@
-"""Metric queries: parse, check the size, aggregate in SQLite, add up histograms, render.
+"""Metric queries in SQLite: check the size, aggregate, add up histograms.
+
+The parameters are read and the answer rendered by
+:class:`~telemetryflow.collector.query._metric_ask.MetricAsk`, as for the ClickHouse store.
 
 A series is one metric name for one tag set (``service.name`` included), or for the
 ``group_by`` tags. Cumulative monotonic sums and cumulative histograms are turned into
@@ -18,154 +21,37 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from telemetryflow.collector.ingest._decode import BadRequestError
 from telemetryflow.collector.ingest._exemplars import series_exemplars
-from telemetryflow.collector.query._aggregate import Accumulator, Aggregation, parse_agg
+from telemetryflow.collector.query._aggregate import Aggregation
 from telemetryflow.collector.query._exponential import ExpBuckets
-from telemetryflow.collector.query._metrics_sql import CUMSUM, HIST, MetricFilter, SqlParts, rows
-from telemetryflow.collector.query._params import (
-    MAX_FILTERS,
-    Params,
-    check_tag_key,
-    check_text,
-    iso,
+from telemetryflow.collector.query._metric_ask import (
+    ENV_MAX_POINTS,
+    ENV_MAX_SERIES,
+    MAX_BUCKETS,
+    NARROW,
+    TAG_PARAMS,
+    Buckets,
+    Found,
+    Key,
+    MetricAsk,
+    QueryLimits,
+    bucket,
+    check_size,
+    series_id,
+    too_many,
 )
+from telemetryflow.collector.query._metrics_sql import CUMSUM, HIST, SqlParts, rows
 
 __all__ = ["ENV_MAX_POINTS", "ENV_MAX_SERIES", "TAG_PARAMS", "QueryLimits", "query_metrics"]
 
-TAG_PARAMS = ("agent_name", "agent_class", "model_key", "session_id", "status", "category")
-"""Filters named by the 002 document; each filters on the tag of the same name."""
-ENV_MAX_POINTS = "TELEMETRYFLOW_COLLECTOR_MAX_QUERY_POINTS"
-ENV_MAX_SERIES = "TELEMETRYFLOW_COLLECTOR_MAX_QUERY_SERIES"
-_KNOWN = (
-    "name", "metric", "agg", "percentile", "tags", "window", "time_window", "since",
-    "until", "step", "service", "project_name", "group_by", "exemplars", *TAG_PARAMS,
-)  # fmt: skip
-_MAX_STEPS = 10_000
-_MAX_BUCKETS = 200_000
-"""Most (series, step) buckets one answer may hold."""
-_NARROW = "narrow since/until (or window), or filter with service or tags"
-
-
-@dataclass(frozen=True)
-class QueryLimits:
-    """How much one metric query may read and return."""
-
-    max_points: int = 5_000_000
-    """Points one query may cover (after its filters, inside its window)."""
-    max_series: int = 2_000
-    """Series one answer may hold."""
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> QueryLimits:
-        """Limits from the environment, invalid values falling back to the defaults."""
-        env = os.environ if environ is None else environ
-        default = cls()
-        return cls(
-            _positive(env.get(ENV_MAX_POINTS), default.max_points),
-            _positive(env.get(ENV_MAX_SERIES), default.max_series),
-        )
-
-
-def _positive(text: str | None, default: int) -> int:
-    try:
-        value = int(text or "")
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
-# -- parameters ------------------------------------------------------------------------
-def _parse_tags(value: Any) -> dict[str, str]:
-    if value in (None, ""):
-        return {}
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.startswith("{"):
-            out: dict[str, str] = {}
-            for pair in (p for p in text.split(",") if p.strip()):
-                key, sep, val = pair.replace("=", ":", 1).partition(":")
-                if not sep:
-                    raise BadRequestError(400, "tags must be a JSON object or k:v,k2:v2")
-                out[key.strip()] = val.strip()
-            return out
-        try:
-            value = json.loads(text)
-        except ValueError:
-            raise BadRequestError(400, "tags must be a JSON object or k:v,k2:v2") from None
-    if not isinstance(value, dict):
-        raise BadRequestError(400, "tags must be an object of strings")
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
-
-
-def _check_tags(param: str, tags: Mapping[str, str]) -> None:
-    for key, value in tags.items():
-        check_tag_key(param, key)
-        check_text(f"tag.{key}" if param == "tag.KEY" else f"{param} ({key})", value)
-
-
-def _split_raw(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Separate ``tag.KEY=value`` parameters from the named ones."""
-    named: dict[str, Any] = {}
-    tags: dict[str, str] = {}
-    for key, value in raw.items():
-        if key.startswith("tag."):
-            if isinstance(value, (dict, list)):
-                raise BadRequestError(400, f"{key[:64]} must be a string")
-            _check_tags("tag.KEY", {key[4:]: str(value)})
-            tags[key[4:]] = str(value)
-        else:
-            named[key] = value
-    return named, tags
-
-
-def _group_by(value: Any) -> tuple[str, ...] | None:
-    if value in (None, ""):
-        return None
-    names = value.split(",") if isinstance(value, str) else value
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise BadRequestError(400, "group_by must be tag names separated by commas")
-    keys = tuple(n.strip() for n in names if n.strip())
-    if len(keys) > MAX_FILTERS:
-        raise BadRequestError(400, f"group_by names at most {MAX_FILTERS} tags")
-    for key in keys:
-        check_tag_key("group_by", key)
-    return keys
-
-
-def _filter(project: str, params: Params, extra_tags: dict[str, str]) -> MetricFilter:
-    name = params.text("name", "metric")
-    if not name:
-        raise BadRequestError(400, "name (or metric) is required")
-    since, until = params.time_range(("window", "time_window"), "1h")
-    step = params.duration_ns("step")
-    if step is not None and (step <= 0 or (until - since) / step > _MAX_STEPS):
-        raise BadRequestError(400, f"step must be positive and give at most {_MAX_STEPS} buckets")
-    tags = _parse_tags(params.raw("tags"))
-    _check_tags("tags", tags)
-    tags.update(extra_tags)
-    for tag in TAG_PARAMS:
-        value = params.text(tag)
-        if value is not None:
-            tags[tag] = value
-    if len(tags) > MAX_FILTERS:
-        raise BadRequestError(400, f"tags: at most {MAX_FILTERS} tag filters per query")
-    service = params.text("service") or tags.pop("service.name", None)
-    group_by = _group_by(params.raw("group_by"))
-    return MetricFilter(project, name, since, until, step, service, tags, group_by)
-
 
 # -- the query -------------------------------------------------------------------------
-Key = tuple[Any, ...]
-Buckets = dict[int, Accumulator]
-
-
 def query_metrics(
     conn: sqlite3.Connection,
     project: str,
@@ -173,46 +59,24 @@ def query_metrics(
     limits: QueryLimits | None = None,
 ) -> dict[str, Any]:
     """Answer ``GET/POST /v1/metrics/query`` for ``project``."""
-    named, extra_tags = _split_raw(raw)
-    params = Params(named, _KNOWN)
-    agg = parse_agg(params.text("agg"), params.text("percentile"))
-    flt = _filter(project, params, extra_tags)
-    with_exemplars = params.flag("exemplars", False)
-    answer: dict[str, Any] = {
-        "name": flt.name,
-        "agg": agg.label,
-        "since": iso(flt.since),
-        "until": iso(flt.until),
-        "step": params.text("step"),
-        "series": [],
-    }
-    if params.text("project_name") not in (None, project):
-        return answer
+    ask = MetricAsk.read(project, raw)
+    if not ask.mine:
+        return ask.answer()
+    flt, agg = ask.flt, ask.agg
     parts = SqlParts(flt)
     limits = limits or QueryLimits()
-    series: dict[Key, Buckets] = {}
-    resources: dict[Key, set[str]] = {}
+    found: Found = ({}, {})
     with _snapshot(conn):  # every pass sees the same points, whatever arrives meanwhile
         kinds = _survey(conn, parts, limits)
         baselines = _baseline_ids(conn, parts, kinds)
         if kinds & {"raw", "cumsum"}:
-            found = (series, resources)
             _raw_values(conn, parts, agg, found, (baselines, "cumsum" in kinds), limits)
         if "hist" in kinds:
-            _histograms(conn, parts, (series, resources), baselines)
+            _histograms(conn, parts, found, baselines)
         exemplars: dict[str, list[dict[str, Any]]] = {}
-        if with_exemplars and series:
-            exemplars = series_exemplars(conn, flt, lambda key: _series_id(flt, key))
-    _check_size(series, limits)
-    rendered = [
-        _render(flt, agg, key, buckets, resources.get(key, set()))
-        for key, buckets in series.items()
-    ]
-    if with_exemplars:  # each series gets its own, an empty list when it has none
-        for name, body in rendered:
-            body["exemplars"] = exemplars.get(name, [])
-    answer["series"] = [s for _, s in sorted(rendered, key=lambda item: item[0]) if s["points"]]
-    return answer
+        if ask.exemplars and found[0]:
+            exemplars = series_exemplars(conn, flt, lambda key: series_id(flt, key))
+    return ask.answer(found, exemplars, limits)
 
 
 @contextlib.contextmanager
@@ -236,7 +100,7 @@ def _survey(conn: sqlite3.Connection, parts: SqlParts, limits: QueryLimits) -> s
         raise BadRequestError(
             422,
             f"the query covers more than {limits.max_points} points (the collector's "
-            f"limit, {ENV_MAX_POINTS}); {_NARROW}",
+            f"limit, {ENV_MAX_POINTS}); {NARROW}",
         )
     if not covered:
         return set()
@@ -245,20 +109,6 @@ def _survey(conn: sqlite3.Connection, parts: SqlParts, limits: QueryLimits) -> s
     if low_kind in ("histogram", "summary"):
         return {"hist"}
     return {"cumsum" if low_kind == "sum" and low_mt == 4 + 2 else "raw"}
-
-
-def _too_many(series: int) -> BadRequestError:
-    return BadRequestError(
-        422,
-        f"the answer would hold {series} series or more than {_MAX_BUCKETS} series x steps; "
-        "add tags or service, group_by fewer tags, or use a larger step",
-    )
-
-
-def _check_size(series: dict[Key, Buckets], limits: QueryLimits) -> None:
-    buckets = sum(len(b) for b in series.values())
-    if len(series) > limits.max_series or buckets > _MAX_BUCKETS:
-        raise _too_many(len(series))
 
 
 def _baseline_ids(conn: sqlite3.Connection, parts: SqlParts, kinds: set[str]) -> str:
@@ -278,18 +128,6 @@ def _baseline_ids(conn: sqlite3.Connection, parts: SqlParts, kinds: set[str]) ->
     return json.dumps(ids)
 
 
-def _bucket(series: dict[Key, Buckets], key: Key, step: int) -> Accumulator:
-    buckets = series.setdefault(key, {})
-    found = buckets.get(step)
-    if found is None:
-        found = buckets[step] = Accumulator()
-    return found
-
-
-Found = tuple[dict[Key, Buckets], dict[Key, set[str]]]
-"""What a query found: buckets per series, and the resources seen per series."""
-
-
 def _add_resources(found: Found, key: Key, resources_json: str) -> None:
     found[1].setdefault(key, set()).update(json.loads(resources_json))
 
@@ -307,21 +145,21 @@ def _raw_values(
     width = parts.width
     series = found[0]
     sizes: list[tuple[Key, int, int]] = []  # (series, step, values) in SQLite's order
-    sql = parts.last(cte, _MAX_BUCKETS) if agg.name == "last" else parts.stats(cte, _MAX_BUCKETS)
+    sql = parts.last(cte, MAX_BUCKETS) if agg.name == "last" else parts.stats(cte, MAX_BUCKETS)
     for row in rows(conn, sql, args):
         key, step = tuple(row[:width]), row[width]
         _add_resources(found, key, row[width + 1])
         if agg.name == "last":
-            _bucket(series, key, step).add_last(row[width + 2], row[width + 3])
+            bucket(series, key, step).add_last(row[width + 2], row[width + 3])
             continue
         count, total, low, high = row[width + 2 :]
-        _bucket(series, key, step).add_stats(count, total, low, high)
+        bucket(series, key, step).add_stats(count, total, low, high)
         sizes.append((key, step, count))
-        if len(sizes) > _MAX_BUCKETS:
-            raise _too_many(len(series))
+        if len(sizes) > MAX_BUCKETS:
+            raise too_many(len(series))
     if agg.name != "quantile":
         return
-    _check_size(series, limits)  # before sorting everything
+    check_size(series, limits)  # before sorting everything
     _quantiles(conn, (parts.picked(cte, True), args), agg.q, sizes, series)
     if parts.flt.step is not None:  # the whole-window value: each series as one partition
         whole: list[tuple[Key, int, int]] = []
@@ -360,7 +198,7 @@ def _quantiles(
         value = values[position]
         if weight:
             value = value * (1 - weight) + values[position + 1] * weight
-        _bucket(series, key, step).quantile = value
+        bucket(series, key, step).quantile = value
 
 
 @dataclass(frozen=True)
@@ -420,65 +258,10 @@ def _histograms(conn: sqlite3.Connection, parts: SqlParts, found: Found, baselin
         if not inside:
             continue
         resources.setdefault(key, set()).add(stream[1])
-        acc = _bucket(series, key, step)
+        acc = bucket(series, key, step)
         if point.exp is not None:
             acc.add_exponential(point.exp, point.count, point.summed, point.low, point.high)
         else:
             acc.add_histogram(
                 point.bounds or [], point.counts, point.count, point.summed, point.low, point.high
             )
-
-
-# -- the answer ------------------------------------------------------------------------
-def _tags(flt: MetricFilter, key: Key) -> dict[str, str]:
-    if flt.group_by is None:
-        service, tags_json = key
-        tags: dict[str, str] = json.loads(tags_json)
-        if service:
-            tags["service.name"] = service
-        return tags
-    values = key[: len(flt.group_by)]  # group_by=[] has one NULL key
-    return {name: str(value) for name, value in zip(flt.group_by, values, strict=True)
-            if value is not None}  # fmt: skip
-
-
-def _series_id(flt: MetricFilter, key: Key) -> str:
-    """What a rendered series is sorted by: its tags as canonical JSON."""
-    return json.dumps(_tags(flt, key), sort_keys=True)
-
-
-def _common(resources: Iterable[str]) -> dict[str, str]:
-    """The resource attributes every point of a series shares."""
-    common: dict[str, str] | None = None
-    for text in resources:
-        attrs: dict[str, str] = json.loads(text)
-        common = attrs if common is None else {
-            k: v for k, v in common.items() if attrs.get(k) == v
-        }  # fmt: skip
-    return common or {}
-
-
-def _render(
-    flt: MetricFilter, agg: Aggregation, key: Key, buckets: Buckets, resources: set[str]
-) -> tuple[str, dict[str, Any]]:
-    tags = _tags(flt, key)
-    whole = Accumulator()
-    points = []
-    step_s = (flt.step or (flt.until - flt.since)) / 1e9
-    for index in sorted(i for i in buckets if i >= 0):
-        whole.merge(buckets[index])
-        start = flt.since + index * flt.step if flt.step else flt.since
-        points.append({
-            "time": iso(start),
-            "time_unix_nano": start,
-            "value": _finite(buckets[index].result(agg, step_s)),
-        })  # fmt: skip
-    whole_bucket = buckets.get(-1 if flt.step else 0)
-    whole.quantile = None if whole_bucket is None else whole_bucket.quantile
-    value = whole.result(agg, (flt.until - flt.since) / 1e9)
-    body = {"tags": tags, "resource": _common(resources), "points": points, "value": _finite(value)}
-    return _series_id(flt, key), body
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

@@ -10,6 +10,7 @@ the engine (``max_execution_time``) and answered 422 like the SQLite store's.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -84,6 +85,17 @@ class ClickHouseBackend:
         self.source = _traces.TraceSource(
             ch, tables, trace_index=f"{tables.traces}_trace_id_ts" in existing
         )
+        lookups = [tables.traces] + (
+            [f"{tables.traces}_trace_id_ts"] if self.source.trace_index else []
+        )
+        self.warming = threading.Thread(
+            target=ch.warm,
+            args=([tables.qualified(name) for name in lookups],),
+            name="telemetryflow-clickhouse-warm",
+            daemon=True,
+        )
+        """Loads the trace tables' marks once, beside the first requests (``ch.warm``)."""
+        self.warming.start()
         self._writer = Writer(ch, tables, self._qualified, max_pending)
 
     def _ddl(self, existing: frozenset[str]) -> list[str]:
@@ -274,6 +286,7 @@ class ClickHouseBackend:
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, then release the engine."""
         self._writer.close(timeout)
+        self.warming.join(timeout)
         started = time.monotonic()
         try:
             self.ch.close()

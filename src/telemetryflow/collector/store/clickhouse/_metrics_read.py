@@ -1,7 +1,7 @@
 """Metric queries over the exporter's ClickHouse tables, answered as the SQLite store answers.
 
 Parameters are read and checked by the same code as the SQLite store's
-(:mod:`~telemetryflow.collector.query._metrics`, :mod:`~telemetryflow.collector.query._params`),
+(:class:`~telemetryflow.collector.query._metric_ask.MetricAsk`),
 the answer is rendered by the same code, and every aggregation runs in ClickHouse
 (:mod:`~telemetryflow.collector.store.clickhouse._metrics_sql`): what comes back is one
 row per series and step, which only needs to be put into the answer's shape.
@@ -15,27 +15,23 @@ from typing import Any
 from telemetryflow.collector.ingest._decode import BadRequestError
 from telemetryflow.collector.ingest._exemplars import MAX_PER_SERIES
 from telemetryflow.collector.ingest._otlp import compact_json
-from telemetryflow.collector.query._aggregate import Accumulator, Aggregation, parse_agg
+from telemetryflow.collector.query._aggregate import Accumulator, Aggregation
+from telemetryflow.collector.query._metric_ask import (
+    ENV_MAX_POINTS,
+    MAX_BUCKETS,
+    NARROW,
+    Found,
+    Key,
+    MetricAsk,
+    QueryLimits,
+    bucket,
+    series_id,
+    too_many,
+)
 from telemetryflow.collector.query._metric_names import (
     DEFAULT_WINDOW_S,
     NAMES_PARAMS,
     metric_type,
-)
-from telemetryflow.collector.query._metrics import (
-    _KNOWN,
-    _MAX_BUCKETS,
-    _NARROW,
-    ENV_MAX_POINTS,
-    Buckets,
-    Key,
-    QueryLimits,
-    _bucket,
-    _check_size,
-    _filter,
-    _render,
-    _series_id,
-    _split_raw,
-    _too_many,
 )
 from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.store.clickhouse._metrics_sql import WHOLE, ChParts
@@ -50,7 +46,6 @@ __all__ = ["query_metric_names", "query_metrics"]
 
 _HIDDEN = ("service.name", PROJECT_ATTRIBUTE)
 _GAUGE, _PLAIN_SUM, _CUM_SUM, _HIST, _EXP, _SUMMARY = range(6)
-Found = tuple[dict[Key, Buckets], dict[Key, set[str]]]
 
 
 def query_metrics(
@@ -61,21 +56,10 @@ def query_metrics(
     limits: QueryLimits,
 ) -> dict[str, Any]:
     """Answer ``GET/POST /v1/metrics/query`` for ``project`` from ClickHouse."""
-    named, extra_tags = _split_raw(params)
-    checked = Params(named, _KNOWN)
-    agg = parse_agg(checked.text("agg"), checked.text("percentile"))
-    flt = _filter(project, checked, extra_tags)
-    with_exemplars = checked.flag("exemplars", False)
-    answer: dict[str, Any] = {
-        "name": flt.name,
-        "agg": agg.label,
-        "since": iso(flt.since),
-        "until": iso(flt.until),
-        "step": checked.text("step"),
-        "series": [],
-    }
-    if checked.text("project_name") not in (None, project):
-        return answer
+    ask = MetricAsk.read(project, params)
+    if not ask.mine:
+        return ask.answer()
+    flt, agg = ask.flt, ask.agg
     parts = ChParts(flt, tables, agg.q)
     covered = _survey(ch, parts, limits)
     found: Found = ({}, {})
@@ -90,19 +74,9 @@ def query_metrics(
     for (key, index), value in hist_q.items():  # buckets, when a series has them, decide
         found[0][key][index].quantile = value
     exemplars: dict[str, list[dict[str, Any]]] = {}
-    if with_exemplars and found[0]:
+    if ask.exemplars and found[0]:
         exemplars = _exemplars(ch, parts)
-    series, resources = found
-    _check_size(series, limits)
-    rendered = [
-        _render(flt, agg, key, buckets, resources.get(key, set()))
-        for key, buckets in series.items()
-    ]
-    if with_exemplars:
-        for name, body in rendered:
-            body["exemplars"] = exemplars.get(name, [])
-    answer["series"] = [s for _, s in sorted(rendered, key=lambda item: item[0]) if s["points"]]
-    return answer
+    return ask.answer(found, exemplars, limits)
 
 
 def _survey(ch: ClickHouseConnection, parts: ChParts, limits: QueryLimits) -> list[int]:
@@ -120,7 +94,7 @@ def _survey(ch: ClickHouseConnection, parts: ChParts, limits: QueryLimits) -> li
         raise BadRequestError(
             422,
             f"the query covers more than {limits.max_points} points (the collector's "
-            f"limit, {ENV_MAX_POINTS}); {_NARROW}",
+            f"limit, {ENV_MAX_POINTS}); {NARROW}",
         )
     return covered
 
@@ -147,13 +121,13 @@ def _raw_values(
                               bool(covered[_CUM_SUM]))  # fmt: skip
     quantile = agg.name == "quantile"
     whole = quantile and parts.flt.step is not None
-    rows = ch.query(parts.raw_stats(values, quantile, whole, _MAX_BUCKETS), parts.params)
-    if len(rows) > _MAX_BUCKETS:
-        raise _too_many(len({_key(parts, row) for row in rows}))
+    rows = ch.query(parts.raw_stats(values, quantile, whole, MAX_BUCKETS), parts.params)
+    if len(rows) > MAX_BUCKETS:
+        raise too_many(len({_key(parts, row) for row in rows}))
     width = parts.width
     for row in rows:
         key, index = _key(parts, row), int(row[width])
-        acc = _bucket(found[0], key, index)
+        acc = bucket(found[0], key, index)
         rs, count, total, low, high, last_t, last_v, exact = row[width + 1 : width + 9]
         if index != WHOLE:
             _add_resources(found, key, rs)
@@ -174,7 +148,7 @@ def _histograms(
     for row in ch.query(sql, parts.params):
         key, index = _key(parts, row), int(row[width])
         rs, count, summed, low, high, estimate = row[width + 1 : width + 7]
-        acc: Accumulator = _bucket(found[0], key, index)
+        acc: Accumulator = bucket(found[0], key, index)
         if index != WHOLE:
             _add_resources(found, key, rs)
             acc._add_hist_stats(count, summed, low, high)
@@ -186,7 +160,7 @@ def _exemplars(ch: ClickHouseConnection, parts: ChParts) -> dict[str, list[dict[
     width = parts.width
     for row in ch.query(parts.exemplars(MAX_PER_SERIES), parts.params):
         time_ns, value, trace_id, span_id = row[width:]
-        name = _series_id(parts.flt, _key(parts, row))
+        name = series_id(parts.flt, _key(parts, row))
         found.setdefault(name, []).append({
             "time": iso(int(time_ns)), "time_unix_nano": int(time_ns), "value": value,
             "trace_id": trace_id, "span_id": span_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 Params = Mapping[str, Any]
+_log = logging.getLogger("telemetryflow.collector")
 
 # JSON output with plain numbers for UInt64/Int64 (ClickHouse quotes them by default)
 _SETTINGS = {"output_format_json_quote_64bit_integers": 0}
@@ -49,6 +51,10 @@ class ClickHouseConnection(Protocol):
 
     def insert_lines(self, table: str, columns: Sequence[str], data: bytes) -> None:
         """Insert rows already encoded as ``JSONCompactEachRow`` lines of ``columns``."""
+        ...
+
+    def warm(self, tables: Sequence[str]) -> None:
+        """Load what the first lookups in ``tables`` read besides their rows (best effort)."""
         ...
 
     def close(self) -> None:
@@ -155,6 +161,19 @@ class ChdbConnection:
                 f"INSERT INTO {table} ({names}) FORMAT JSONCompactEachRow\n" + data.decode()
             )
 
+    def warm(self, tables: Sequence[str]) -> None:
+        """Load the tables' marks (where each granule of each column starts) into the
+        engine's cache. A lookup by trace id reads a few granules of one part per day;
+        in a process that has not read that part yet, loading its marks is most of the
+        lookup's time. A server keeps them across queries; here, the engine is as new as
+        the collector. About 30 ms for ten million spans."""
+        for table in tables:
+            try:
+                with self._lock:
+                    self._session.query(f"SYSTEM PREWARM MARK CACHE {table}", "CSV")
+            except Exception as error:  # an engine without the command: lookups read them
+                _log.debug("could not warm %s: %s", table, type(error).__name__)
+
     def close(self) -> None:
         with self._lock:
             self._session.close()
@@ -204,6 +223,10 @@ class ServerConnection:
             self._client.raw_insert(
                 table, column_names=list(columns), insert_block=data, fmt="JSONCompactEachRow"
             )
+
+    def warm(self, tables: Sequence[str]) -> None:
+        """Nothing: a server's caches outlive this collector and serve every client, and
+        warming them from here would load the marks of tables the size of a cluster's."""
 
     def close(self) -> None:
         self._client.close()
