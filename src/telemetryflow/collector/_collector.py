@@ -107,7 +107,9 @@ class Collector:
         gate = QueryGate(cfg.max_queries, cfg.max_queries_per_key, cfg.query_timeout)
         pipeline = Pipeline(
             self._backend,
-            Authenticator(cfg.keys, cfg.auth),
+            # without keys every caller is the store's default project: the one the
+            # OpenTelemetry Collector exporter's rows belong to (``default_project=``)
+            Authenticator(cfg.keys, cfg.auth, anonymous_project=url.tables.default_project),
             RateLimiter(cfg.rate_limit),
             query_gate=gate,
         )
