@@ -5,6 +5,9 @@ side, ``_metrics_write.py``), hands them to one writer thread (``_writer.py``), 
 answers every query with SQL run in the database (``_traces.py``, ``_logs.py``,
 ``_captures.py``, ``_metrics_read.py``). A query past the gate's deadline is stopped by
 the engine (``max_execution_time``) and answered 422 like the SQLite store's.
+
+Only what is missing is created; a user that may not create it runs the store read-only
+(``docs/scale.md``): writes refused naming why, reads of our missing tables empty.
 """
 
 from __future__ import annotations

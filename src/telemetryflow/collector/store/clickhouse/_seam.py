@@ -198,7 +198,8 @@ def query_settings(max_execution_time: float, deadline_settable: bool) -> dict[s
     """The settings sent with every query: plain 64-bit integers, and the deadline.
 
     A ``readonly = 1`` user may change no setting: the deadline is left out for it (the
-    query gate's own wait still bounds the caller) rather than having every query refused.
+    user's own server limits apply, the query gate still caps how many run at once)
+    rather than having every query refused.
     """
     settings: dict[str, Any] = dict(_SETTINGS)
     if max_execution_time > 0 and deadline_settable:
