@@ -174,3 +174,28 @@ def test_a_refused_table_fails_only_the_requests_with_rows_in_it(
     assert _count(conn, gauge) == 1
     assert _count(conn, tables.qualified(tables.traces)) == 1
     writer.close()
+
+
+def test_keys_that_cannot_be_checked_fail_only_the_keyed_requests(
+    held: tuple[HeldInserts, Tables],
+) -> None:
+    """The idempotency table refuses the lookup (dropped): the 001 request with a key fails,
+    the trace request grouped with it is stored."""
+    conn, tables = held
+    writer = _writer(conn, tables)
+    first = writer.submit_future(_log_batch(0))
+    assert conn.entered.wait(30)
+    conn.command(f"DROP TABLE {tables.qualified('telemetryflow_idempotency')}")
+    spans = span_rows(trace_request("shop", [make_span("ab" * 16, "cd" * 8, "GET /")]), "p", 0)
+    trace_job = writer.submit_future(
+        ChBatch(lines={"traces": (SPAN_COLUMNS, spans.lines)}, stored=1)
+    )
+    keyed = writer.submit_future(_log_batch(1, ("p", "report:k", {"ok": True})))
+    conn.release.set()
+    assert first.result(30).stored == 1
+    assert trace_job.result(30) == WriteResult(1)
+    with pytest.raises(StorageFullError):
+        keyed.result(30)
+    assert _count(conn, tables.qualified(tables.traces)) == 1
+    assert _count(conn, tables.qualified(tables.logs)) == 1
+    writer.close()

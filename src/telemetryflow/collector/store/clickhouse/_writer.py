@@ -175,7 +175,11 @@ class Writer:
         A trace request is not failed (and retried, its spans stored twice) because a
         metric table of another request in the group refused its rows.
         """
-        previous = self._replays(jobs)
+        unchecked: BaseException | None = None
+        try:
+            previous = self._replays(jobs)
+        except Exception as exc:  # the keys cannot be checked: only keyed jobs fail
+            previous, unchecked = {}, exc
         merged: dict[str, list[dict[str, Any]]] = {}
         encoded: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         users: dict[Any, list[int]] = {}
@@ -185,6 +189,9 @@ class Writer:
             batch = job.batch
             if index in previous:
                 results.append(WriteResult(0, previous[index][0]))
+                continue
+            if unchecked is not None and batch.idempotency is not None:
+                results.append(write_error(unchecked))
                 continue
             for key, rows in batch.rows.items():
                 if rows:
