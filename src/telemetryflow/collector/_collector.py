@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +26,7 @@ from telemetryflow.collector.server._limits import (
 )
 from telemetryflow.collector.store._backend import Backend
 from telemetryflow.collector.store._open import StoreSettings, open_store, store_url
+from telemetryflow.collector.store._url import StoreURL
 from telemetryflow.collector.store.sqlite._store import Store
 from telemetryflow.collector.web import close_live_tails
 
@@ -33,6 +35,13 @@ __all__ = ["Collector"]
 _log = logging.getLogger("telemetryflow.collector")
 _FORWARD_GRACE = 2.0
 """Seconds a stopping collector gives pending forwards before leaving them on disk."""
+
+
+def _spool_root(url: StoreURL, db_path: str) -> Path:
+    """Where forwarding spools live: beside the store's own file or directory
+    (``DB.forward``, ``DIR.forward``); a server store has none here, so beside ``--db``'s
+    path (``telemetryflow.db.forward`` by default), a file such a collector never opens."""
+    return spool_root(url.path if url.kind in ("sqlite", "chdb") else db_path)
 
 
 class Collector:
@@ -107,7 +116,9 @@ class Collector:
         gate = QueryGate(cfg.max_queries, cfg.max_queries_per_key, cfg.query_timeout)
         pipeline = Pipeline(
             self._backend,
-            Authenticator(cfg.keys, cfg.auth),
+            # without keys every caller is the store's default project: the one the
+            # OpenTelemetry Collector exporter's rows belong to (``default_project=``)
+            Authenticator(cfg.keys, cfg.auth, anonymous_project=url.tables.default_project),
             RateLimiter(cfg.rate_limit),
             query_gate=gate,
         )
@@ -115,7 +126,7 @@ class Collector:
         self._pipeline = pipeline
         try:
             if cfg.forward:  # before the receivers: nothing accepted goes unforwarded
-                pipeline.forwarder = Forwarder(cfg.forward, spool_root(cfg.db_path))
+                pipeline.forwarder = Forwarder(cfg.forward, _spool_root(url, cfg.db_path))
             self._start_http(pipeline, max_connections)
             if cfg.grpc_port is not None:
                 limits = GrpcLimits(cfg.max_body_bytes, cfg.grpc_workers, max_connections,

@@ -10,9 +10,11 @@ import pytest
 from telemetryflow.collector.store.clickhouse._seam import (
     ChdbConnection,
     chdb_params,
+    client_options,
     decode_compact,
     encode_rows,
     missing_extra,
+    query_settings,
 )
 
 
@@ -94,3 +96,45 @@ def test_missing_server_driver_raises_the_extra_message(module: str) -> None:
     )
     assert "pip install 'telemetryflow[clickhouse]'" in out.stdout
     assert "secret-pw" not in out.stdout + out.stderr
+
+
+def test_the_server_client_shares_no_session_between_threads() -> None:
+    """The writer and the query threads share one client: a session would lock them out
+    of each other (SESSION_IS_LOCKED), so none is generated."""
+    options = client_options("127.0.0.1", 8123, "reader", "pw", "otel", False)
+    assert options["autogenerate_session_id"] is False
+    assert "session_id" not in options
+    assert {k: options[k] for k in ("host", "port", "username", "database", "secure")} == {
+        "host": "127.0.0.1", "port": 8123, "username": "reader", "database": "otel",
+        "secure": False,
+    }  # fmt: skip
+
+
+def test_the_server_client_options_are_accepted_by_clickhouse_connect() -> None:
+    """Every option is a parameter ``get_client`` knows (a typo would be a TypeError late)."""
+    import inspect
+
+    import clickhouse_connect.driver as driver
+    from clickhouse_connect.driver.httpclient import HttpClient
+
+    known = set(inspect.signature(driver.create_client).parameters)
+    known |= set(inspect.signature(HttpClient.__init__).parameters)
+    assert set(client_options("h", 1, "u", "p", "d", True)) <= known
+
+
+def test_query_settings_leave_the_deadline_out_when_the_user_may_not_set_it() -> None:
+    assert query_settings(30.0, True) == {
+        "output_format_json_quote_64bit_integers": 0, "max_execution_time": 30.0,
+    }  # fmt: skip
+    assert query_settings(30.0, False) == {"output_format_json_quote_64bit_integers": 0}
+    assert query_settings(0.0, True) == {"output_format_json_quote_64bit_integers": 0}
+
+
+def test_a_read_only_chdb_session_still_answers_queries(chdb_path: object) -> None:
+    """``readonly = 1`` refuses every setting: the deadline is dropped, the query runs."""
+    conn = ChdbConnection(str(chdb_path), max_execution_time=30.0)
+    try:
+        conn.command("SET readonly = 1")
+        assert conn.query("SELECT {n:UInt64} + 1", {"n": 41}) == [[42]]
+    finally:
+        conn.close()

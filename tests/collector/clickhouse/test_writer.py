@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from collector_helpers import make_span, trace_request
 
-from telemetryflow.collector.store._writes import OverloadedError, StorageFullError
+from telemetryflow.collector.store._writes import OverloadedError, StorageFullError, WriteResult
 from telemetryflow.collector.store.clickhouse._ddl import tables_ddl
+from telemetryflow.collector.store.clickhouse._metrics_ddl import metric_tables_ddl
 from telemetryflow.collector.store.clickhouse._seam import ChdbConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
+from telemetryflow.collector.store.clickhouse._write import SPAN_COLUMNS, span_rows
 from telemetryflow.collector.store.clickhouse._writer import ChBatch, Writer
 
 
@@ -126,3 +129,73 @@ def test_closing_writes_what_is_queued_then_refuses(held: tuple[HeldInserts, Tab
     assert all(f.result(30).stored == 1 for f in futures)
     with pytest.raises(Exception, match="shutting down"):
         writer.submit(_log_batch(9))
+
+
+def _count(conn: ChdbConnection, table: str) -> int:
+    [[count]] = conn.query(f"SELECT count() FROM {table}")
+    return int(count)
+
+
+def test_a_refused_table_fails_only_the_requests_with_rows_in_it(
+    held: tuple[HeldInserts, Tables],
+) -> None:
+    """One group: a trace request, and 001 points whose metric table refuses them (dropped).
+    The trace request is stored and answered once; only the points fail, and their
+    idempotency key is not kept (a repeat in the group fails with them), so a retry stores."""
+    conn, tables = held
+    for statement in metric_tables_ddl(tables):
+        conn.command(statement)
+    gauge = tables.qualified(tables.gauge)
+    conn.command(f"DROP TABLE {gauge}")
+    writer = _writer(conn, tables)
+    first = writer.submit_future(_log_batch(0))
+    assert conn.entered.wait(30)  # the writer holds the first group: the next three queue
+    spans = span_rows(trace_request("shop", [make_span("ab" * 16, "cd" * 8, "GET /")]), "p", 0)
+    trace_job = writer.submit_future(
+        ChBatch(lines={"traces": (SPAN_COLUMNS, spans.lines)}, stored=1)
+    )
+    row = {"MetricName": "m", "TimeUnix": "1700000000.000000001", "Value": 1.0}
+    key = ("p", "report:k", {"ok": True})
+    points = ChBatch(rows={"gauge": [row]}, stored=1, idempotency=key)
+    points_job = writer.submit_future(points)
+    repeat_job = writer.submit_future(_log_batch(1, key))
+    conn.release.set()
+    assert first.result(30).stored == 1
+    assert trace_job.result(30) == WriteResult(1)
+    with pytest.raises(StorageFullError):
+        points_job.result(30)
+    with pytest.raises(StorageFullError):
+        repeat_job.result(30)
+    assert _count(conn, tables.qualified(tables.traces)) == 1
+    assert _count(conn, tables.qualified("telemetryflow_idempotency")) == 0
+    for statement in metric_tables_ddl(tables):
+        conn.command(statement)
+    assert writer.submit(points) == WriteResult(1)  # the retry is stored, not "seen before"
+    assert _count(conn, gauge) == 1
+    assert _count(conn, tables.qualified(tables.traces)) == 1
+    writer.close()
+
+
+def test_keys_that_cannot_be_checked_fail_only_the_keyed_requests(
+    held: tuple[HeldInserts, Tables],
+) -> None:
+    """The idempotency table refuses the lookup (dropped): the 001 request with a key fails,
+    the trace request grouped with it is stored."""
+    conn, tables = held
+    writer = _writer(conn, tables)
+    first = writer.submit_future(_log_batch(0))
+    assert conn.entered.wait(30)
+    conn.command(f"DROP TABLE {tables.qualified('telemetryflow_idempotency')}")
+    spans = span_rows(trace_request("shop", [make_span("ab" * 16, "cd" * 8, "GET /")]), "p", 0)
+    trace_job = writer.submit_future(
+        ChBatch(lines={"traces": (SPAN_COLUMNS, spans.lines)}, stored=1)
+    )
+    keyed = writer.submit_future(_log_batch(1, ("p", "report:k", {"ok": True})))
+    conn.release.set()
+    assert first.result(30).stored == 1
+    assert trace_job.result(30) == WriteResult(1)
+    with pytest.raises(StorageFullError):
+        keyed.result(30)
+    assert _count(conn, tables.qualified(tables.traces)) == 1
+    assert _count(conn, tables.qualified(tables.logs)) == 1
+    writer.close()

@@ -49,10 +49,17 @@ class Principal:
 class Authenticator:
     """Resolve request headers to a :class:`Principal`, or ``None`` if not allowed."""
 
-    def __init__(self, keys: tuple[ApiKey, ...], enabled: bool = True) -> None:
+    def __init__(
+        self,
+        keys: tuple[ApiKey, ...],
+        enabled: bool = True,
+        anonymous_project: str = DEFAULT_PROJECT,
+    ) -> None:
+        """``anonymous_project``: every caller's project when authentication is off (the
+        store's default project, which the exporter's rows belong to)."""
         self._enabled = enabled
         self._keys = {key.key_id: key for key in keys}
-        self._anonymous = Principal(DEFAULT_PROJECT, None)
+        self._anonymous = Principal(anonymous_project, None)
 
     @property
     def enabled(self) -> bool:

@@ -5,6 +5,9 @@ side, ``_metrics_write.py``), hands them to one writer thread (``_writer.py``), 
 answers every query with SQL run in the database (``_traces.py``, ``_logs.py``,
 ``_captures.py``, ``_metrics_read.py``). A query past the gate's deadline is stopped by
 the engine (``max_execution_time``) and answered 422 like the SQLite store's.
+
+Only what is missing is created; a user that may not create it runs the store read-only
+(``docs/scale.md``): writes refused naming why, reads of our missing tables empty.
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ from telemetryflow.collector.store.clickhouse._write import (
     log_rows,
     span_rows,
 )
-from telemetryflow.collector.store.clickhouse._writer import ChBatch, Writer
+from telemetryflow.collector.store.clickhouse._writer import (
+    ChBatch,
+    StoreReadOnlyError,
+    Writer,
+    refuses_writes,
+)
 
 __all__ = ["METRIC_TABLES", "ClickHouseBackend", "ReadTroubleError"]
 
@@ -56,6 +64,32 @@ class ReadTroubleError(OverloadedError):
     def __init__(self, retry_after: float = 2.0) -> None:
         super().__init__(retry_after)
         self.args = ("the collector cannot read its ClickHouse store; retry later",)
+
+
+class _NoRows:
+    """A connection to tables that do not exist: every query answers no rows.
+
+    A read-only store may lack our own tables; their listings run as usual (their
+    parameters checked alike) over this, and answer empty.
+    """
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[list[Any]]:
+        return []
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        raise StoreReadOnlyError()
+
+    def insert(self, table: str, rows: Any) -> None:
+        raise StoreReadOnlyError()
+
+    def insert_lines(self, table: str, columns: Any, data: bytes) -> None:
+        raise StoreReadOnlyError()
+
+    def close(self) -> None:
+        return None
+
+
+_NO_ROWS = _NoRows()
 
 
 class ClickHouseBackend:
@@ -76,9 +110,12 @@ class ClickHouseBackend:
         self.tables = tables
         self.retention_seconds = retention_seconds
         self.deadline = deadline
-        for statement in self._ddl(frozenset(self._existing_tables())):
-            ch.command(statement)
+        self.read_only = not self._create_missing()
+        """The user may not create what is missing: writes are refused (``503``), reads
+        of our missing tables answer empty, the exporter's tables are read as usual."""
         existing = self._existing_tables()
+        self._empty = frozenset(_OURS) - existing
+        """Our own tables that do not exist (a read-only store): listed as empty."""
         self.metric_tables = tuple(t for t in METRIC_TABLES if getattr(tables, t) in existing)
         self.time_columns = metric_time_columns(ch, tables)
         """How each metric table's times are written (its column types, learned once)."""
@@ -98,8 +135,31 @@ class ClickHouseBackend:
         self.warming.start()
         self._writer = Writer(ch, tables, self._qualified, max_pending)
 
-    def _ddl(self, existing: frozenset[str]) -> list[str]:
-        return tables_ddl(self.tables, existing) + metric_tables_ddl(self.tables)
+    def _create_missing(self) -> bool:
+        """Create the database and tables that are missing, only those (a user that may
+        only read starts where everything exists); ``False`` when that user may not."""
+        existing = frozenset(self._existing_tables())
+        has_database = bool(
+            self.ch.query(
+                "SELECT name FROM system.databases WHERE name = {db:String}",
+                {"db": self.tables.database},
+            )
+        )
+        statements = tables_ddl(self.tables, existing, has_database)
+        statements += metric_tables_ddl(self.tables, existing)
+        for statement in statements:
+            try:
+                self.ch.command(statement)
+            except Exception as exc:  # the engine's errors have no common type
+                if not refuses_writes(exc):
+                    raise
+                _log.warning(
+                    "the ClickHouse store is read-only: its user may not create the missing "
+                    "tables (%s); writes are answered 503, the existing tables are read",
+                    str(exc).splitlines()[0][:300],
+                )
+                return False
+        return True
 
     def _existing_tables(self) -> set[str]:
         rows = self.ch.query(
@@ -163,10 +223,19 @@ class ClickHouseBackend:
         return batch
 
     def submit(self, batch: ChBatch, timeout: float = 30.0) -> WriteResult:
+        """Store ``batch``; raises :class:`StoreReadOnlyError` when the user may not write."""
+        if self.read_only:
+            raise StoreReadOnlyError()
         return self._writer.submit(batch, timeout)
 
     async def submit_async(self, batch: ChBatch, timeout: float = 30.0) -> WriteResult:
+        if self.read_only:
+            raise StoreReadOnlyError()
         return await self._writer.submit_async(batch, timeout)
+
+    def _captures_on(self, table: str) -> ClickHouseConnection:
+        """The connection a listing of ``table`` runs on: none holds rows when it is missing."""
+        return _NO_ROWS if table in self._empty else self.ch
 
     # -- reads -------------------------------------------------------------------------
     def _read(self, what: str, run: Any) -> Any:
@@ -207,15 +276,18 @@ class ClickHouseBackend:
             return self._read(
                 signal, lambda: _logs.query_logs(self.ch, self.tables, project, params)
             )
+        # no metric table at all (a read-only store beside an exporter without metrics):
+        # the metric queries answer empty
+        ch = self.ch if self.metric_tables else _NO_ROWS
         if signal == "metrics":
             return self._read(
                 signal,
-                lambda: _metrics_read.query_metrics(self.ch, self.tables, project, params, limits),
+                lambda: _metrics_read.query_metrics(ch, self.tables, project, params, limits),
             )
         return self._read(
             signal,
             lambda: _metrics_read.query_metric_names(
-                self.ch, self.tables, project, params, self.retention_seconds
+                ch, self.tables, project, params, self.retention_seconds
             ),
         )
 
@@ -256,24 +328,24 @@ class ClickHouseBackend:
         return received, last
 
     def error_groups(self, project: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        ch = self._captures_on(ERRORS_TABLE)
         return dict(
             self._read(
-                "errors",
-                lambda: _captures.list_error_groups(self.ch, self.tables, project, params),
+                "errors", lambda: _captures.list_error_groups(ch, self.tables, project, params)
             )
         )
 
     def find_error(self, project: str, error_id: str) -> dict[str, Any] | None:
+        ch = self._captures_on(ERRORS_TABLE)
         found: dict[str, Any] | None = self._read(
-            "errors", lambda: _captures.find_error(self.ch, self.tables, project, error_id)
+            "errors", lambda: _captures.find_error(ch, self.tables, project, error_id)
         )
         return found
 
     def event_counts(self, project: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        ch = self._captures_on(EVENTS_TABLE)
         return dict(
-            self._read(
-                "events", lambda: _captures.list_events(self.ch, self.tables, project, params)
-            )
+            self._read("events", lambda: _captures.list_events(ch, self.tables, project, params))
         )
 
     def flag_evaluations(

@@ -131,17 +131,22 @@ def _ours(t: Tables) -> list[str]:
     ]
 
 
-def tables_ddl(tables: Tables, existing: frozenset[str] = frozenset()) -> list[str]:
+def tables_ddl(
+    tables: Tables, existing: frozenset[str] = frozenset(), database_exists: bool = False
+) -> list[str]:
     """Statements creating the database and the tables this store reads or writes that
     are not in ``existing`` (metric tables come from the metric side's DDL).
 
-    The trace-id table and its view are created only with the traces table: added to a
-    traces table the exporter already filled, the id table would know only the spans
-    written after it, and a lookup bounded by it would miss the others.
+    Nothing is issued for what exists: a user that may only read starts on a database
+    that holds everything already. The trace-id table and its view are created only with
+    the traces table: added to a traces table the exporter already filled, the id table
+    would know only the spans written after it, and a lookup bounded by it would miss
+    the others.
     """
-    statements = [f"CREATE DATABASE IF NOT EXISTS `{tables.database}`"]
+    statements = [] if database_exists else [f"CREATE DATABASE IF NOT EXISTS `{tables.database}`"]
     if tables.traces not in existing:
         statements += _traces(tables)
     if tables.logs not in existing:
         statements.append(_logs(tables))
-    return statements + _ours(tables)
+    ours = zip((ERRORS_TABLE, EVENTS_TABLE, IDEMPOTENCY_TABLE), _ours(tables), strict=True)
+    return statements + [statement for name, statement in ours if name not in existing]

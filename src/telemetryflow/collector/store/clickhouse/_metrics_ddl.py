@@ -95,8 +95,9 @@ METRIC_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 """The :class:`Tables` fields naming the metric tables, one per OTLP point type."""
 
 
-def metric_tables_ddl(tables: Tables) -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` for the five metric tables (the database must exist)."""
+def metric_tables_ddl(tables: Tables, existing: frozenset[str] = frozenset()) -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` for the metric tables not in ``existing`` (the
+    database must exist)."""
     return [
         f"CREATE TABLE IF NOT EXISTS {tables.qualified(getattr(tables, kind))} ("
         + _COMMON
@@ -104,4 +105,5 @@ def metric_tables_ddl(tables: Tables) -> list[str]:
         + _INDEXES
         + _ENGINE
         for kind in METRIC_KINDS
+        if getattr(tables, kind) not in existing
     ]

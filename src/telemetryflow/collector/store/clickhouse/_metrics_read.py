@@ -87,7 +87,10 @@ def _survey(ch: ClickHouseConnection, parts: ChParts, limits: QueryLimits) -> li
     has nothing to aggregate. Only past the limit are the window's own points counted.
     """
     cap = limits.max_points
-    covered = [int(n) for n in ch.query(parts.survey(cap, coarse=True), parts.params)[0]]
+    rows = ch.query(parts.survey(cap, coarse=True), parts.params)
+    if not rows:  # no metric table to count in (a read-only store beside none)
+        return [0] * (_SUMMARY + 1)
+    covered = [int(n) for n in rows[0]]
     if sum(covered) > cap:
         covered = [int(n) for n in ch.query(parts.survey(cap), parts.params)[0]]
     if sum(covered) > limits.max_points:

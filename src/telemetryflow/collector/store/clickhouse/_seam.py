@@ -21,9 +21,11 @@ __all__ = [
     "ClickHouseConnection",
     "ServerConnection",
     "chdb_params",
+    "client_options",
     "decode_compact",
     "encode_rows",
     "missing_extra",
+    "query_settings",
 ]
 
 Params = Mapping[str, Any]
@@ -32,6 +34,7 @@ _log = logging.getLogger("telemetryflow.collector")
 # JSON output with plain numbers for UInt64/Int64 (ClickHouse quotes them by default)
 _SETTINGS = {"output_format_json_quote_64bit_integers": 0}
 _SETTINGS_SQL = " SETTINGS output_format_json_quote_64bit_integers = 0"
+_DEADLINE_REFUSED = "Cannot modify 'max_execution_time' setting in readonly mode"
 
 
 class ClickHouseConnection(Protocol):
@@ -136,9 +139,18 @@ class ChdbConnection:
 
     def query(self, sql: str, params: Params | None = None) -> list[list[Any]]:
         with self._lock:
-            result = self._session.query(
-                sql + self._settings, "JSONCompact", params=chdb_params(params)
-            )
+            try:
+                result = self._session.query(
+                    sql + self._settings, "JSONCompact", params=chdb_params(params)
+                )
+            except Exception as exc:  # chDB raises its own error type
+                if self._settings == _SETTINGS_SQL or _DEADLINE_REFUSED not in str(exc):
+                    raise
+                # a read-only session may set nothing: run without the engine's deadline
+                self._settings = _SETTINGS_SQL
+                result = self._session.query(
+                    sql + self._settings, "JSONCompact", params=chdb_params(params)
+                )
         return decode_compact(result.bytes())
 
     def command(self, sql: str, params: Params | None = None) -> None:
@@ -179,8 +191,43 @@ class ChdbConnection:
             self._session.close()
 
 
+def client_options(
+    host: str, port: int, username: str, password: str, database: str, secure: bool
+) -> dict[str, Any]:
+    """The ``clickhouse_connect.get_client`` arguments of a server store.
+
+    No session: the writer thread and the query threads share one client, and ClickHouse
+    runs one request at a time per session (``SESSION_IS_LOCKED`` for the others), so
+    the client's generated session id is turned off. The deadline is not among these:
+    it is sent with each query (:func:`query_settings`), once the server says whether
+    this user may set it.
+    """
+    return {
+        "host": host,
+        "port": port,
+        "username": username,
+        "password": password,
+        "database": database,
+        "secure": secure,
+        "autogenerate_session_id": False,
+    }
+
+
+def query_settings(max_execution_time: float, deadline_settable: bool) -> dict[str, Any]:
+    """The settings sent with every query: plain 64-bit integers, and the deadline.
+
+    A ``readonly = 1`` user may change no setting: the deadline is left out for it (the
+    user's own server limits apply, the query gate still caps how many run at once)
+    rather than having every query refused.
+    """
+    settings: dict[str, Any] = dict(_SETTINGS)
+    if max_execution_time > 0 and deadline_settable:
+        settings["max_execution_time"] = max_execution_time
+    return settings
+
+
 class ServerConnection:
-    """A ClickHouse server over its HTTP interface (``clickhouse-connect``)."""
+    """A ClickHouse server over its HTTP interface (``clickhouse-connect``), sessionless."""
 
     def __init__(
         self,
@@ -193,20 +240,16 @@ class ServerConnection:
         max_execution_time: float = 0.0,
     ) -> None:
         driver = _import("clickhouse_connect")
-        settings = {"max_execution_time": max_execution_time} if max_execution_time > 0 else {}
         self._client = driver.get_client(
-            host=host,
-            port=port,
-            username=username,
-            password=password,
-            database=database,
-            secure=secure,
-            settings=settings,
+            **client_options(host, port, username, password, database, secure)
         )
+        known = getattr(self._client, "server_settings", {}).get("max_execution_time")
+        settable = known is None or not getattr(known, "readonly", 0)
+        self._settings = query_settings(max_execution_time, settable)
 
     def query(self, sql: str, params: Params | None = None) -> list[list[Any]]:
         payload = self._client.raw_query(
-            sql, parameters=dict(params or {}), settings=_SETTINGS, fmt="JSONCompact"
+            sql, parameters=dict(params or {}), settings=self._settings, fmt="JSONCompact"
         )
         return decode_compact(payload)
 

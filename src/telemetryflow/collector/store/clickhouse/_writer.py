@@ -3,9 +3,11 @@
 ClickHouse wants few large inserts, not one per request: the writer takes every job
 waiting (up to :data:`_GROUP_MAX`), joins their rows table by table and inserts each
 table once, then wakes the requests. A full queue refuses at once
-(:class:`OverloadedError`, answered 503 with a retry hint); an engine that fails (a
-server down, a disk full) fails the jobs it held with :class:`StorageFullError`, also a
-503: the client keeps its data and retries.
+(:class:`OverloadedError`, answered 503 with a retry hint); a table whose insert fails (a
+server down, a disk full) fails the jobs with rows in it with :class:`StorageFullError`,
+also a 503: the client keeps its data and retries. The other jobs of the group succeed:
+their rows are stored, and a retry of theirs would store them twice. A user that may not
+write fails them with :class:`StoreReadOnlyError`.
 
 Idempotency keys (the 001 report/batch) are checked by this one thread, against the
 table and the jobs before them, so one key stores its points once.
@@ -14,6 +16,7 @@ table and the jobs before them, so one key stores its points once.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import logging
 import queue
@@ -35,10 +38,42 @@ from telemetryflow.collector.store.clickhouse._ddl import IDEMPOTENCY_TABLE
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
 
-__all__ = ["ChBatch", "Writer"]
+__all__ = ["ChBatch", "StoreReadOnlyError", "Writer", "refuses_writes", "write_error"]
 
 _log = logging.getLogger("telemetryflow.collector")
 _GROUP_MAX = 256
+_READ_ONLY_CODES = ("(READONLY)", "Code: 164.", "(ACCESS_DENIED)", "Code: 497.")
+
+
+class StoreReadOnlyError(StoreClosedError):
+    """The ClickHouse user may not write: answered ``503`` naming the reason.
+
+    Nothing is stored and retrying does not help until the store's user may write (or
+    the collector is pointed at another store); the message says so.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the collector's ClickHouse store is read-only (its user may not write); "
+            "nothing was stored"
+        )
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """Whether ClickHouse refused since the user may not write (READONLY, ACCESS_DENIED)."""
+    text = str(exc)
+    return any(code in text for code in _READ_ONLY_CODES)
+
+
+def write_error(exc: BaseException) -> BaseException:
+    """What a job refused with ``exc`` fails with: read-only, or the retryable 503."""
+    error: BaseException = (
+        StoreReadOnlyError()
+        if isinstance(exc, StoreReadOnlyError) or refuses_writes(exc)
+        else StorageFullError()
+    )
+    error.__cause__ = exc.__cause__ if isinstance(exc, StorageFullError) else exc
+    return error
 
 
 @dataclass
@@ -117,55 +152,109 @@ class Writer:
 
     def _write(self, jobs: list[WriteJob[ChBatch]]) -> None:
         try:
-            results = self._insert(jobs)
+            outcomes = self._insert(jobs)
         except Exception as exc:  # the engine's errors have no common type
-            if not self._failing:
-                _log.warning("ClickHouse refused a write (%s); answering 503 until it recovers",
-                             type(exc).__name__)  # fmt: skip
-            self._failing = True
-            for job in jobs:
-                job.finish(None, StorageFullError())
-            return
-        if self._failing:
+            outcomes = [write_error(exc) for _ in jobs]
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures and not self._failing:
+            cause = failures[0].__cause__ or failures[0]
+            text = str(cause).splitlines()[0][:300] if str(cause) else type(cause).__name__
+            _log.warning("ClickHouse refused a write (%s); answering 503 until it recovers", text)
+        elif self._failing and not failures:
             _log.info("ClickHouse takes writes again")
-            self._failing = False
-        for job, result in zip(jobs, results, strict=True):
-            job.finish(result)
+        self._failing = bool(failures)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                job.finish(None, outcome)
+            else:
+                job.finish(outcome)
 
-    def _insert(self, jobs: list[WriteJob[ChBatch]]) -> list[WriteResult]:
-        previous = self._replays(jobs)
+    def _insert(self, jobs: list[WriteJob[ChBatch]]) -> list[WriteResult | BaseException]:
+        """Insert the group table by table; a job fails only with a table it has rows in.
+
+        A trace request is not failed (and retried, its spans stored twice) because a
+        metric table of another request in the group refused its rows.
+        """
+        unchecked: BaseException | None = None
+        try:
+            previous = self._replays(jobs)
+        except Exception as exc:  # the keys cannot be checked: only keyed jobs fail
+            previous, unchecked = {}, exc
         merged: dict[str, list[dict[str, Any]]] = {}
         encoded: dict[tuple[str, tuple[str, ...]], list[str]] = {}
-        results: list[WriteResult] = []
-        for job in jobs:
+        users: dict[Any, list[int]] = {}
+        """Table (rows key, or lines key and columns) → the jobs with rows in it."""
+        results: list[WriteResult | BaseException] = []
+        for index, job in enumerate(jobs):
             batch = job.batch
-            seen = previous.get(id(job))
-            if seen is not None:
-                results.append(WriteResult(0, seen))
+            if index in previous:
+                results.append(WriteResult(0, previous[index][0]))
+                continue
+            if unchecked is not None and batch.idempotency is not None:
+                results.append(write_error(unchecked))
                 continue
             for key, rows in batch.rows.items():
-                merged.setdefault(key, []).extend(rows)
+                if rows:
+                    merged.setdefault(key, []).extend(rows)
+                    users.setdefault(key, []).append(index)
             for key, (columns, lines) in batch.lines.items():
-                encoded.setdefault((key, columns), []).extend(lines)
-            if batch.idempotency is not None:
-                project, key, answer = batch.idempotency
-                merged.setdefault(IDEMPOTENCY_TABLE, []).append({
-                    "project": project, "key": key, "result": json.dumps(answer),
-                    "received_ns": time.time_ns(),
-                })  # fmt: skip
+                if lines:
+                    encoded.setdefault((key, columns), []).extend(lines)
+                    users.setdefault((key, columns), []).append(index)
             results.append(WriteResult(batch.stored))
         for (key, columns), lines in encoded.items():
-            if lines:
-                data = ("\n".join(lines) + "\n").encode()
-                self._ch.insert_lines(self._table_of(key), columns, data)
+            data = ("\n".join(lines) + "\n").encode()
+            insert = functools.partial(self._ch.insert_lines, self._table_of(key), columns, data)
+            self._attempt(results, users[(key, columns)], insert)
         for key, rows in merged.items():
-            if rows:
-                self._ch.insert(self._table_of(key), rows)
+            self._attempt(
+                results, users[key], functools.partial(self._ch.insert, self._table_of(key), rows)
+            )
+        for index, (_, origin) in previous.items():
+            first = results[origin] if origin is not None else None
+            if isinstance(first, BaseException):
+                results[index] = write_error(first)  # its key was never stored
+        self._remember(jobs, results, previous)
         return results
 
-    def _replays(self, jobs: list[WriteJob[ChBatch]]) -> dict[int, dict[str, Any]]:
-        """Jobs whose idempotency key was stored before (or by an earlier job here)."""
-        keyed = [(job, job.batch.idempotency) for job in jobs if job.batch.idempotency]
+    @staticmethod
+    def _attempt(
+        results: list[WriteResult | BaseException], users: list[int], insert: Callable[[], None]
+    ) -> None:
+        """Run one table's insert; when refused, its jobs fail (the others are untouched)."""
+        try:
+            insert()
+        except Exception as exc:  # the engine's errors have no common type
+            for index in users:
+                results[index] = write_error(exc)
+
+    def _remember(
+        self,
+        jobs: list[WriteJob[ChBatch]],
+        results: list[WriteResult | BaseException],
+        previous: dict[int, tuple[dict[str, Any], int | None]],
+    ) -> None:
+        """Store the idempotency keys of the jobs whose rows all went in."""
+        rows = [
+            {"project": key[0], "key": key[1], "result": json.dumps(key[2]),
+             "received_ns": time.time_ns()}
+            for index, (job, key) in enumerate((job, job.batch.idempotency) for job in jobs)
+            if key is not None and index not in previous
+            and not isinstance(results[index], BaseException)
+        ]  # fmt: skip
+        if not rows:
+            return
+        try:
+            self._ch.insert(self._table_of(IDEMPOTENCY_TABLE), rows)
+        except Exception as exc:  # the rows are stored: answer them, a repeat may store twice
+            _log.warning("ClickHouse refused the idempotency keys of stored points (%s)", exc)
+
+    def _replays(
+        self, jobs: list[WriteJob[ChBatch]]
+    ) -> dict[int, tuple[dict[str, Any], int | None]]:
+        """Jobs (by index) whose idempotency key was stored before, or by an earlier job
+        of this group: the answer, and that earlier job's index (``None``: stored before)."""
+        keyed = [(i, job.batch.idempotency) for i, job in enumerate(jobs) if job.batch.idempotency]
         if not keyed:
             return {}
         pairs = [(project, key) for _, (project, key, _) in keyed]  # type: ignore[misc]
@@ -176,16 +265,16 @@ class Writer:
             "GROUP BY project, key",
             {"pairs": pairs},
         )
-        stored: dict[tuple[str, str], dict[str, Any]] = {
-            (row[0], row[1]): json.loads(row[2]) for row in rows
+        stored: dict[tuple[str, str], tuple[dict[str, Any], int | None]] = {
+            (row[0], row[1]): (json.loads(row[2]), None) for row in rows
         }
-        out: dict[int, dict[str, Any]] = {}
-        for job, (project, key, answer) in keyed:  # type: ignore[misc]
+        out: dict[int, tuple[dict[str, Any], int | None]] = {}
+        for index, (project, key, answer) in keyed:  # type: ignore[misc]
             found = stored.get((project, key))
             if found is not None:
-                out[id(job)] = found
+                out[index] = found
             else:
-                stored[(project, key)] = answer
+                stored[(project, key)] = (answer, index)
         return out
 
     def close(self, timeout: float = 30.0) -> None:
