@@ -21,8 +21,9 @@ Occurrences are deduplicated by ``error_id``: our table's copy first (the one re
 first, as SQLite keeps it), else the log record's, else the span event's. Product
 events need none: our receivers leave ``EventName`` empty, so no event they wrote is
 projected twice. The exporter's part carries the time window as a condition on its
-``Timestamp`` column, which the table's order key bounds; a span event's own time is
-checked after it, on spans started up to :data:`SPAN_EVENT_LEAD` before the window.
+``Timestamp`` column (and on ``TimestampTime``, the logs table's primary key where it
+has one), so only the window's parts are read; a span event's own time is checked
+after it, on spans started up to :data:`SPAN_EVENT_LEAD` before the window.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from telemetryflow.collector.store.clickhouse._ddl import ERRORS_TABLE, EVENTS_T
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables, project_clause
 
-__all__ = ["SPAN_EVENT_LEAD", "Ask", "error_rows", "event_rows", "has_event_name"]
+__all__ = ["SPAN_EVENT_LEAD", "Ask", "error_rows", "event_rows", "log_columns"]
 
 SPAN_EVENT_LEAD = 3600 * 10**9
 """How long before the window a span may have started for its events to be read."""
@@ -78,28 +79,33 @@ class Ask:
         return [] if self.window is None else ["time_ns BETWEEN {since:Int64} AND {until:Int64}"]
 
 
-def has_event_name(ch: ClickHouseConnection, tables: Tables) -> bool:
-    """Whether the logs table keeps a log record's event name (newer exporter tables do)."""
+def log_columns(ch: ClickHouseConnection, tables: Tables) -> frozenset[str]:
+    """Which of the columns that differ between the exporter's generations the logs table
+    has: ``EventName`` (a log record's event name, newer tables) and ``TimestampTime``
+    (the seconds the table's primary key orders by; older tables order by ``Timestamp``)."""
     rows = ch.query(
-        "SELECT count() FROM system.columns WHERE database = {db:String} "
-        "AND table = {logs:String} AND name = 'EventName'",
+        "SELECT name FROM system.columns WHERE database = {db:String} "
+        "AND table = {logs:String} AND name IN ('EventName', 'TimestampTime')",
         {"db": tables.database, "logs": tables.logs},
     )
-    return bool(rows and int(rows[0][0]))
+    return frozenset(str(row[0]) for row in rows)
 
 
 def _and(clauses: list[str]) -> str:
     return " AND ".join(clauses) if clauses else "1"
 
 
-def _window(ask: Ask, since: str) -> list[str]:
-    """The window on the exporter's ``Timestamp`` column, as its order key can use it."""
+def _window(ask: Ask, since: str, seconds: bool = False) -> list[str]:
+    """The window on the exporter's ``Timestamp`` column, and on ``TimestampTime`` when
+    ``seconds`` (the logs table's primary key has that column, not ``Timestamp``)."""
     if ask.window is None:
         return []
-    return [
-        f"Timestamp BETWEEN fromUnixTimestamp64Nano({{{since}:Int64}}) "
-        "AND fromUnixTimestamp64Nano({until:Int64})"
-    ]
+    lower = f"fromUnixTimestamp64Nano({{{since}:Int64}})"
+    upper = "fromUnixTimestamp64Nano({until:Int64})"
+    clauses = [f"Timestamp BETWEEN {lower} AND {upper}"]
+    if seconds:
+        clauses.append(f"TimestampTime BETWEEN toDateTime({lower}) AND toDateTime({upper})")
+    return clauses
 
 
 def _text(value: str, limit: int) -> str:
@@ -132,17 +138,17 @@ def _is_capture(attrs: str) -> list[str]:
     return [f"{attrs}['error.id'] != ''", f"{attrs}['error.fingerprint'] != ''"]
 
 
-def error_rows(tables: Tables, ask: Ask, event_name: bool) -> str:
+def error_rows(tables: Tables, ask: Ask, columns: frozenset[str]) -> str:
     """A SELECT of every occurrence of ``ask`` once (:data:`_OCCURRENCE` columns)."""
     equal = ask.equal_clauses()
     ours = (
         f"SELECT {_OCCURRENCE}, 0 AS rank FROM {tables.qualified(ERRORS_TABLE)} FINAL "  # noqa: S608
         f"WHERE {_and(['project = {project:String}', *equal])}"
     )
-    window = _window(ask, "since")
+    window = _window(ask, "since", "TimestampTime" in columns)
     service = ["ServiceName = {eq_service:String}"] if "service" in ask.equal else []
     log_where = [*_is_capture("LogAttributes"), project_clause(), *equal]
-    if event_name:
+    if "EventName" in columns:
         log_where.insert(0, "EventName = 'exception'")
     logs = (
         f"SELECT {_error_columns('LogAttributes', _text('Body', 65536))}, "  # noqa: S608
@@ -172,16 +178,16 @@ def error_rows(tables: Tables, ask: Ask, event_name: bool) -> str:
     )
 
 
-def event_rows(tables: Tables, ask: Ask, event_name: bool) -> str:
+def event_rows(tables: Tables, ask: Ask, columns: frozenset[str]) -> str:
     """A SELECT of ``event, distinct_id, time_ns`` of every product event of ``ask``."""
     where = ["project = {project:String}", *ask.time_clause(), *ask.equal_clauses()]
     ours = (
         "SELECT event, distinct_id, time_ns "  # noqa: S608
         f"FROM {tables.qualified(EVENTS_TABLE)} WHERE {_and(where)}"
     )
-    if not event_name:
+    if "EventName" not in columns:
         return ours
-    window = _window(ask, "since")
+    window = _window(ask, "since", "TimestampTime" in columns)
     service = ["ServiceName = {eq_service:String}"] if "service" in ask.equal else []
     equal = [c for c in ask.equal_clauses() if not c.startswith("service ")]
     logs = (

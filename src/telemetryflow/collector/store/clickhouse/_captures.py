@@ -20,7 +20,7 @@ from telemetryflow.collector.store.clickhouse._capture_rows import (
     Ask,
     error_rows,
     event_rows,
-    has_event_name,
+    log_columns,
 )
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
@@ -76,7 +76,7 @@ def list_error_groups(
     p = Params(params, (*_LIST_PARAMS, "fingerprint", "type"))
     ask = _ask(p, tables, project, ("service", "fingerprint", "type"))
     limit = p.integer("limit", 100, high=1000)
-    rows = error_rows(tables, ask, has_event_name(ch, tables))
+    rows = error_rows(tables, ask, log_columns(ch, tables))
     source = f"({rows}) WHERE {' AND '.join(ask.time_clause()) or '1'}"
     args = ask.args()
     groups = ch.query(
@@ -112,10 +112,10 @@ def find_error(
     ch: ClickHouseConnection, tables: Tables, project: str, error_id: str
 ) -> dict[str, Any] | None:
     """One occurrence by the ``error_id`` its capture answered, with its group's figures."""
-    event_name = has_event_name(ch, tables)
+    columns = log_columns(ch, tables)
     ask = Ask(project, tables.default_project, equal={"error_id": error_id[:_MAX_ID]})
     rows = ch.query(
-        f"SELECT fingerprint, {_SAMPLE} FROM ({error_rows(tables, ask, event_name)}) "  # noqa: S608
+        f"SELECT fingerprint, {_SAMPLE} FROM ({error_rows(tables, ask, columns)}) "  # noqa: S608
         "LIMIT 1",
         ask.args(),
     )
@@ -125,7 +125,7 @@ def find_error(
     group_ask = Ask(project, tables.default_project, equal={"fingerprint": fingerprint})
     count, first, last = ch.query(
         "SELECT count(), min(time_ns), max(time_ns) "  # noqa: S608
-        f"FROM ({error_rows(tables, group_ask, event_name)})",
+        f"FROM ({error_rows(tables, group_ask, columns)})",
         group_ask.args(),
     )[0]
     group = {"count": count, "first_seen": iso(first), "last_seen": iso(last)}
@@ -141,7 +141,7 @@ def list_events(
     limit = p.integer("limit", 100, high=1000)
     rows = ch.query(
         "SELECT event, count() AS n, uniqExactIf(distinct_id, distinct_id != ''), "  # noqa: S608
-        f"min(time_ns), max(time_ns) FROM ({event_rows(tables, ask, has_event_name(ch, tables))}) "
+        f"min(time_ns), max(time_ns) FROM ({event_rows(tables, ask, log_columns(ch, tables))}) "
         f"GROUP BY event ORDER BY n DESC, event LIMIT {limit:d}",
         ask.args(),
     )
