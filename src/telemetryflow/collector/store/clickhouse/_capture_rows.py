@@ -49,6 +49,7 @@ _HAS_FINGERPRINT = "mapContains(LogAttributes, 'error.fingerprint')"
 _HAS_EXCEPTION = "has(`Events.Name`, 'exception')"
 _IS_EXCEPTION = "event_name = 'exception'"
 _EMPTY = "''"
+_MAX_ID = 128
 _OCCURRENCE = (
     "error_id, fingerprint, service, type, code, message, stack, tags, trace_id, span_id, "
     "source, time_ns, received_ns"
@@ -125,8 +126,8 @@ def _error_columns(attrs: str, message_fallback: str) -> str:
     )
     message = f"if({a('exception.message')} != '', {a('exception.message')}, {message_fallback})"
     return ", ".join([
-        f"{_text(a('error.id'), 128)} AS error_id",
-        f"{_text(a('error.fingerprint'), 128)} AS fingerprint", "ServiceName AS service",
+        f"{_text(a('error.id'), _MAX_ID)} AS error_id",
+        f"{_text(a('error.fingerprint'), _MAX_ID)} AS fingerprint", "ServiceName AS service",
         f"{_text(kind, 1024)} AS type", f"{_text(a('error.code'), 1024)} AS code",
         f"{_text(message, 65536)} AS message",
         f"{_text(a('exception.stacktrace'), 65536)} AS stack",
@@ -134,8 +135,15 @@ def _error_columns(attrs: str, message_fallback: str) -> str:
     ])  # fmt: skip
 
 
-def _is_capture(attrs: str) -> list[str]:
-    return [f"{attrs}['error.id'] != ''", f"{attrs}['error.fingerprint'] != ''"]
+def _is_capture(attrs: str, ask: Ask) -> list[str]:
+    """The capture shape, and an id or fingerprint asked for on the attribute itself
+    (equal to the cut column when shorter than the cut: the maps' bloom filters serve)."""
+    clauses = [f"{attrs}['error.id'] != ''", f"{attrs}['error.fingerprint'] != ''"]
+    for column, key in (("error_id", "error.id"), ("fingerprint", "error.fingerprint")):
+        value = ask.equal.get(column)
+        if value is not None and len(value) < _MAX_ID:
+            clauses.append(f"{attrs}['{key}'] = {{eq_{column}:String}}")
+    return clauses
 
 
 def error_rows(tables: Tables, ask: Ask, columns: frozenset[str]) -> str:
@@ -147,7 +155,7 @@ def error_rows(tables: Tables, ask: Ask, columns: frozenset[str]) -> str:
     )
     window = _window(ask, "since", "TimestampTime" in columns)
     service = ["ServiceName = {eq_service:String}"] if "service" in ask.equal else []
-    log_where = [*_is_capture("LogAttributes"), project_clause(), *equal]
+    log_where = [*_is_capture("LogAttributes", ask), project_clause(), *equal]
     if "EventName" in columns:
         log_where.insert(0, "EventName = 'exception'")
     logs = (
@@ -163,6 +171,7 @@ def error_rows(tables: Tables, ask: Ask, columns: frozenset[str]) -> str:
         "toInt64(if(toUnixTimestamp64Nano(event_time) = 0, "
         "toUnixTimestamp64Nano(Timestamp) + Duration, toUnixTimestamp64Nano(event_time)))"
     )
+    span_where = [_IS_EXCEPTION, *_is_capture("event_attrs", ask), project_clause(), *equal]
     spans = (
         f"SELECT {_error_columns('event_attrs', _EMPTY)}, TraceId AS trace_id, "  # noqa: S608
         f"SpanId AS span_id, 'otlp' AS source, {span_time} AS time_ns, "
@@ -170,7 +179,7 @@ def error_rows(tables: Tables, ask: Ask, columns: frozenset[str]) -> str:
         "ARRAY JOIN `Events.Timestamp` AS event_time, `Events.Name` AS event_name, "
         "`Events.Attributes` AS event_attrs "
         f"PREWHERE {_and([*lead, *service, _HAS_EXCEPTION])} "
-        f"WHERE {_and([_IS_EXCEPTION, *_is_capture('event_attrs'), project_clause(), *equal])}"
+        f"WHERE {_and(span_where)}"
     )  # fmt: skip
     return (
         f"SELECT {_OCCURRENCE} FROM ({ours} UNION ALL {logs} UNION ALL {spans}) "  # noqa: S608
