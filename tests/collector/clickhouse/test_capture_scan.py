@@ -76,6 +76,9 @@ def test_the_window_bounds_the_exporter_tables_scan(
     assert (whole["otel_logs"], whole["otel_traces"]) == (5 * per_day, 5)  # the figure can fail
     rows = ch.query(f"SELECT error_id FROM ({error_rows(tables, ask, columns)})", ask.args())
     assert sorted(row[0] for row in rows) == ["e0", "s0"]
+    wide = Ask("default", "default", window=(-(10**18), 2**63 - 1))  # 1938 to 2262
+    rows = ch.query(f"SELECT error_id FROM ({error_rows(tables, wide, columns)})", wide.args())
+    assert len(rows) == 10  # a window past the DateTime range does not wrap around
     if generation == "newest":
         events = _parts_read(ch, event_rows(tables, ask, columns), ask.args())
         assert events["otel_logs"] == per_day

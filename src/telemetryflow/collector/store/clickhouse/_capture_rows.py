@@ -68,8 +68,9 @@ class Ask:
     def args(self) -> dict[str, Any]:
         args: dict[str, Any] = {"project": self.project, "default_project": self.default_project}
         if self.window is not None:
-            args.update(since=self.window[0], until=self.window[1],
-                        lead_since=self.window[0] - SPAN_EVENT_LEAD)  # fmt: skip
+            since, until = self.window
+            args.update(since=since, until=until, lead_since=since - SPAN_EVENT_LEAD,
+                        since_s=_seconds(since), until_s=_seconds(until))  # fmt: skip
         return args | {f"eq_{column}": value for column, value in self.equal.items()}
 
     def equal_clauses(self) -> list[str]:
@@ -78,6 +79,12 @@ class Ask:
     def time_clause(self) -> list[str]:
         """On the rows' ``time_ns`` (ours, and any copy chosen)."""
         return [] if self.window is None else ["time_ns BETWEEN {since:Int64} AND {until:Int64}"]
+
+
+def _seconds(ns: int) -> int:
+    """Unix nanoseconds as ``DateTime`` seconds, kept inside its range (1970 to 2106):
+    a converted time past either end would wrap around."""
+    return min(max(ns // 1_000_000_000, 0), 2**32 - 1)
 
 
 def log_columns(ch: ClickHouseConnection, tables: Tables) -> frozenset[str]:
@@ -105,7 +112,9 @@ def _window(ask: Ask, since: str, seconds: bool = False) -> list[str]:
     upper = "fromUnixTimestamp64Nano({until:Int64})"
     clauses = [f"Timestamp BETWEEN {lower} AND {upper}"]
     if seconds:
-        clauses.append(f"TimestampTime BETWEEN toDateTime({lower}) AND toDateTime({upper})")
+        clauses.append(
+            "TimestampTime BETWEEN toDateTime({since_s:UInt32}) AND toDateTime({until_s:UInt32})"
+        )
     return clauses
 
 
