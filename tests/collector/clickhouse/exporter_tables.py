@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from telemetryflow.collector.store.clickhouse._seam import ChdbConnection
 
 MAP = "Map(LowCardinality(String), String)"
@@ -54,6 +57,12 @@ LOGS = f"""CREATE TABLE {{db}}.otel_logs (
 ) ENGINE = MergeTree() PARTITION BY toDate(TimestampTime)
 PRIMARY KEY (ServiceName, TimestampTime) ORDER BY (ServiceName, TimestampTime, Timestamp)"""
 
+# the newest generation: the log record's event name in a column of its own
+LOGS_NEWEST = LOGS.replace(
+    f"LogAttributes {MAP} CODEC(ZSTD(1)),",
+    f"LogAttributes {MAP} CODEC(ZSTD(1)),\n    EventName String CODEC(ZSTD(1)),",
+)
+
 # an older generation: no TimestampTime, another order key, no trace-id table
 LOGS_OLD = f"""CREATE TABLE {{db}}.otel_logs (
     Timestamp DateTime64(9), TraceId String, SpanId String, TraceFlags UInt32,
@@ -68,10 +77,10 @@ ORDER BY (ServiceName, SeverityText, toUnixTimestamp(Timestamp), TraceId)"""
 def create(ch: ChdbConnection, db: str, generation: str) -> None:
     ch.command(f"CREATE DATABASE `{db}`")
     ch.command(TRACES.format(db=db))
-    if generation == "current":
+    if generation in ("current", "newest"):
         ch.command(TRACE_ID_TS.format(db=db))
         ch.command(TRACE_ID_TS_MV.format(db=db))
-        ch.command(LOGS.format(db=db))
+        ch.command((LOGS_NEWEST if generation == "newest" else LOGS).format(db=db))
     else:
         ch.command(LOGS_OLD.format(db=db))
 
@@ -121,7 +130,8 @@ def insert_span(ch: ChdbConnection, db: str, **f: Any) -> None:
 
 
 def insert_log(ch: ChdbConnection, db: str, **f: Any) -> None:
-    """One log record as the exporter's INSERT leaves it."""
+    """One log record as the exporter's INSERT leaves it (``event_name`` only into a table
+    of the newest generation)."""
     resource = {"service.name": f["service"], **f.get("resource", {})}
     values = ", ".join([
         _time(f["time"]), _q(f.get("trace_id", "")), _q(f.get("span_id", "")), "0",
@@ -129,9 +139,68 @@ def insert_log(ch: ChdbConnection, db: str, **f: Any) -> None:
         _q(f["body"]), "''", _map(resource), "''", _q(f.get("scope", "")), "''",
         _map({}), _map(f.get("attrs", {})),
     ])  # fmt: skip
+    event = ", EventName" if "event_name" in f else ""
+    if event:
+        values += ", " + _q(f["event_name"])
     ch.command(
         f"INSERT INTO `{db}`.otel_logs (Timestamp, TraceId, SpanId, TraceFlags, SeverityText, "
         "SeverityNumber, ServiceName, Body, ResourceSchemaUrl, ResourceAttributes, "
-        "ScopeSchemaUrl, ScopeName, ScopeVersion, ScopeAttributes, LogAttributes) "
+        f"ScopeSchemaUrl, ScopeName, ScopeVersion, ScopeAttributes, LogAttributes{event}) "
         f"VALUES ({values})"
     )
+
+
+_KIND_WORDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+_STATUS_WORDS = ("Unset", "Ok", "Error")
+
+
+def _text(value: Any) -> str:
+    """An OTLP ``AnyValue`` as the exporter stores an attribute: always a string."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return str(value.string_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return repr(value.double_value)
+    raise AssertionError(f"no {kind} attributes in these tests")
+
+
+def _attrs(pairs: Any) -> dict[str, str]:
+    return {kv.key: _text(kv.value) for kv in pairs}
+
+
+def insert_otlp(ch: ChdbConnection, db: str, signal: str, body: bytes, generation: str) -> None:
+    """The rows the exporter writes for one OTLP logs or traces request (the log record's
+    event name only where the table has a column for it)."""
+    if signal == "logs":
+        logs = ExportLogsServiceRequest.FromString(body)
+        for rl in logs.resource_logs:
+            resource = _attrs(rl.resource.attributes)
+            for sl in rl.scope_logs:
+                for rec in sl.log_records:
+                    more = {"event_name": rec.event_name} if generation == "newest" else {}
+                    insert_log(ch, db, service=resource.get("service.name", ""),
+                               body=rec.body.string_value, severity=rec.severity_number,
+                               severity_text=rec.severity_text,
+                               time=rec.time_unix_nano or rec.observed_time_unix_nano,
+                               trace_id=rec.trace_id.hex(), span_id=rec.span_id.hex(),
+                               attrs=_attrs(rec.attributes), resource=resource,
+                               scope=sl.scope.name, **more)  # fmt: skip
+        return
+    traces = ExportTraceServiceRequest.FromString(body)
+    for rs in traces.resource_spans:
+        resource = _attrs(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                insert_span(ch, db, service=resource.get("service.name", ""), resource=resource,
+                            trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
+                            parent=span.parent_span_id.hex(), name=span.name,
+                            kind=_KIND_WORDS[span.kind], status=_STATUS_WORDS[span.status.code],
+                            start=span.start_time_unix_nano,
+                            duration=span.end_time_unix_nano - span.start_time_unix_nano,
+                            attrs=_attrs(span.attributes), scope=ss.scope.name,
+                            events=[(e.time_unix_nano, e.name, _attrs(e.attributes))
+                                    for e in span.events])  # fmt: skip

@@ -36,6 +36,7 @@ from collector_helpers import (
 from telemetryflow import TelemetryFlowBuilder
 from telemetryflow._configuration.enums import SpanKind
 from telemetryflow.collector import ApiKey, Collector
+from telemetryflow.collector.web._insights import DURATION_METRIC
 from telemetryflow.testing import OTLPReceiver
 
 PB = {"Content-Type": "application/x-protobuf"}
@@ -180,10 +181,13 @@ def _ask(collector: Collector, key: ApiKey = KEY_A) -> dict[str, Any]:
             assert answer.status_code == 200, (path, answer.text)
             answers[path] = answer.json()
         if key is KEY_A:
-            path = f"/ui/api/traces/{T1}"
-            answer = http.get(path)
-            assert answer.status_code == 200, (path, answer.text)
-            answers[path] = answer.json()
+            ids = [g["sample"]["error_id"] for g in answers["/ui/api/errors"]["groups"]]
+            assert ids, "the SDK's captures arrived"
+            for path in (f"/ui/api/traces/{T1}", *(f"/ui/api/errors/{i}" for i in ids)):
+                answer = http.get(path)
+                assert answer.status_code == 200, (path, answer.text)
+                answers[path] = answer.json()
+            answers["/ui/api/errors/unknown"] = http.get("/ui/api/errors/unknown").status_code
         status = http.get("/v1/status").json()
         answers["status"] = {k: status[k] for k in ("project", "received", "ok")}
         for path in ("/v1/observability/errors", "/v1/observability/events"):
@@ -235,6 +239,10 @@ METRIC_QUERIES: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
+WEB_METRIC_VIEWS = ["/ui/api/metrics", "/ui/api/metrics/rt", "/ui/api/metrics/duration",
+                    "/ui/api/overview"]  # fmt: skip
+
+
 def _metric_data() -> tuple[list[dict[str, Any]], bytes]:
     """001 points (with their time: else each collector stamps its own) and OTLP metrics."""
     when = time.time() - 30
@@ -249,7 +257,10 @@ def _metric_data() -> tuple[list[dict[str, Any]], bytes]:
         histogram("rt", [1.0, 2.0, 4.0, 8.0], [1, 2, 2, 1, 0], total_sum=21.0),
         counter("hits", [5, 8], cumulative=True, start_ns=1),
         gauge("temp", [21.5, 20.0]),
-    ]
+        *(histogram(DURATION_METRIC, [0.1, 0.5, 1.0], counts, total_sum=total,
+                    attrs={"http.route": "/buy", "http.response.status_code": status})
+          for counts, total, status in (([3, 2, 1, 0], 2.0, 200), ([0, 0, 1, 1], 2.5, 503)))
+    ]  # fmt: skip
     return points, metrics_request("api", metrics).SerializeToString()
 
 
@@ -274,10 +285,23 @@ def test_metric_queries_answer_alike_over_both_stores(pair: dict[str, Collector]
             got = [http.get("/v1/metrics/query", params={**params, **window})
                    for params in METRIC_QUERIES]  # fmt: skip
             got.append(http.get("/v1/metrics/names"))
+            got += [http.get(path, params=params) for path, params in (
+                ("/ui/api/metrics", {}), ("/ui/api/metrics/rt", window),
+                (f"/ui/api/metrics/{DURATION_METRIC}", {**window, "agg": "p99"}),
+                ("/ui/api/overview", {}),
+            )]  # fmt: skip
         assert all(r.status_code == 200 for r in got), [r.text for r in got]
         answers[name] = [_as_exporter_stores(r.json()) for r in got]
     assert answers["sqlite"][0]["series"]  # the data arrived
+    assert answers["sqlite"][-3]["series"] and answers["sqlite"][-2]["series"]
+    overview = answers["sqlite"][-1]
+    assert [(r["route"], r["requests"], r["errors"]) for r in overview["routes"]] == [
+        ("/buy", 8.0, 2.0),
+    ]  # fmt: skip
     for params, sqlite, chdb in zip(
-        [*METRIC_QUERIES, "names"], answers["sqlite"], answers["chdb"], strict=True
+        [*METRIC_QUERIES, "names", *WEB_METRIC_VIEWS],
+        answers["sqlite"],
+        answers["chdb"],
+        strict=True,
     ):
         assert chdb == sqlite, params

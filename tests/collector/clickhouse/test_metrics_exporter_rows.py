@@ -4,19 +4,24 @@ every metric query with the values worked out by hand."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from ch_metrics_support import BASE, S, engine, fresh_tables
+from ch_metrics_support import BASE, S, engine, fresh_tables, kv, request, write_sqlite
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
 from telemetryflow.collector.ingest._decode import BadRequestError
+from telemetryflow.collector.query._metric_names import query_metric_names as sqlite_names
 from telemetryflow.collector.query._metrics import QueryLimits
+from telemetryflow.collector.query._metrics import query_metrics as sqlite_query
 from telemetryflow.collector.store.clickhouse._metrics_read import (
     query_metric_names,
     query_metrics,
 )
 from telemetryflow.collector.store.clickhouse._metrics_write import ch_time
 from telemetryflow.collector.store.clickhouse._tables import Tables
+from telemetryflow.collector.store.sqlite._store import Store
 
 RESOURCE = {"service.name": "svc", "host.name": "h1"}
 TRACE = "5b8efff798038103d269b633813fc60c"
@@ -202,3 +207,60 @@ def test_metric_names(tables: Tables) -> None:
                    "lat": ("histogram", 1, 2), "reqs": ("counter", 1, 4)}  # fmt: skip
     assert [m["name"] for m in answer["metrics"]] == ["cpu", "elat", "lat", "reqs"]
     assert query_metric_names(engine(), tables, "acme", WINDOW, 0.0) == {"metrics": [], "count": 0}
+
+
+# cumulative summary points: (seconds from BASE, count, sum); one before the window, a reset
+_SUMMARY = {"/a": [(-10, 10, 50.0), (0, 12, 61.0), (20, 20, 100.0), (30, 4, 9.0),
+                   (50, 9, 30.0)],
+            "/b": [(5, 3, 3.0), (45, 7, 14.0)]}  # fmt: skip
+
+
+def _summary_otlp() -> Any:
+    data = pb.Summary()
+    for route, points in _SUMMARY.items():
+        for dt, count, total in points:
+            point = data.data_points.add(time_unix_nano=BASE + dt * S, count=count, sum=total,
+                                         start_time_unix_nano=BASE - 100 * S)  # fmt: skip
+            point.attributes.extend(kv({"route": route}))
+            point.quantile_values.add(quantile=0.5, value=total / count)
+            point.quantile_values.add(quantile=0.99, value=2 * total / count)
+    return request(RESOURCE, pb.Metric(name="pause", summary=data))
+
+
+@pytest.mark.parametrize("agg", ["avg", "sum", "count", "min", "max", "last", "rate", "p50"])
+@pytest.mark.parametrize("step", [None, "20s"])
+def test_summary_rows_answer_as_sqlite(tmp_path: Path, agg: str, step: str | None) -> None:
+    """Summaries the exporter wrote (``ValueAtQuantiles`` nested) are read as SQLite reads
+    the same OTLP points."""
+    rows = [
+        _row("pause", BASE + dt * S, {"route": route}, StartTimeUnix=ch_time(BASE - 100 * S),
+             Count=count, Sum=total, Flags=0,
+             **{"ValueAtQuantiles.Quantile": [0.5, 0.99],
+                "ValueAtQuantiles.Value": [total / count, 2 * total / count]})
+        for route, points in _SUMMARY.items() for dt, count, total in points
+    ]  # fmt: skip
+    store = Store(str(tmp_path / "db.sqlite"))
+    write_sqlite(store, "default", _summary_otlp())
+    params = {**WINDOW, "name": "pause", "agg": agg, **({"step": step} if step else {})}
+    with fresh_tables() as tables:
+        engine().insert(tables.qualified(tables.summary), rows)
+        got = query_metrics(engine(), tables, "default", params, QueryLimits())
+        names = query_metric_names(engine(), tables, "default", WINDOW, 0.0)
+    with store.reader() as conn:
+        expected = sqlite_query(conn, "default", params, QueryLimits())
+        expected_names = sqlite_names(conn, "default", WINDOW, 0.0)
+    store.close()
+    assert len(expected["series"]) == 2  # the data gives the query something to answer
+    assert _rounded(got) == _rounded(expected)
+    assert names == expected_names
+
+
+def _rounded(node: Any) -> Any:
+    """Floats to 12 significant digits (sums may add in another order)."""
+    if isinstance(node, float):
+        return float(f"{node:.12g}")
+    if isinstance(node, dict):
+        return {k: _rounded(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rounded(v) for v in node]
+    return node

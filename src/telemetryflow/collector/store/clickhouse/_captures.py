@@ -2,8 +2,10 @@
 
 The rows are the ones the shared model builds (``_errors_events``: the SDK's
 ``exception`` log records and span events carrying ``error.id``/``error.fingerprint``,
-product events, and the REST API's), kept in two small tables of ours next to the
-exporter's (``_ddl.py``). Groups, counts, first/last seen and distinct users are
+product events, and the REST API's), read from two small tables of ours (``_ddl.py``)
+together with the same captures in the exporter's tables, projected and deduplicated in
+SQL (``_capture_rows.py``): an app sending through the OpenTelemetry Collector is
+listed like one sending to us. Groups, counts, first/last seen and distinct users are
 aggregated by the database when read.
 """
 
@@ -14,7 +16,12 @@ from typing import Any
 
 from telemetryflow.collector.ingest._errors_events import error_sample, event_summary
 from telemetryflow.collector.query._params import Params, iso
-from telemetryflow.collector.store.clickhouse._ddl import ERRORS_TABLE, EVENTS_TABLE
+from telemetryflow.collector.store.clickhouse._capture_rows import (
+    Ask,
+    error_rows,
+    event_rows,
+    log_columns,
+)
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
 
@@ -51,18 +58,15 @@ def event_dicts(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in rows]
 
 
-def _filters(p: Params, project: str) -> tuple[list[str], dict[str, Any]]:
-    where = ["project = {project:String}"]
-    args: dict[str, Any] = {"project": project}
+def _ask(p: Params, tables: Tables, project: str, columns: tuple[str, ...]) -> Ask:
+    ask = Ask(project, tables.default_project)
     if p.has("since") or p.has("until") or p.has("window"):
-        since, until = p.time_range(("window",), "24h")
-        where.append("time_ns BETWEEN {since:Int64} AND {until:Int64}")
-        args.update(since=since, until=until)
-    service = p.text("service")
-    if service is not None:
-        where.append("service = {service:String}")
-        args["service"] = service
-    return where, args
+        ask.window = p.time_range(("window",), "24h")
+    for column in columns:
+        value = p.text(column)
+        if value is not None:
+            ask.equal[column] = value
+    return ask
 
 
 def list_error_groups(
@@ -70,26 +74,19 @@ def list_error_groups(
 ) -> dict[str, Any]:
     """Error groups, most recently seen first: count, first/last seen, the latest sample."""
     p = Params(params, (*_LIST_PARAMS, "fingerprint", "type"))
-    where, args = _filters(p, project)
-    for column in ("fingerprint", "type"):
-        value = p.text(column)
-        if value is not None:
-            where.append(f"{column} = {{{column}:String}}")
-            args[column] = value
+    ask = _ask(p, tables, project, ("service", "fingerprint", "type"))
     limit = p.integer("limit", 100, high=1000)
-    table = f"{tables.qualified(ERRORS_TABLE)} FINAL"
-    clause = " AND ".join(where)
+    rows = error_rows(tables, ask, log_columns(ch, tables))
+    source = f"({rows}) WHERE {' AND '.join(ask.time_clause()) or '1'}"
+    args = ask.args()
     groups = ch.query(
         f"SELECT fingerprint, count(), min(time_ns), max(time_ns), "  # noqa: S608
         f"argMax(tuple({_SAMPLE}), (time_ns, received_ns, error_id)) "
-        f"FROM {table} WHERE {clause} GROUP BY fingerprint "
+        f"FROM {source} GROUP BY fingerprint "
         f"ORDER BY max(time_ns) DESC, fingerprint LIMIT {limit:d}",
         args,
     )
-    total = ch.query(
-        f"SELECT count(), uniqExact(fingerprint) FROM {table} WHERE {clause}",  # noqa: S608
-        args,
-    )
+    total = ch.query(f"SELECT count(), uniqExact(fingerprint) FROM {source}", args)  # noqa: S608
     return {
         "groups": [_group(row) for row in groups],
         "total_occurrences": int(total[0][0]) if total else 0,
@@ -115,20 +112,21 @@ def find_error(
     ch: ClickHouseConnection, tables: Tables, project: str, error_id: str
 ) -> dict[str, Any] | None:
     """One occurrence by the ``error_id`` its capture answered, with its group's figures."""
-    table = f"{tables.qualified(ERRORS_TABLE)} FINAL"
-    args = {"project": project, "error_id": error_id[:_MAX_ID]}
+    columns = log_columns(ch, tables)
+    ask = Ask(project, tables.default_project, equal={"error_id": error_id[:_MAX_ID]})
     rows = ch.query(
-        f"SELECT fingerprint, {_SAMPLE} FROM {table} "  # noqa: S608
-        "WHERE project = {project:String} AND error_id = {error_id:String} LIMIT 1",
-        args,
+        f"SELECT fingerprint, {_SAMPLE} FROM ({error_rows(tables, ask, columns)}) "  # noqa: S608
+        "LIMIT 1",
+        ask.args(),
     )
     if not rows:
         return None
     fingerprint = rows[0][0]
+    group_ask = Ask(project, tables.default_project, equal={"fingerprint": fingerprint})
     count, first, last = ch.query(
-        f"SELECT count(), min(time_ns), max(time_ns) FROM {table} "  # noqa: S608
-        "WHERE project = {project:String} AND fingerprint = {fingerprint:String}",
-        {"project": project, "fingerprint": fingerprint},
+        "SELECT count(), min(time_ns), max(time_ns) "  # noqa: S608
+        f"FROM ({error_rows(tables, group_ask, columns)})",
+        group_ask.args(),
     )[0]
     group = {"count": count, "first_seen": iso(first), "last_seen": iso(last)}
     return {**error_sample(rows[0][1:]), "fingerprint": fingerprint, "group": group}
@@ -139,16 +137,12 @@ def list_events(
 ) -> dict[str, Any]:
     """Per event name: how many, how many distinct users, first/last seen; most first."""
     p = Params(params, (*_LIST_PARAMS, "event"))
-    where, args = _filters(p, project)
-    event = p.text("event")
-    if event is not None:
-        where.append("event = {event:String}")
-        args["event"] = event
+    ask = _ask(p, tables, project, ("service", "event"))
     limit = p.integer("limit", 100, high=1000)
     rows = ch.query(
         "SELECT event, count() AS n, uniqExactIf(distinct_id, distinct_id != ''), "  # noqa: S608
-        f"min(time_ns), max(time_ns) FROM {tables.qualified(EVENTS_TABLE)} "
-        f"WHERE {' AND '.join(where)} GROUP BY event ORDER BY n DESC, event LIMIT {limit:d}",
-        args,
+        f"min(time_ns), max(time_ns) FROM ({event_rows(tables, ask, log_columns(ch, tables))}) "
+        f"GROUP BY event ORDER BY n DESC, event LIMIT {limit:d}",
+        ask.args(),
     )
     return {"events": [event_summary(*row) for row in rows]}
