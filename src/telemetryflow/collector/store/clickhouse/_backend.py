@@ -85,6 +85,9 @@ class _NoRows:
     def insert_lines(self, table: str, columns: Any, data: bytes) -> None:
         raise StoreReadOnlyError()
 
+    def warm(self, tables: Any) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
