@@ -126,8 +126,37 @@ def test_query_settings_leave_the_deadline_out_when_the_user_may_not_set_it() ->
     assert query_settings(30.0, True) == {
         "output_format_json_quote_64bit_integers": 0, "max_execution_time": 30.0,
     }  # fmt: skip
-    assert query_settings(30.0, False) == {"output_format_json_quote_64bit_integers": 0}
+    assert query_settings(30.0, False) == {}  # readonly = 1: not even the JSON setting
     assert query_settings(0.0, True) == {"output_format_json_quote_64bit_integers": 0}
+
+
+_WIDE_VALUES = (
+    "SELECT toUInt64(18446744073709551615) AS u, toInt64(-5) AS i, [toUInt64(1), 2] AS a, "
+    "CAST(NULL AS Nullable(UInt64)) AS n, toNullable(toInt64(7)) AS n7, "
+    "tuple(toUInt64(2), 'x') AS t, CAST((3, 4) AS Tuple(a UInt64, b Int32)) AS nt, "
+    "map('k', toUInt64(9)) AS m, [map('k', [toInt64(-1)])] AS deep, "
+    "toUInt128('170141183460469231731687303715884105727') AS big, toUInt32(4) AS small, "
+    "'12' AS text, toLowCardinality('5') AS lc"
+)
+_EXPECTED = [
+    18446744073709551615, -5, [1, 2], None, 7, [2, "x"], {"a": 3, "b": 4}, {"k": 9},
+    [{"k": [-1]}], 170141183460469231731687303715884105727, 4, "12", "5",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("quoted", [1, 0])
+def test_decode_compact_reads_quoted_wide_integers_by_their_column_types(
+    ch: ChdbConnection, quoted: int
+) -> None:
+    """A server's default quotes 64-bit integers, and a ``readonly = 1`` user may not
+    change that: the answer's types tell which strings are integers, at any depth, and
+    strings that are text stay text."""
+    payload = ch._session.query(  # the engine's own bytes, as a server would send them
+        f"{_WIDE_VALUES} SETTINGS output_format_json_quote_64bit_integers = {quoted}",
+        "JSONCompact",
+    ).bytes()
+    assert (b'"18446744073709551615"' in payload) is bool(quoted)  # the case is real
+    assert decode_compact(payload) == [_EXPECTED]
 
 
 def test_a_read_only_chdb_session_still_answers_queries(chdb_path: object) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 __all__ = [
@@ -106,11 +107,85 @@ def chdb_params(params: Params | None) -> dict[str, Any]:
 
 
 def decode_compact(payload: bytes) -> list[list[Any]]:
-    """The ``data`` rows of a ``JSONCompact`` answer (empty for an empty answer)."""
+    """The ``data`` rows of a ``JSONCompact`` answer (empty for an empty answer).
+
+    64-bit (and wider) integers come as numbers when the query could ask for that and as
+    strings when it could not (a ``readonly = 1`` user on a server, whose default quotes
+    them): the answer's ``meta`` names each column's type, and those columns' strings are
+    turned back into integers, inside arrays, tuples, maps and ``Nullable`` alike.
+    """
     if not payload.strip():
         return []
-    rows: list[list[Any]] = json.loads(payload)["data"]
+    answer = json.loads(payload)
+    rows: list[list[Any]] = answer["data"]
+    converters = [
+        (i, convert)
+        for i, column in enumerate(answer.get("meta", ()))
+        if (convert := _wide_ints(str(column.get("type", "")))) is not None
+    ]
+    if converters and rows:
+        for row in rows:
+            for i, convert in converters:
+                row[i] = convert(row[i])
     return rows
+
+
+_WIDE = re.compile(r"\bU?Int(?:64|128|256)\b")
+_NAMED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]* (?=[A-Z])")
+"""A named tuple element's name (``Tuple(a UInt64)``): a word, a space, then its type."""
+
+
+def _wide_ints(type_name: str) -> Callable[[Any], Any] | None:
+    """What turns a value of ``type_name`` with quoted wide integers into plain ones
+    (``None``: the type holds none)."""
+    t = _NAMED.sub("", type_name.strip())
+    if not _WIDE.search(t):
+        return None
+    for wrapper in ("Nullable(", "LowCardinality("):
+        if t.startswith(wrapper):
+            return _wide_ints(t[len(wrapper) : -1])
+    if t.startswith("Array("):
+        item = _wide_ints(t[6:-1])
+        assert item is not None
+        return lambda v: v if v is None else [item(x) for x in v]
+    if t.startswith("Tuple("):
+        args = _type_args(t[6:-1])
+        parts = [_wide_ints(arg) or _same for arg in args]
+        names = [m.group(0)[:-1] if (m := _NAMED.match(arg)) else "" for arg in args]
+        by_name = dict(zip(names, parts, strict=True))
+
+        def tuple_of(v: Any) -> Any:  # a named tuple comes as an object
+            if isinstance(v, dict):
+                return {k: by_name.get(k, _same)(x) for k, x in v.items()}
+            return v if v is None else [f(x) for f, x in zip(parts, v, strict=False)]
+
+        return tuple_of
+    if t.startswith("Map("):
+        value = _wide_ints(_type_args(t[4:-1])[1]) or _same
+        return lambda v: v if v is None else {k: value(x) for k, x in v.items()}
+    return lambda v: int(v) if isinstance(v, str) else v
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _type_args(inner: str) -> list[str]:
+    """The top-level, comma-separated arguments of a type (``Map(K, V)`` → ``[K, V]``)."""
+    parts: list[str] = []
+    depth, quoted, start = 0, False, 0
+    for i, char in enumerate(inner):
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        elif not quoted and char == "," and depth == 0:
+            parts.append(inner[start:i].strip())
+            start = i + 1
+    parts.append(inner[start:].strip())
+    return parts
 
 
 def encode_rows(rows: Iterable[Mapping[str, Any]]) -> bytes:
@@ -213,15 +288,19 @@ def client_options(
     }
 
 
-def query_settings(max_execution_time: float, deadline_settable: bool) -> dict[str, Any]:
+def query_settings(max_execution_time: float, settable: bool) -> dict[str, Any]:
     """The settings sent with every query: plain 64-bit integers, and the deadline.
 
-    A ``readonly = 1`` user may change no setting: the deadline is left out for it (the
-    user's own server limits apply, the query gate still caps how many run at once)
-    rather than having every query refused.
+    A ``readonly = 1`` user may change no setting, not even to its current value: it is
+    sent none (rather than having every query refused). Its answers then quote 64-bit
+    integers, as a server does by default, and :func:`decode_compact` reads them back;
+    the user's own server limits bound its queries, and the query gate still caps how
+    many run at once.
     """
+    if not settable:
+        return {}
     settings: dict[str, Any] = dict(_SETTINGS)
-    if max_execution_time > 0 and deadline_settable:
+    if max_execution_time > 0:
         settings["max_execution_time"] = max_execution_time
     return settings
 
