@@ -14,13 +14,9 @@ import pytest
 from exporter_tables import create, insert_log, insert_span
 from scan_plan import plan_reads
 
-from telemetryflow.collector.store.clickhouse._capture_rows import (
-    Ask,
-    error_rows,
-    event_rows,
-    log_columns,
-)
+from telemetryflow.collector.store.clickhouse._capture_rows import Ask, error_rows, event_rows
 from telemetryflow.collector.store.clickhouse._ddl import tables_ddl
+from telemetryflow.collector.store.clickhouse._log_time import log_columns
 from telemetryflow.collector.store.clickhouse._seam import ChdbConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
 
