@@ -8,40 +8,25 @@ table, in each generation of its logs table (ordered by ``TimestampTime`` or by
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 from exporter_tables import create, insert_log, insert_span
+from scan_plan import plan_reads
 
-from telemetryflow.collector.store.clickhouse._capture_rows import (
-    Ask,
-    error_rows,
-    event_rows,
-    log_columns,
-)
+from telemetryflow.collector.store.clickhouse._capture_rows import Ask, error_rows, event_rows
 from telemetryflow.collector.store.clickhouse._ddl import tables_ddl
+from telemetryflow.collector.store.clickhouse._log_time import log_columns
 from telemetryflow.collector.store.clickhouse._seam import ChdbConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
 
 DAY = 86_400 * 10**9
 HOUR = 3600 * 10**9
-_READ = re.compile(r"ReadFromMergeTree \(\S+\.(\w+)\)")
-_PARTS = re.compile(r"Parts: (\d+)/(\d+)")
 
 
 def _parts_read(ch: ChdbConnection, sql: str, args: dict[str, object]) -> dict[str, int]:
     """Per table the plan reads: how many parts are left after every index."""
-    left: dict[str, int] = {}
-    table = ""
-    for (line,) in ch.query(f"EXPLAIN indexes = 1 {sql}", args):
-        read = _READ.search(line)
-        if read:
-            table = read.group(1)
-        parts = _PARTS.search(line)
-        if parts and table:
-            left[table] = int(parts.group(1))  # the last index's figure stays
-    return left
+    return {table: read.parts for table, read in plan_reads(ch, sql, args).items()}
 
 
 @pytest.mark.parametrize("generation", ["newest", "older"])

@@ -29,6 +29,11 @@ from telemetryflow.collector.store.clickhouse._ddl import (
     tables_ddl,
 )
 from telemetryflow.collector.store.clickhouse._flags import flag_evaluations
+from telemetryflow.collector.store.clickhouse._log_time import (
+    log_columns,
+    second_args,
+    second_bounds,
+)
 from telemetryflow.collector.store.clickhouse._metrics_ddl import metric_tables_ddl
 from telemetryflow.collector.store.clickhouse._metrics_write import (
     api_metric_rows,
@@ -297,19 +302,21 @@ class ClickHouseBackend:
     def status_counts(self, project: str, since_ns: int) -> tuple[dict[str, int], int]:
         """Spans, metric points and logs of ``project`` since ``since_ns``; the newest time.
 
-        The exporter's rows carry no receive time: this counts by the data's own time.
+        The exporter's rows carry no receive time: this counts by the data's own time
+        (the logs' also in whole seconds where the table has them: ``_log_time.py``).
         """
         args = {"since": since_ns, "project": project,
-                "default_project": self.tables.default_project}  # fmt: skip
-        where = (
-            f"PREWHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}}) "
-            f"WHERE {project_clause()}"
-        )
+                "default_project": self.tables.default_project,
+                **second_args(since_ns)}  # fmt: skip
+        columns = self._read("status", lambda: log_columns(self.ch, self.tables))
+        since = "Timestamp >= fromUnixTimestamp64Nano({since:Int64})"
+        where = f"PREWHERE {since} WHERE {project_clause()}"
+        log_where = " AND ".join([since, *second_bounds(columns, until=False)])
         parts = [
             f"SELECT 'spans', count(), max(toUnixTimestamp64Nano(Timestamp)) "  # noqa: S608
             f"FROM {self._qualified('traces')} {where}",
             f"SELECT 'logs', count(), max(toUnixTimestamp64Nano(Timestamp)) "  # noqa: S608
-            f"FROM {self._qualified('logs')} {where}",
+            f"FROM {self._qualified('logs')} PREWHERE {log_where} WHERE {project_clause()}",
         ]
         metric_time = "toDateTime64(TimeUnix, 9)"
         metric_where = (

@@ -22,8 +22,9 @@ first, as SQLite keeps it), else the log record's, else the span event's. Produc
 events need none: our receivers leave ``EventName`` empty, so no event they wrote is
 projected twice. The exporter's part carries the time window as a condition on its
 ``Timestamp`` column (and on ``TimestampTime``, the logs table's primary key where it
-has one), so only the window's parts are read; a span event's own time is checked
-after it, on spans started up to :data:`SPAN_EVENT_LEAD` before the window.
+has one: ``_log_time.py``), so only the window's parts are read; a span event's own
+time is checked after it, on spans started up to :data:`SPAN_EVENT_LEAD` before the
+window.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from telemetryflow.collector.store.clickhouse._ddl import ERRORS_TABLE, EVENTS_TABLE
-from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
+from telemetryflow.collector.store.clickhouse._log_time import second_args, second_bounds
 from telemetryflow.collector.store.clickhouse._tables import Tables, project_clause
 
-__all__ = ["SPAN_EVENT_LEAD", "Ask", "error_rows", "event_rows", "log_columns"]
+__all__ = ["SPAN_EVENT_LEAD", "Ask", "error_rows", "event_rows"]
 
 SPAN_EVENT_LEAD = 3600 * 10**9
 """How long before the window a span may have started for its events to be read."""
@@ -70,7 +71,7 @@ class Ask:
         if self.window is not None:
             since, until = self.window
             args.update(since=since, until=until, lead_since=since - SPAN_EVENT_LEAD,
-                        since_s=_seconds(since), until_s=_seconds(until))  # fmt: skip
+                        **second_args(since, until))  # fmt: skip
         return args | {f"eq_{column}": value for column, value in self.equal.items()}
 
     def equal_clauses(self) -> list[str]:
@@ -81,41 +82,19 @@ class Ask:
         return [] if self.window is None else ["time_ns BETWEEN {since:Int64} AND {until:Int64}"]
 
 
-def _seconds(ns: int) -> int:
-    """Unix nanoseconds as ``DateTime`` seconds, kept inside its range (1970 to 2106):
-    a converted time past either end would wrap around."""
-    return min(max(ns // 1_000_000_000, 0), 2**32 - 1)
-
-
-def log_columns(ch: ClickHouseConnection, tables: Tables) -> frozenset[str]:
-    """Which of the columns that differ between the exporter's generations the logs table
-    has: ``EventName`` (a log record's event name, newer tables) and ``TimestampTime``
-    (the seconds the table's primary key orders by; older tables order by ``Timestamp``)."""
-    rows = ch.query(
-        "SELECT name FROM system.columns WHERE database = {db:String} "
-        "AND table = {logs:String} AND name IN ('EventName', 'TimestampTime')",
-        {"db": tables.database, "logs": tables.logs},
-    )
-    return frozenset(str(row[0]) for row in rows)
-
-
 def _and(clauses: list[str]) -> str:
     return " AND ".join(clauses) if clauses else "1"
 
 
-def _window(ask: Ask, since: str, seconds: bool = False) -> list[str]:
+def _window(ask: Ask, since: str, columns: frozenset[str] = frozenset()) -> list[str]:
     """The window on the exporter's ``Timestamp`` column, and on ``TimestampTime`` when
-    ``seconds`` (the logs table's primary key has that column, not ``Timestamp``)."""
+    the logs table's ``columns`` hold it (its primary key has that column, not
+    ``Timestamp``)."""
     if ask.window is None:
         return []
     lower = f"fromUnixTimestamp64Nano({{{since}:Int64}})"
     upper = "fromUnixTimestamp64Nano({until:Int64})"
-    clauses = [f"Timestamp BETWEEN {lower} AND {upper}"]
-    if seconds:
-        clauses.append(
-            "TimestampTime BETWEEN toDateTime({since_s:UInt32}) AND toDateTime({until_s:UInt32})"
-        )
-    return clauses
+    return [f"Timestamp BETWEEN {lower} AND {upper}", *second_bounds(columns)]
 
 
 def _text(value: str, limit: int) -> str:
@@ -162,7 +141,7 @@ def error_rows(tables: Tables, ask: Ask, columns: frozenset[str]) -> str:
         f"SELECT {_OCCURRENCE}, 0 AS rank FROM {tables.qualified(ERRORS_TABLE)} FINAL "  # noqa: S608
         f"WHERE {_and(['project = {project:String}', *equal])}"
     )
-    window = _window(ask, "since", "TimestampTime" in columns)
+    window = _window(ask, "since", columns)
     service = ["ServiceName = {eq_service:String}"] if "service" in ask.equal else []
     log_where = [*_is_capture("LogAttributes", ask), project_clause(), *equal]
     if "EventName" in columns:
@@ -205,7 +184,7 @@ def event_rows(tables: Tables, ask: Ask, columns: frozenset[str]) -> str:
     )
     if "EventName" not in columns:
         return ours
-    window = _window(ask, "since", "TimestampTime" in columns)
+    window = _window(ask, "since", columns)
     service = ["ServiceName = {eq_service:String}"] if "service" in ask.equal else []
     equal = [c for c in ask.equal_clauses() if not c.startswith("service ")]
     logs = (

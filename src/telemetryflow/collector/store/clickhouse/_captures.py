@@ -16,12 +16,8 @@ from typing import Any
 
 from telemetryflow.collector.ingest._errors_events import error_sample, event_summary
 from telemetryflow.collector.query._params import Params, iso
-from telemetryflow.collector.store.clickhouse._capture_rows import (
-    Ask,
-    error_rows,
-    event_rows,
-    log_columns,
-)
+from telemetryflow.collector.store.clickhouse._capture_rows import Ask, error_rows, event_rows
+from telemetryflow.collector.store.clickhouse._log_time import log_columns
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
 

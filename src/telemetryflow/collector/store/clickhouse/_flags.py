@@ -1,6 +1,7 @@
 """Feature flag evaluations per flag and user over ``otel_logs``, as the SQLite store counts.
 
-The same answer as ``query/_flags.py``, grouped by the database: the window, the body
+The same answer as ``query/_flags.py``, grouped by the database: the window (also in
+whole seconds on ``TimestampTime`` where the table has it: ``_log_time.py``), the body
 and the service go in ``PREWHERE``, the project and the flag key (map access on
 ``LogAttributes``) in ``WHERE``, ``count()`` per (flag, user) and ``argMax`` for the
 newest evaluation's answer. Attribute values are text here, as the exporter stores
@@ -13,6 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from telemetryflow.collector.query._flags import FLAG_EVENT, MAX_FLAG_ROWS, flag_row, flag_window
+from telemetryflow.collector.store.clickhouse._log_time import (
+    log_columns,
+    second_args,
+    second_bounds,
+)
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables, project_clause
 
@@ -33,11 +39,12 @@ def flag_evaluations(
     where = [
         "Timestamp >= fromUnixTimestamp64Nano({since:Int64})",
         "Timestamp <= fromUnixTimestamp64Nano({until:Int64})",
+        *second_bounds(log_columns(ch, tables)),
         "Body = {body:String}",
     ]
     args: dict[str, Any] = {
         "since": since, "until": until, "body": FLAG_EVENT, "project": project,
-        "default_project": tables.default_project,
+        "default_project": tables.default_project, **second_args(since, until),
     }  # fmt: skip
     if service is not None:
         where.append("ServiceName = {service:String}")
