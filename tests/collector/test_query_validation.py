@@ -76,6 +76,22 @@ def test_contains_matches_wildcards_literally(http: httpx.Client) -> None:
     assert len(bodies("s")) == 2
 
 
+def test_a_window_in_nanoseconds_is_read_to_the_nanosecond(http: httpx.Client) -> None:
+    """Three records a nanosecond apart; a window given in Unix nanoseconds (a number in
+    a JSON body, digits in a query string) or as decimal seconds keeps exactly the middle
+    one. Read through a binary float, such a time is off by up to 128 ns."""
+    now = time.time_ns() // 1000 * 1000 + 7  # a nanosecond part a float cannot keep
+    records = [make_log(f"at {now + d}", time_ns=now + d) for d in (-1, 0, 1)]
+    body = log_request("api", records).SerializeToString()
+    assert http.post("/v1/logs", content=body, headers=PB).status_code == 200
+    seconds = f"{now // 10**9}.{now % 10**9:09d}"
+    for window in ({"since": now, "until": now}, {"since": str(now), "until": str(now)},
+                   {"since": seconds, "until": seconds}):  # fmt: skip
+        for answer in (http.get(LOGS, params=window), http.post(LOGS, json=window)):
+            assert answer.status_code == 200, answer.text
+            assert [entry["body"] for entry in answer.json()["logs"]] == [f"at {now}"]
+
+
 def test_limits_are_published_in_the_openapi_document(http: httpx.Client) -> None:
     doc = http.get("/openapi.json").json()
     logs = {p["name"]: p for p in doc["paths"][LOGS]["get"]["parameters"]}

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from telemetryflow.collector.ingest._decode import BadRequestError
@@ -109,8 +110,8 @@ def _instant_ns(value: Any, name: str, now_ns: int) -> int:
     if _DURATION.match(text) and not text.replace(".", "").isdigit():
         return max(0, now_ns - int(parse_duration(text, name) * _NS))
     try:
-        number = float(text)
-    except ValueError:
+        number = Decimal(text)
+    except InvalidOperation:
         number = None
     if number is not None:
         return _epoch_to_ns(number, name)
@@ -123,20 +124,23 @@ def _instant_ns(value: Any, name: str, now_ns: int) -> int:
     return math.floor(parsed.timestamp()) * _NS + parsed.microsecond * 1000
 
 
-def _epoch_to_ns(raw: float, name: str) -> int:
-    try:
-        value = float(raw)
-    except OverflowError:
-        value = math.inf
-    if not math.isfinite(value):
+_TOO_LARGE = Decimal("1e20")
+"""Past any time 64-bit nanoseconds hold, in every unit: refused before it is multiplied
+(``1e999999999`` would otherwise become an integer of a billion digits)."""
+
+
+def _epoch_to_ns(raw: float | Decimal, name: str) -> int:
+    """Unix seconds, milli-, micro- or nanoseconds (told apart by magnitude) as
+    nanoseconds, exactly: a number is read as decimal digits, never through a binary
+    float (which keeps only about 16 of a nanosecond time's 19 digits)."""
+    value = Decimal(repr(raw)) if isinstance(raw, float) else Decimal(raw)
+    magnitude = value.copy_abs()
+    if not value.is_finite() or magnitude >= _TOO_LARGE:  # before any digit is expanded
         raise BadRequestError(400, f"{name} is out of range (1970 to 2262)")
-    magnitude = abs(value)
-    if magnitude < 1e11:
-        return int(value * _NS)
-    if magnitude < 1e14:
-        return int(value * 1e6)
-    if magnitude < 1e17:
-        return int(value * 1e3)
+    for below, scale in ((Decimal("1e11"), 10**9), (Decimal("1e14"), 10**6),
+                         (Decimal("1e17"), 10**3)):  # fmt: skip
+        if magnitude < below:
+            return int(value * scale)
     return int(value)
 
 
