@@ -35,6 +35,7 @@ from telemetryflow.collector.query._metric_names import (
 )
 from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.store.clickhouse._metrics_sql import WHOLE, ChParts
+from telemetryflow.collector.store.clickhouse._rollup_sql import MINUTE_NS, verified_sql
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import (
     PROJECT_ATTRIBUTE,
@@ -54,8 +55,13 @@ def query_metrics(
     project: str,
     params: Mapping[str, Any],
     limits: QueryLimits,
+    rollup: bool = False,
 ) -> dict[str, Any]:
-    """Answer ``GET/POST /v1/metrics/query`` for ``project`` from ClickHouse."""
+    """Answer ``GET/POST /v1/metrics/query`` for ``project`` from ClickHouse.
+
+    ``rollup``: the per-minute rollup table exists; explicit histograms read their
+    verified whole minutes from it (:mod:`._rollup_sql`), the same answer for less.
+    """
     ask = MetricAsk.read(project, params)
     if not ask.mine:
         return ask.answer()
@@ -67,10 +73,12 @@ def query_metrics(
     if any(covered[:3]):
         _raw_values(ch, parts, agg, found, covered)
     hist_q: dict[tuple[Key, int], float | None] = {}
-    for kind, sql in ((_SUMMARY, parts.summaries), (_EXP, parts.exponential),
-                      (_HIST, parts.explicit)):  # fmt: skip
+    for kind, sql in ((_SUMMARY, parts.summaries), (_EXP, parts.exponential)):
         if covered[kind]:
             _histograms(ch, parts, sql(whole), found, hist_q)
+    if covered[_HIST]:
+        rolled = rollup and _verified(ch, parts)
+        _histograms(ch, parts, parts.explicit(whole, rolled), found, hist_q)
     for (key, index), value in hist_q.items():  # buckets, when a series has them, decide
         found[0][key][index].quantile = value
     exemplars: dict[str, list[dict[str, Any]]] = {}
@@ -100,6 +108,26 @@ def _survey(ch: ClickHouseConnection, parts: ChParts, limits: QueryLimits) -> li
             f"limit, {ENV_MAX_POINTS}); {NARROW}",
         )
     return covered
+
+
+def _verified(ch: ClickHouseConnection, parts: ChParts) -> bool:
+    """Set ``verified`` to the whole minutes of the window (each inside one step) that
+    the rollup holds all the points of; ``True`` when there is any."""
+    flt = parts.flt
+    first = -(-flt.since // MINUTE_NS)
+    end = (flt.until + 1) // MINUTE_NS  # minute m is whole when its last ns <= until
+    step = flt.step
+    if end <= first or (step is not None and step < MINUTE_NS):
+        return False
+    args = {"name": flt.name, "rlo": first, "rhi": end}
+    minutes = [int(row[0]) for row in ch.query(verified_sql(parts.tables), args)]
+    if step is not None:  # a minute split between two steps is read raw
+        minutes = [
+            m for m in minutes
+            if (m * MINUTE_NS - flt.since) // step == ((m + 1) * MINUTE_NS - 1 - flt.since) // step
+        ]  # fmt: skip
+    parts.params["verified"] = minutes
+    return bool(minutes)
 
 
 def _key(parts: ChParts, row: list[Any]) -> Key:

@@ -30,6 +30,15 @@ from __future__ import annotations
 from typing import Any
 
 from telemetryflow.collector.query._metrics_sql import MetricFilter
+from telemetryflow.collector.store.clickhouse._rollup_sql import (
+    INCREASE_C,
+    INCREASE_N,
+    INCREASE_S,
+    PAIRED,
+    T,
+    paired_segments,
+    segments,
+)
 from telemetryflow.collector.store.clickhouse._tables import (
     PROJECT_ATTRIBUTE,
     Tables,
@@ -41,7 +50,6 @@ __all__ = ["WHOLE", "ChParts"]
 WHOLE = -1
 """The bucket index of a series' whole-window percentile in a stepped query."""
 
-T = "toUnixTimestamp64Nano(toDateTime64(TimeUnix, 9))"
 _SINCE = "fromUnixTimestamp64Nano({since:Int64})"
 _UNTIL = "fromUnixTimestamp64Nano({until:Int64})"
 _STREAM = "ServiceName, ResourceAttributes, Attributes, StartTimeUnix"
@@ -231,9 +239,28 @@ class ChParts:
             f"ra AS ResourceAttributes, * EXCEPT (sn, at, ra) FROM ({per_stream}))"
         )
 
-    def explicit(self, whole: bool) -> str:
+    def explicit(self, whole: bool, rolled: bool = False) -> str:
         """Explicit-bucket histograms per series and bucket:
-        ``(k..., b, rs, count, sum, min, max, percentile)``."""
+        ``(k..., b, rs, count, sum, min, max, percentile)``.
+
+        ``rolled``: the ``{verified:Array(Int64)}`` minutes come from the rollup
+        (:mod:`._rollup_sql`), every point as a segment; else every point is read raw.
+        """
+        if rolled:
+            streams = self._streams(
+                paired_segments(segments(self.tables, self.window, self.before, self.filters)),
+                "d, n, s, c, bounds, t, lo, hi",
+                "sumForEach(c) AS cs0, sum(n) AS n0, sum(s) AS s0, min(lo) AS lo0, "
+                "max(hi) AS hi0, min(t) AS t0",
+                ", bounds",
+                whole,
+            )
+        else:
+            streams = self._explicit_points(whole)
+        return self._explicit_merged(streams, whole)
+
+    def _explicit_points(self, whole: bool) -> str:
+        """Every point of the window paired with its predecessor, added up per stream."""
         table = self.table("histogram")
         stats = "Count, Sum, Min, Max, ExplicitBounds AS bounds, BucketCounts AS counts"
         source = (
@@ -248,18 +275,11 @@ class ChParts:
         )
         lags = ("lagInFrame(Count) OVER w AS pn, lagInFrame(Sum) OVER w AS ps, "
                 "lagInFrame(bounds) OVER w AS pb, lagInFrame(counts) OVER w AS pc")  # fmt: skip
-        same = "if(length(pc) = length(counts), pc, counts)"
-        diff = (
-            "(temporality = 2 AND rn > 1 AND Count >= pn AND bounds = pb "
-            f"AND length(pc) = length(counts) AND arrayAll((a, z) -> a >= z, counts, {same}))"
-        )
         columns = (
-            f"{diff} AS d, {_INCREASE} AS n, if(d, Sum - ps, Sum) AS s, "
-            f"arrayMap((a, z) -> toInt64(a) - if(d, toInt64(z), 0), counts, {same}) AS c, "
-            "bounds, t, "
+            f"{PAIRED} AS d, {INCREASE_N} AS n, {INCREASE_S} AS s, {INCREASE_C} AS c, bounds, t, "
             f"if({_PRESENT}, Min, NULL) AS lo, if({_PRESENT}, Max, NULL) AS hi"
         )
-        streams = self._streams(
+        return self._streams(
             self._lagged(source, baseline, lags),
             columns,
             "sumForEach(c) AS cs0, sum(n) AS n0, sum(s) AS s0, min(lo) AS lo0, max(hi) AS hi0, "
@@ -267,6 +287,9 @@ class ChParts:
             ", bounds",
             whole,
         )
+
+    def _explicit_merged(self, streams: str, whole: bool) -> str:
+        """Per-stream explicit buckets merged per series and bucket, the percentile found."""
         k = self.key_names
         layouts = (
             f"SELECT {k}, b, bounds, sumForEach(cs0) AS cs, sum(n0) AS n1, sum(s0) AS s1, "
