@@ -246,18 +246,27 @@ class ChParts:
         ``rolled``: the ``{verified:Array(Int64)}`` minutes come from the rollup
         (:mod:`._rollup_sql`), every point as a segment; else every point is read raw.
         """
-        if rolled:
-            streams = self._streams(
-                paired_segments(segments(self.tables, self.window, self.before, self.filters)),
-                "d, n, s, c, bounds, t, lo, hi",
-                "sumForEach(c) AS cs0, sum(n) AS n0, sum(s) AS s0, min(lo) AS lo0, "
-                "max(hi) AS hi0, min(t) AS t0",
-                ", bounds",
-                whole,
-            )
-        else:
-            streams = self._explicit_points(whole)
+        streams = self._rolled_streams(whole) if rolled else self._explicit_points(whole)
         return self._explicit_merged(streams, whole)
+
+    def _rolled_streams(self, whole: bool) -> str:
+        """Segments (rolled minutes and raw points) paired and added up per stream and
+        bucket; each stream's identity joined afterwards, once per stream."""
+        source, identity = segments(self.tables, self.window, self.before, self.filters)
+        points = (
+            f"SELECT sid, {self.step} AS step_i, n, s, c, bounds, t, lo, hi "
+            f"FROM ({paired_segments(source)}) WHERE inside"
+        )
+        per_stream = (
+            f"SELECT sid, {self.bucket(whole)} AS b, bounds, sumForEach(c) AS cs0, sum(n) AS n0, "
+            "sum(s) AS s0, min(lo) AS lo0, max(hi) AS hi0, min(t) AS t0 "
+            f"FROM ({points}) GROUP BY sid, b, bounds"
+        )
+        return (
+            f"SELECT {self.keys}, * FROM (SELECT sn AS ServiceName, at AS Attributes, "
+            "ra AS ResourceAttributes, * EXCEPT (sn, at, ra) "
+            f"FROM ({per_stream}) AS p INNER JOIN ({identity}) AS i USING (sid))"
+        )
 
     def _explicit_points(self, whole: bool) -> str:
         """Every point of the window paired with its predecessor, added up per stream."""

@@ -123,38 +123,44 @@ def verified_sql(tables: Tables) -> str:
     )
 
 
-def segments(tables: Tables, window: str, before: str, filters: str) -> str:
-    """Every point the query pairs, as segments ``(sid, ServiceName, ResourceAttributes,
-    Attributes, t, inside, temporality, Count, Sum, bounds, counts, ln, ls, lc, inn, ins,
-    inc, lo, hi)``: the window's raw points outside the ``{verified:Array(Int64)}``
-    minutes, the rollup's segments of those minutes, and each stream's baseline (its
-    last point before the window, ``inside = 0``)."""
+def segments(tables: Tables, window: str, before: str, filters: str) -> tuple[str, str]:
+    """Every point the query pairs, as segments ``(sid, t, inside, temporality, Count,
+    Sum, bounds, counts, ln, ls, lc, inn, ins, inc, lo, hi)``: the window's raw points
+    outside the ``{verified:Array(Int64)}`` minutes, the rollup's segments of those
+    minutes, and each stream's baseline (its last point before the window,
+    ``inside = 0``); and each stream's identity ``(sid, sn, at, ra)``: service,
+    attributes, resource. The maps stay out of the pairing (sorting them is costly)."""
     raw = tables.qualified(tables.histogram)
+    rollup = f"{tables.qualified(ROLLUP_TABLE)} FINAL"
     verified = "(SELECT arrayJoin({verified:Array(Int64)}))"
+    raw_where = f"PREWHERE intDiv({T}, {MINUTE_NS}) NOT IN {verified} WHERE {window}"
+    rolled_where = f"PREWHERE intDiv(toUnixTimestamp(Minute), 60) IN {verified} WHERE {filters}"
     points = (
-        f"SELECT {SID} AS sid, ServiceName, ResourceAttributes, Attributes, {T} AS t, "
-        "toUInt8(1) AS inside, toInt32(AggregationTemporality) AS temporality, Count, Sum, "
-        "ExplicitBounds AS bounds, BucketCounts AS counts, Count AS ln, Sum AS ls, "
-        "counts AS lc, toInt64(0) AS inn, toFloat64(0) AS ins, CAST([] AS Array(Int64)) AS inc, "
-        f"if({_PRESENT}, Min, NULL) AS lo, if({_PRESENT}, Max, NULL) AS hi FROM {raw} "
-        f"PREWHERE intDiv({T}, {MINUTE_NS}) NOT IN {verified} WHERE {window}"
+        f"SELECT {SID} AS sid, {T} AS t, toUInt8(1) AS inside, "
+        "toInt32(AggregationTemporality) AS temporality, Count, Sum, ExplicitBounds AS bounds, "
+        "BucketCounts AS counts, Count AS ln, Sum AS ls, counts AS lc, toInt64(0) AS inn, "
+        "toFloat64(0) AS ins, CAST([] AS Array(Int64)) AS inc, "
+        f"if({_PRESENT}, Min, NULL) AS lo, if({_PRESENT}, Max, NULL) AS hi FROM {raw} {raw_where}"
     )
     rolled = (
-        "SELECT Sid, ServiceName, ResourceAttributes, Attributes, FirstTime, toUInt8(1), "
-        "Temporality, FirstCount, FirstSum, Bounds, FirstCounts, LastCount, LastSum, "
-        "LastCounts, InnerCount, InnerSum, InnerCounts, Low, High "
-        f"FROM {tables.qualified(ROLLUP_TABLE)} FINAL "
-        f"PREWHERE intDiv(toUnixTimestamp(Minute), 60) IN {verified} WHERE {filters}"
+        "SELECT Sid, FirstTime, toUInt8(1), Temporality, FirstCount, FirstSum, Bounds, "
+        "FirstCounts, LastCount, LastSum, LastCounts, InnerCount, InnerSum, InnerCounts, Low, "
+        f"High FROM {rollup} {rolled_where}"
     )
     columns = ("Count", "Sum", "ExplicitBounds", "BucketCounts", "Count", "Sum", "BucketCounts")
     last = ", ".join(f"argMax({col}, TimeUnix)" for col in columns)
     baseline = (
-        f"SELECT cityHash64({STREAM}, toInt32(2)), {STREAM.replace(', StartTimeUnix', '')}, "
-        f"max({T}), toUInt8(0), toInt32(2), {last}, toInt64(0), toFloat64(0), "
-        "CAST([] AS Array(Int64)), NULL, NULL "
+        f"SELECT cityHash64({STREAM}, toInt32(2)), max({T}), toUInt8(0), toInt32(2), {last}, "
+        "toInt64(0), toFloat64(0), CAST([] AS Array(Int64)), NULL, NULL "
         f"FROM {raw} WHERE {before} AND AggregationTemporality = 2 GROUP BY {STREAM}"
     )
-    return f"{points} UNION ALL {rolled} UNION ALL {baseline}"
+    names = "ServiceName AS sn, Attributes AS at, ResourceAttributes AS ra"
+    identity = (
+        "SELECT sid, any(sn) AS sn, any(at) AS at, any(ra) AS ra FROM ("
+        f"SELECT Sid AS sid, {names} FROM {rollup} {rolled_where} "
+        f"UNION ALL SELECT {SID}, {names} FROM {raw} {raw_where}) GROUP BY sid"
+    )
+    return f"{points} UNION ALL {rolled} UNION ALL {baseline}", identity
 
 
 def paired_segments(source: str) -> str:
