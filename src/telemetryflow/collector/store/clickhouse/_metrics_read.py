@@ -15,7 +15,7 @@ from typing import Any
 from telemetryflow.collector.ingest._decode import BadRequestError
 from telemetryflow.collector.ingest._exemplars import MAX_PER_SERIES
 from telemetryflow.collector.ingest._otlp import compact_json
-from telemetryflow.collector.query._aggregate import Accumulator, Aggregation
+from telemetryflow.collector.query._aggregate import Accumulator, Aggregation, histogram_quantile
 from telemetryflow.collector.query._metric_ask import (
     ENV_MAX_POINTS,
     MAX_BUCKETS,
@@ -78,7 +78,7 @@ def query_metrics(
             _histograms(ch, parts, sql(whole), found, hist_q)
     if covered[_HIST]:
         rolled = rollup and _verified(ch, parts)
-        _histograms(ch, parts, parts.explicit(whole, rolled), found, hist_q)
+        _histograms(ch, parts, parts.explicit(whole, rolled), found, hist_q, agg.q)
     for (key, index), value in hist_q.items():  # buckets, when a series has them, decide
         found[0][key][index].quantile = value
     exemplars: dict[str, list[dict[str, Any]]] = {}
@@ -173,17 +173,32 @@ def _histograms(
     sql: str,
     found: Found,
     hist_q: dict[tuple[Key, int], float | None],
+    q: float | None = None,
 ) -> None:
-    """Histogram-like rows, one per series and bucket, added into their accumulators."""
+    """Histogram-like rows, one per series and bucket, added into their accumulators;
+    with ``q``, explicit ones whose percentile is found here in their buckets."""
     width = parts.width
     for row in ch.query(sql, parts.params):
         key, index = _key(parts, row), int(row[width])
         rs, count, summed, low, high, estimate = row[width + 1 : width + 7]
+        if q is not None:
+            estimate = _clamp(histogram_quantile(q, estimate, row[width + 7]), low, high)
         acc: Accumulator = bucket(found[0], key, index)
         if index != WHOLE:
             _add_resources(found, key, rs)
             acc._add_hist_stats(count, summed, low, high)
         hist_q[(key, index)] = estimate
+
+
+def _clamp(value: float | None, low: float | None, high: float | None) -> float | None:
+    """A histogram percentile kept inside the points' min/max (the true one lies there)."""
+    if value is None:
+        return None
+    if low is not None and value < low:
+        return float(low)
+    if high is not None and value > high:
+        return float(high)
+    return value
 
 
 def _exemplars(ch: ClickHouseConnection, parts: ChParts) -> dict[str, list[dict[str, Any]]]:

@@ -241,7 +241,7 @@ class ChParts:
 
     def explicit(self, whole: bool, rolled: bool = False) -> str:
         """Explicit-bucket histograms per series and bucket:
-        ``(k..., b, rs, count, sum, min, max, percentile)``.
+        ``(k..., b, rs, count, sum, min, max, bounds, counts)``.
 
         ``rolled``: the ``{verified:Array(Int64)}`` minutes come from the rollup
         (:mod:`._rollup_sql`), every point as a segment; else every point is read raw.
@@ -298,7 +298,10 @@ class ChParts:
         )
 
     def _explicit_merged(self, streams: str, whole: bool) -> str:
-        """Per-stream explicit buckets merged per series and bucket, the percentile found."""
+        """Per-stream explicit buckets merged per series and bucket; the percentile is
+        found in them by the reader (``histogram_quantile``, as the SQLite store does):
+        written here as SQL, the estimate's expressions over the merged buckets took
+        ClickHouse longer to analyse than the whole query took to run."""
         k = self.key_names
         layouts = (
             f"SELECT {k}, b, bounds, sumForEach(cs0) AS cs, sum(n0) AS n1, sum(s0) AS s1, "
@@ -322,19 +325,7 @@ class ChParts:
                 f"if(b = {WHOLE}, wc, cnts) AS cnts FROM (SELECT *, sumForEach({steps}) "
                 f"OVER (PARTITION BY {k}) AS wc FROM ({wref} FROM ({merged})))"
             )
-        estimate = (
-            "multiIf(length(cnts) != length(bnds) + 1 OR length(cnts) < 2 OR tot <= 0, NULL, "
-            "ix = 0 OR ix > length(bnds), bnds[-1], ix = 1 AND bnds[1] <= 0, bnds[1], "
-            "inb <= 0, bnds[ix], st + (bnds[ix] - st) * ((rk - below) / inb))"
-        )
-        return (
-            f"SELECT {k}, b, rs, n, s, lo, hi, {_clamp(estimate)} FROM (SELECT *, "
-            "toFloat64(arraySum(cnts)) AS tot, {q:Float64} * tot AS rk, arrayCumSum(cnts) AS cum, "
-            "arrayFirstIndex(x -> x >= rk, cum) AS ix, "
-            "if(ix > 1, toFloat64(cum[ix - 1]), 0.0) AS below, "
-            "if(ix > 1, bnds[ix - 1], 0.0) AS st, "
-            f"toFloat64(cum[ix]) - below AS inb FROM ({merged}))"
-        )
+        return f"SELECT {k}, b, rs, n, s, lo, hi, bnds, cnts FROM ({merged})"
 
     def exponential(self, whole: bool) -> str:
         """Exponential histograms per series and bucket, as :meth:`explicit`.

@@ -136,16 +136,17 @@ def segments(tables: Tables, window: str, before: str, filters: str) -> tuple[st
     raw_where = f"PREWHERE intDiv({T}, {MINUTE_NS}) NOT IN {verified} WHERE {window}"
     rolled_where = f"PREWHERE intDiv(toUnixTimestamp(Minute), 60) IN {verified} WHERE {filters}"
     points = (
-        f"SELECT {SID} AS sid, {T} AS t, toUInt8(1) AS inside, "
-        "toInt32(AggregationTemporality) AS temporality, Count, Sum, ExplicitBounds AS bounds, "
-        "BucketCounts AS counts, Count AS ln, Sum AS ls, counts AS lc, toInt64(0) AS inn, "
-        "toFloat64(0) AS ins, CAST([] AS Array(Int64)) AS inc, "
-        f"if({_PRESENT}, Min, NULL) AS lo, if({_PRESENT}, Max, NULL) AS hi FROM {raw} {raw_where}"
+        f"SELECT {SID}, {T}, toUInt8(1), toInt32(AggregationTemporality), Count, Sum, "
+        "ExplicitBounds, BucketCounts, Count, Sum, BucketCounts, toInt64(0), toFloat64(0), "
+        f"CAST([] AS Array(Int64)), if({_PRESENT}, Min, NULL), if({_PRESENT}, Max, NULL) "
+        f"FROM {raw} {raw_where}"
     )
-    rolled = (
-        "SELECT Sid, FirstTime, toUInt8(1), Temporality, FirstCount, FirstSum, Bounds, "
-        "FirstCounts, LastCount, LastSum, LastCounts, InnerCount, InnerSum, InnerCounts, Low, "
-        f"High FROM {rollup} {rolled_where}"
+    rolled = (  # first: the union's columns are named after plain columns, not expressions
+        "SELECT Sid AS sid, FirstTime AS t, toUInt8(1) AS inside, Temporality AS temporality, "
+        "FirstCount AS Count, FirstSum AS Sum, Bounds AS bounds, FirstCounts AS counts, "
+        "LastCount AS ln, LastSum AS ls, LastCounts AS lc, InnerCount AS inn, "
+        "InnerSum AS ins, InnerCounts AS inc, Low AS lo, High AS hi "
+        f"FROM {rollup} {rolled_where}"
     )
     columns = ("Count", "Sum", "ExplicitBounds", "BucketCounts", "Count", "Sum", "BucketCounts")
     last = ", ".join(f"argMax({col}, TimeUnix)" for col in columns)
@@ -160,7 +161,7 @@ def segments(tables: Tables, window: str, before: str, filters: str) -> tuple[st
         f"SELECT Sid AS sid, {names} FROM {rollup} {rolled_where} "
         f"UNION ALL SELECT {SID}, {names} FROM {raw} {raw_where}) GROUP BY sid"
     )
-    return f"{points} UNION ALL {rolled} UNION ALL {baseline}", identity
+    return f"{rolled} UNION ALL {points} UNION ALL {baseline}", identity
 
 
 def paired_segments(source: str) -> str:
