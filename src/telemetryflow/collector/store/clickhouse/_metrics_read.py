@@ -4,7 +4,8 @@ Parameters are read and checked by the same code as the SQLite store's
 (:class:`~telemetryflow.collector.query._metric_ask.MetricAsk`),
 the answer is rendered by the same code, and every aggregation runs in ClickHouse
 (:mod:`~telemetryflow.collector.store.clickhouse._metrics_sql`): what comes back is one
-row per series and step, which only needs to be put into the answer's shape.
+row per series and step, which only needs to be put into the answer's shape (and, for
+explicit histograms, the percentile found in its merged buckets, as SQLite finds it).
 """
 
 from __future__ import annotations

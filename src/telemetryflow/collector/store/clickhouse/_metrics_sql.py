@@ -17,7 +17,9 @@ tags: a tag is the point attribute, else the resource attribute) and the series 
   lowest scale), and the percentile found in the buckets as Prometheus'
   ``histogram_quantile`` does, clamped into the points' min/max (the whole window's of a
   stepped query from the steps' explicit buckets, each step's moved onto the first
-  step's layout, as the SQLite store merges its steps);
+  step's layout, as the SQLite store merges its steps); for explicit buckets the
+  merged buckets come back and the reader finds the percentile, and the window's
+  whole minutes may come from the per-minute rollup (``_rollup_sql.py``);
 - summaries: increases of count and sum.
 
 Only aggregated rows (one per series and step) come back. Every value is a
