@@ -26,6 +26,7 @@ from telemetryflow.collector.store.clickhouse._ddl import (
     ERRORS_TABLE,
     EVENTS_TABLE,
     IDEMPOTENCY_TABLE,
+    ROLLUP_TABLE,
     tables_ddl,
 )
 from telemetryflow.collector.store.clickhouse._flags import flag_evaluations
@@ -40,6 +41,7 @@ from telemetryflow.collector.store.clickhouse._metrics_write import (
     metric_rows,
     metric_time_columns,
 )
+from telemetryflow.collector.store.clickhouse._roller import Roller
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables, project_clause
 from telemetryflow.collector.store.clickhouse._write import (
@@ -142,6 +144,14 @@ class ClickHouseBackend:
         """Loads the trace tables' marks once, beside the first requests (``ch.warm``)."""
         self.warming.start()
         self._writer = Writer(ch, tables, self._qualified, max_pending)
+        self.rollup = ROLLUP_TABLE in existing and tables.histogram in existing
+        """Explicit histograms are rolled up per minute (``_rollup_sql.py``): metric
+        queries read the minutes the rollup verifiably holds from it."""
+        self.roller: Roller | None = None
+        """Rolls closed minutes up; only when this store may write."""
+        if self.rollup and not self.read_only:
+            self.roller = Roller(ch, tables, retention_s=retention_seconds)
+            self.roller.start()
 
     def _create_missing(self) -> bool:
         """Create the database and tables that are missing, only those (a user that may
@@ -290,7 +300,9 @@ class ClickHouseBackend:
         if signal == "metrics":
             return self._read(
                 signal,
-                lambda: _metrics_read.query_metrics(ch, self.tables, project, params, limits),
+                lambda: _metrics_read.query_metrics(
+                    ch, self.tables, project, params, limits, rollup=self.rollup
+                ),
             )
         return self._read(
             signal,
@@ -366,7 +378,9 @@ class ClickHouseBackend:
         )
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then release the engine."""
+        """Write what is queued, stop rolling, then release the engine."""
+        if self.roller is not None:
+            self.roller.close(timeout)
         self._writer.close(timeout)
         self.warming.join(timeout)
         started = time.monotonic()

@@ -9,7 +9,9 @@ Our own tables hold what the exporter has no place for:
 
 * ``telemetryflow_errors``: error occurrences the SDK captured (grouped by fingerprint);
 * ``telemetryflow_events``: product events;
-* ``telemetryflow_idempotency``: the answers of 001 reports/batches by idempotency key.
+* ``telemetryflow_idempotency``: the answers of 001 reports/batches by idempotency key;
+* ``telemetryflow_histogram_minutes``: explicit histograms rolled up per stream and
+  minute, so a long metric query reads less (``_rollup_sql.py``).
 
 Each carries the project as a column. They are ``ReplacingMergeTree`` where a repeat
 must count once (an error captured twice arrives as a log record and a span event with
@@ -20,9 +22,10 @@ keeps it (the version column ``first`` is larger for earlier arrivals); reads us
 
 from __future__ import annotations
 
+from telemetryflow.collector.store.clickhouse._rollup_sql import ROLLUP_TABLE, rollup_ddl
 from telemetryflow.collector.store.clickhouse._tables import Tables
 
-__all__ = ["ERRORS_TABLE", "EVENTS_TABLE", "IDEMPOTENCY_TABLE", "tables_ddl"]
+__all__ = ["ERRORS_TABLE", "EVENTS_TABLE", "IDEMPOTENCY_TABLE", "ROLLUP_TABLE", "tables_ddl"]
 
 ERRORS_TABLE = "telemetryflow_errors"
 EVENTS_TABLE = "telemetryflow_events"
@@ -128,6 +131,7 @@ def _ours(t: Tables) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {t.qualified(IDEMPOTENCY_TABLE)} (
     project String, key String, result String, received_ns Int64
 ) ENGINE = ReplacingMergeTree ORDER BY (project, key)""",
+        rollup_ddl(t),
     ]
 
 
@@ -148,5 +152,6 @@ def tables_ddl(
         statements += _traces(tables)
     if tables.logs not in existing:
         statements.append(_logs(tables))
-    ours = zip((ERRORS_TABLE, EVENTS_TABLE, IDEMPOTENCY_TABLE), _ours(tables), strict=True)
+    names = (ERRORS_TABLE, EVENTS_TABLE, IDEMPOTENCY_TABLE, ROLLUP_TABLE)
+    ours = zip(names, _ours(tables), strict=True)
     return statements + [statement for name, statement in ours if name not in existing]

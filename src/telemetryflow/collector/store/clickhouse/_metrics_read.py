@@ -4,7 +4,8 @@ Parameters are read and checked by the same code as the SQLite store's
 (:class:`~telemetryflow.collector.query._metric_ask.MetricAsk`),
 the answer is rendered by the same code, and every aggregation runs in ClickHouse
 (:mod:`~telemetryflow.collector.store.clickhouse._metrics_sql`): what comes back is one
-row per series and step, which only needs to be put into the answer's shape.
+row per series and step, which only needs to be put into the answer's shape (and, for
+explicit histograms, the percentile found in its merged buckets, as SQLite finds it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from telemetryflow.collector.ingest._decode import BadRequestError
 from telemetryflow.collector.ingest._exemplars import MAX_PER_SERIES
 from telemetryflow.collector.ingest._otlp import compact_json
-from telemetryflow.collector.query._aggregate import Accumulator, Aggregation
+from telemetryflow.collector.query._aggregate import Accumulator, Aggregation, histogram_quantile
 from telemetryflow.collector.query._metric_ask import (
     ENV_MAX_POINTS,
     MAX_BUCKETS,
@@ -35,6 +36,7 @@ from telemetryflow.collector.query._metric_names import (
 )
 from telemetryflow.collector.query._params import Params, iso
 from telemetryflow.collector.store.clickhouse._metrics_sql import WHOLE, ChParts
+from telemetryflow.collector.store.clickhouse._rollup_sql import MINUTE_NS, verified_sql
 from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
 from telemetryflow.collector.store.clickhouse._tables import (
     PROJECT_ATTRIBUTE,
@@ -54,8 +56,13 @@ def query_metrics(
     project: str,
     params: Mapping[str, Any],
     limits: QueryLimits,
+    rollup: bool = False,
 ) -> dict[str, Any]:
-    """Answer ``GET/POST /v1/metrics/query`` for ``project`` from ClickHouse."""
+    """Answer ``GET/POST /v1/metrics/query`` for ``project`` from ClickHouse.
+
+    ``rollup``: the per-minute rollup table exists; explicit histograms read their
+    verified whole minutes from it (:mod:`._rollup_sql`), the same answer for less.
+    """
     ask = MetricAsk.read(project, params)
     if not ask.mine:
         return ask.answer()
@@ -67,10 +74,12 @@ def query_metrics(
     if any(covered[:3]):
         _raw_values(ch, parts, agg, found, covered)
     hist_q: dict[tuple[Key, int], float | None] = {}
-    for kind, sql in ((_SUMMARY, parts.summaries), (_EXP, parts.exponential),
-                      (_HIST, parts.explicit)):  # fmt: skip
+    for kind, sql in ((_SUMMARY, parts.summaries), (_EXP, parts.exponential)):
         if covered[kind]:
             _histograms(ch, parts, sql(whole), found, hist_q)
+    if covered[_HIST]:
+        rolled = rollup and _verified(ch, parts)
+        _histograms(ch, parts, parts.explicit(whole, rolled), found, hist_q, agg.q)
     for (key, index), value in hist_q.items():  # buckets, when a series has them, decide
         found[0][key][index].quantile = value
     exemplars: dict[str, list[dict[str, Any]]] = {}
@@ -100,6 +109,26 @@ def _survey(ch: ClickHouseConnection, parts: ChParts, limits: QueryLimits) -> li
             f"limit, {ENV_MAX_POINTS}); {NARROW}",
         )
     return covered
+
+
+def _verified(ch: ClickHouseConnection, parts: ChParts) -> bool:
+    """Set ``verified`` to the whole minutes of the window (each inside one step) that
+    the rollup holds all the points of; ``True`` when there is any."""
+    flt = parts.flt
+    first = -(-flt.since // MINUTE_NS)
+    end = (flt.until + 1) // MINUTE_NS  # minute m is whole when its last ns <= until
+    step = flt.step
+    if end <= first or (step is not None and step < MINUTE_NS):
+        return False
+    args = {"name": flt.name, "rlo": first, "rhi": end}
+    minutes = [int(row[0]) for row in ch.query(verified_sql(parts.tables), args)]
+    if step is not None:  # a minute split between two steps is read raw
+        minutes = [
+            m for m in minutes
+            if (m * MINUTE_NS - flt.since) // step == ((m + 1) * MINUTE_NS - 1 - flt.since) // step
+        ]  # fmt: skip
+    parts.params["verified"] = minutes
+    return bool(minutes)
 
 
 def _key(parts: ChParts, row: list[Any]) -> Key:
@@ -145,17 +174,32 @@ def _histograms(
     sql: str,
     found: Found,
     hist_q: dict[tuple[Key, int], float | None],
+    q: float | None = None,
 ) -> None:
-    """Histogram-like rows, one per series and bucket, added into their accumulators."""
+    """Histogram-like rows, one per series and bucket, added into their accumulators;
+    with ``q``, explicit ones whose percentile is found here in their buckets."""
     width = parts.width
     for row in ch.query(sql, parts.params):
         key, index = _key(parts, row), int(row[width])
         rs, count, summed, low, high, estimate = row[width + 1 : width + 7]
+        if q is not None:
+            estimate = _clamp(histogram_quantile(q, estimate, row[width + 7]), low, high)
         acc: Accumulator = bucket(found[0], key, index)
         if index != WHOLE:
             _add_resources(found, key, rs)
             acc._add_hist_stats(count, summed, low, high)
         hist_q[(key, index)] = estimate
+
+
+def _clamp(value: float | None, low: float | None, high: float | None) -> float | None:
+    """A histogram percentile kept inside the points' min/max (the true one lies there)."""
+    if value is None:
+        return None
+    if low is not None and value < low:
+        return float(low)
+    if high is not None and value > high:
+        return float(high)
+    return value
 
 
 def _exemplars(ch: ClickHouseConnection, parts: ChParts) -> dict[str, list[dict[str, Any]]]:

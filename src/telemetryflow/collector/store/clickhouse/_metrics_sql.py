@@ -17,7 +17,9 @@ tags: a tag is the point attribute, else the resource attribute) and the series 
   lowest scale), and the percentile found in the buckets as Prometheus'
   ``histogram_quantile`` does, clamped into the points' min/max (the whole window's of a
   stepped query from the steps' explicit buckets, each step's moved onto the first
-  step's layout, as the SQLite store merges its steps);
+  step's layout, as the SQLite store merges its steps); for explicit buckets the
+  merged buckets come back and the reader finds the percentile, and the window's
+  whole minutes may come from the per-minute rollup (``_rollup_sql.py``);
 - summaries: increases of count and sum.
 
 Only aggregated rows (one per series and step) come back. Every value is a
@@ -30,6 +32,15 @@ from __future__ import annotations
 from typing import Any
 
 from telemetryflow.collector.query._metrics_sql import MetricFilter
+from telemetryflow.collector.store.clickhouse._rollup_sql import (
+    INCREASE_C,
+    INCREASE_N,
+    INCREASE_S,
+    PAIRED,
+    T,
+    paired_segments,
+    segments,
+)
 from telemetryflow.collector.store.clickhouse._tables import (
     PROJECT_ATTRIBUTE,
     Tables,
@@ -41,7 +52,6 @@ __all__ = ["WHOLE", "ChParts"]
 WHOLE = -1
 """The bucket index of a series' whole-window percentile in a stepped query."""
 
-T = "toUnixTimestamp64Nano(toDateTime64(TimeUnix, 9))"
 _SINCE = "fromUnixTimestamp64Nano({since:Int64})"
 _UNTIL = "fromUnixTimestamp64Nano({until:Int64})"
 _STREAM = "ServiceName, ResourceAttributes, Attributes, StartTimeUnix"
@@ -231,9 +241,37 @@ class ChParts:
             f"ra AS ResourceAttributes, * EXCEPT (sn, at, ra) FROM ({per_stream}))"
         )
 
-    def explicit(self, whole: bool) -> str:
+    def explicit(self, whole: bool, rolled: bool = False) -> str:
         """Explicit-bucket histograms per series and bucket:
-        ``(k..., b, rs, count, sum, min, max, percentile)``."""
+        ``(k..., b, rs, count, sum, min, max, bounds, counts)``.
+
+        ``rolled``: the ``{verified:Array(Int64)}`` minutes come from the rollup
+        (:mod:`._rollup_sql`), every point as a segment; else every point is read raw.
+        """
+        streams = self._rolled_streams(whole) if rolled else self._explicit_points(whole)
+        return self._explicit_merged(streams, whole)
+
+    def _rolled_streams(self, whole: bool) -> str:
+        """Segments (rolled minutes and raw points) paired and added up per stream and
+        bucket; each stream's identity joined afterwards, once per stream."""
+        source, identity = segments(self.tables, self.window, self.before, self.filters)
+        points = (
+            f"SELECT sid, {self.step} AS step_i, n, s, c, bounds, t, lo, hi "
+            f"FROM ({paired_segments(source)}) WHERE inside"
+        )
+        per_stream = (
+            f"SELECT sid, {self.bucket(whole)} AS b, bounds, sumForEach(c) AS cs0, sum(n) AS n0, "
+            "sum(s) AS s0, min(lo) AS lo0, max(hi) AS hi0, min(t) AS t0 "
+            f"FROM ({points}) GROUP BY sid, b, bounds"
+        )
+        return (
+            f"SELECT {self.keys}, * FROM (SELECT sn AS ServiceName, at AS Attributes, "
+            "ra AS ResourceAttributes, * EXCEPT (sn, at, ra) "
+            f"FROM ({per_stream}) AS p INNER JOIN ({identity}) AS i USING (sid))"
+        )
+
+    def _explicit_points(self, whole: bool) -> str:
+        """Every point of the window paired with its predecessor, added up per stream."""
         table = self.table("histogram")
         stats = "Count, Sum, Min, Max, ExplicitBounds AS bounds, BucketCounts AS counts"
         source = (
@@ -248,18 +286,11 @@ class ChParts:
         )
         lags = ("lagInFrame(Count) OVER w AS pn, lagInFrame(Sum) OVER w AS ps, "
                 "lagInFrame(bounds) OVER w AS pb, lagInFrame(counts) OVER w AS pc")  # fmt: skip
-        same = "if(length(pc) = length(counts), pc, counts)"
-        diff = (
-            "(temporality = 2 AND rn > 1 AND Count >= pn AND bounds = pb "
-            f"AND length(pc) = length(counts) AND arrayAll((a, z) -> a >= z, counts, {same}))"
-        )
         columns = (
-            f"{diff} AS d, {_INCREASE} AS n, if(d, Sum - ps, Sum) AS s, "
-            f"arrayMap((a, z) -> toInt64(a) - if(d, toInt64(z), 0), counts, {same}) AS c, "
-            "bounds, t, "
+            f"{PAIRED} AS d, {INCREASE_N} AS n, {INCREASE_S} AS s, {INCREASE_C} AS c, bounds, t, "
             f"if({_PRESENT}, Min, NULL) AS lo, if({_PRESENT}, Max, NULL) AS hi"
         )
-        streams = self._streams(
+        return self._streams(
             self._lagged(source, baseline, lags),
             columns,
             "sumForEach(c) AS cs0, sum(n) AS n0, sum(s) AS s0, min(lo) AS lo0, max(hi) AS hi0, "
@@ -267,6 +298,12 @@ class ChParts:
             ", bounds",
             whole,
         )
+
+    def _explicit_merged(self, streams: str, whole: bool) -> str:
+        """Per-stream explicit buckets merged per series and bucket; the percentile is
+        found in them by the reader (``histogram_quantile``, as the SQLite store does):
+        written here as SQL, the estimate's expressions over the merged buckets took
+        ClickHouse longer to analyse than the whole query took to run."""
         k = self.key_names
         layouts = (
             f"SELECT {k}, b, bounds, sumForEach(cs0) AS cs, sum(n0) AS n1, sum(s0) AS s1, "
@@ -290,19 +327,7 @@ class ChParts:
                 f"if(b = {WHOLE}, wc, cnts) AS cnts FROM (SELECT *, sumForEach({steps}) "
                 f"OVER (PARTITION BY {k}) AS wc FROM ({wref} FROM ({merged})))"
             )
-        estimate = (
-            "multiIf(length(cnts) != length(bnds) + 1 OR length(cnts) < 2 OR tot <= 0, NULL, "
-            "ix = 0 OR ix > length(bnds), bnds[-1], ix = 1 AND bnds[1] <= 0, bnds[1], "
-            "inb <= 0, bnds[ix], st + (bnds[ix] - st) * ((rk - below) / inb))"
-        )
-        return (
-            f"SELECT {k}, b, rs, n, s, lo, hi, {_clamp(estimate)} FROM (SELECT *, "
-            "toFloat64(arraySum(cnts)) AS tot, {q:Float64} * tot AS rk, arrayCumSum(cnts) AS cum, "
-            "arrayFirstIndex(x -> x >= rk, cum) AS ix, "
-            "if(ix > 1, toFloat64(cum[ix - 1]), 0.0) AS below, "
-            "if(ix > 1, bnds[ix - 1], 0.0) AS st, "
-            f"toFloat64(cum[ix]) - below AS inb FROM ({merged}))"
-        )
+        return f"SELECT {k}, b, rs, n, s, lo, hi, bnds, cnts FROM ({merged})"
 
     def exponential(self, whole: bool) -> str:
         """Exponential histograms per series and bucket, as :meth:`explicit`.

@@ -1,0 +1,105 @@
+"""The thread that rolls explicit histograms up per stream and minute (``_rollup_sql.py``).
+
+Every pass (about once a minute) it rolls the closed minutes after its watermark: those
+older than a settle delay, so points still on their way have most likely arrived.
+Each roll is one ``INSERT ... SELECT`` computed inside ClickHouse over a bounded span
+of minutes, and a pass does a bounded number of them. The first watermark is the
+newest minute already rolled, else the start of a bounded look-back (48 h, or the
+retention when shorter). A failed roll is logged and tried again next pass: ingest and
+queries never wait on it, and a query reads only minutes the rollup verifiably holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from telemetryflow.collector.store.clickhouse._rollup_sql import (
+    MINUTE_NS,
+    ROLLUP_TABLE,
+    roll_sql,
+)
+from telemetryflow.collector.store.clickhouse._seam import ClickHouseConnection
+from telemetryflow.collector.store.clickhouse._tables import Tables
+
+__all__ = ["Roller"]
+
+_log = logging.getLogger("telemetryflow.collector")
+LOOK_BACK_S = 48 * 3600
+SETTLE_S = 120
+CHUNK_MINUTES = 60
+"""Minutes rolled by one statement: short, since a chDB engine runs one statement at a
+time and ingest and queries wait behind it."""
+CHUNKS_PER_PASS = 48
+
+
+class Roller:
+    """Rolls closed minutes into the rollup table, on a thread of its own."""
+
+    def __init__(
+        self,
+        ch: ClickHouseConnection,
+        tables: Tables,
+        *,
+        every_s: float = 60.0,
+        retention_s: float = 0.0,
+    ) -> None:
+        self.ch = ch
+        self.tables = tables
+        self.every_s = every_s
+        self.look_back_s = min(LOOK_BACK_S, retention_s) if retention_s > 0 else LOOK_BACK_S
+        self.watermark: int | None = None
+        """The first minute (number) not rolled yet; ``None`` until the first pass."""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name="telemetryflow-clickhouse-rollup", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.run_pass()
+            self._stop.wait(self.every_s)
+
+    def run_pass(self, now_s: float | None = None) -> int:
+        """Roll what is due; the number of minutes rolled (0 after an error, logged)."""
+        now_s = time.time() if now_s is None else now_s
+        closed = int(now_s - SETTLE_S) // 60  # minutes before this one are settled
+        try:
+            if self.watermark is None:
+                self.watermark = max(self._newest_rolled() + 1, int(now_s - self.look_back_s) // 60)
+            rolled = 0
+            for _ in range(CHUNKS_PER_PASS):
+                if self._stop.is_set() or self.watermark >= closed:
+                    break
+                end = min(closed, self.watermark + CHUNK_MINUTES)
+                self.roll(self.watermark, end)
+                rolled += end - self.watermark
+                self.watermark = end
+            return rolled
+        except Exception as exc:  # the engine's errors have no common type
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            _log.warning("rolling histograms up failed (tried again next pass): %s", reason)
+            return 0
+
+    def roll(self, first: int, end: int) -> None:
+        """Roll the minutes ``[first, end)`` (minute numbers since the epoch)."""
+        self.ch.command(roll_sql(self.tables), {"lo": first * MINUTE_NS, "hi": end * MINUTE_NS})
+
+    def _newest_rolled(self) -> int:
+        """The newest minute in the rollup (-1 when empty)."""
+        rows = self.ch.query(
+            "SELECT if(count() = 0, -1, intDiv(toUnixTimestamp(max(Minute)), 60)) "  # noqa: S608
+            f"FROM {self.tables.qualified(ROLLUP_TABLE)}"
+        )
+        return int(rows[0][0]) if rows else -1
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop after the statement under way (if any)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
