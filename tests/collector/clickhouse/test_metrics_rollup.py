@@ -37,7 +37,14 @@ from telemetryflow.collector.query._metrics import query_metrics as sqlite_query
 from telemetryflow.collector.store.clickhouse._metrics_read import _verified, query_metrics
 from telemetryflow.collector.store.clickhouse._metrics_sql import ChParts
 from telemetryflow.collector.store.clickhouse._roller import Roller
-from telemetryflow.collector.store.clickhouse._rollup_sql import MINUTE_NS, ROLLUP_TABLE, rollup_ddl
+from telemetryflow.collector.store.clickhouse._rollup_sql import (
+    MAX_RUNS,
+    MINUTE_NS,
+    ROLLUP_TABLE,
+    minute_runs,
+    rollup_ddl,
+    uncovered,
+)
 from telemetryflow.collector.store.clickhouse._tables import Tables
 from telemetryflow.collector.store.sqlite._store import Store
 
@@ -162,7 +169,7 @@ def _three(store: Store, tables: Tables, params: dict[str, Any], project: str = 
 
 def _minutes(tables: Tables, params: dict[str, Any], project: str = PROJECT) -> list[int]:
     parts = ChParts(MetricAsk.read(project, params).flt, tables)
-    return list(parts.params["verified"]) if _verified(engine(), parts) else []
+    return list(parts.verified) if _verified(engine(), parts) else []
 
 
 UNALIGNED = {"since": str(BASE // S - 73), "until": str(BASE // S + 24 * 60 + 31)}
@@ -228,3 +235,19 @@ def _unverified(tables: Tables) -> set[int]:
         "WHERE r.n != u.n"
     )
     return {int(r[0]) for r in rows}
+
+
+def test_verified_minutes_become_few_runs_and_the_rest_is_read_raw() -> None:
+    """Minutes become ``[first, end)`` runs (at most ``MAX_RUNS``, the longest kept), and
+    the raw side reads exactly what no run covers, ``until`` included."""
+    assert minute_runs([7, 1, 2, 3, 5, 8]) == [(1, 4), (5, 6), (7, 9)]
+    assert minute_runs([]) == []
+    scattered = list(range(0, 2 * MAX_RUNS + 20, 2)) + list(range(1000, 1010))
+    kept = minute_runs(scattered)
+    assert len(kept) == MAX_RUNS and (1000, 1010) in kept and kept == sorted(kept)
+    m = MINUTE_NS
+    assert uncovered((0, 10 * m - 1), [(2 * m, 4 * m), (4 * m, 5 * m), (7 * m, 8 * m)]) == [
+        (0, 2 * m), (5 * m, 7 * m), (8 * m, 10 * m),
+    ]  # fmt: skip
+    assert uncovered((5, 10 * m), [(0, 20 * m)]) == []
+    assert uncovered((5, 99), []) == [(5, 100)]

@@ -127,7 +127,7 @@ def _verified(ch: ClickHouseConnection, parts: ChParts) -> bool:
             m for m in minutes
             if (m * MINUTE_NS - flt.since) // step == ((m + 1) * MINUTE_NS - 1 - flt.since) // step
         ]  # fmt: skip
-    parts.params["verified"] = minutes
+    parts.verified = minutes
     return bool(minutes)
 
 

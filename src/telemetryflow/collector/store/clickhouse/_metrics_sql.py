@@ -85,6 +85,8 @@ class ChParts:
     def __init__(self, flt: MetricFilter, tables: Tables, q: float = 0.0) -> None:
         self.flt = flt
         self.tables = tables
+        self.verified: list[int] = []
+        """Whole minutes of the window the rollup holds every point of (minute numbers)."""
         self.params: dict[str, Any] = {
             "name": flt.name,
             "project": flt.project,
@@ -245,7 +247,7 @@ class ChParts:
         """Explicit-bucket histograms per series and bucket:
         ``(k..., b, rs, count, sum, min, max, bounds, counts)``.
 
-        ``rolled``: the ``{verified:Array(Int64)}`` minutes come from the rollup
+        ``rolled``: the :attr:`verified` minutes come from the rollup
         (:mod:`._rollup_sql`), every point as a segment; else every point is read raw.
         """
         streams = self._rolled_streams(whole) if rolled else self._explicit_points(whole)
@@ -254,7 +256,10 @@ class ChParts:
     def _rolled_streams(self, whole: bool) -> str:
         """Segments (rolled minutes and raw points) paired and added up per stream and
         bucket; each stream's identity joined afterwards, once per stream."""
-        source, identity = segments(self.tables, self.window, self.before, self.filters)
+        span = (self.flt.since, self.flt.until)
+        source, identity = segments(
+            self.tables, (self.window, self.before, self.filters), span, self.verified
+        )
         points = (
             f"SELECT sid, {self.step} AS step_i, n, s, c, bounds, t, lo, hi "
             f"FROM ({paired_segments(source)}) WHERE inside"

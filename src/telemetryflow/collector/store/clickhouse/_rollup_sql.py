@@ -27,12 +27,15 @@ from __future__ import annotations
 from telemetryflow.collector.store.clickhouse._tables import Tables
 
 __all__ = [
+    "MAX_RUNS",
     "MINUTE_NS",
     "ROLLUP_TABLE",
     "T",
+    "minute_runs",
     "roll_sql",
     "rollup_ddl",
     "segments",
+    "uncovered",
     "verified_sql",
 ]
 
@@ -123,18 +126,28 @@ def verified_sql(tables: Tables) -> str:
     )
 
 
-def segments(tables: Tables, window: str, before: str, filters: str) -> tuple[str, str]:
+def segments(
+    tables: Tables, where: tuple[str, str, str], span: tuple[int, int], verified: list[int]
+) -> tuple[str, str]:
     """Every point the query pairs, as segments ``(sid, t, inside, temporality, Count,
     Sum, bounds, counts, ln, ls, lc, inn, ins, inc, lo, hi)``: the window's raw points
-    outside the ``{verified:Array(Int64)}`` minutes, the rollup's segments of those
-    minutes, and each stream's baseline (its last point before the window,
-    ``inside = 0``); and each stream's identity ``(sid, sn, at, ra)``: service,
-    attributes, resource. The maps stay out of the pairing (sorting them is costly)."""
+    outside the ``verified`` minutes, the rollup's segments of those minutes, and each
+    stream's baseline (its last point before the window, ``inside = 0``); and each
+    stream's identity ``(sid, sn, at, ra)``: service, attributes, resource. The maps
+    stay out of the pairing (sorting them is costly).
+
+    ``where`` is the window's, the baseline's and the plain filters (no time) of the
+    query; ``span`` its ``since``/``until``. The minutes become a few time ranges, each
+    side's primary key skips what the other side holds, and the plan holds no set.
+    """
+    window, before, filters = where
     raw = tables.qualified(tables.histogram)
     rollup = f"{tables.qualified(ROLLUP_TABLE)} FINAL"
-    verified = "(SELECT arrayJoin({verified:Array(Int64)}))"
-    raw_where = f"PREWHERE intDiv({T}, {MINUTE_NS}) NOT IN {verified} WHERE {window}"
-    rolled_where = f"PREWHERE intDiv(toUnixTimestamp(Minute), 60) IN {verified} WHERE {filters}"
+    runs = minute_runs(verified)
+    seconds = [(lo * 60, hi * 60) for lo, hi in runs]
+    rolled_where = f"PREWHERE {_any_range('Minute', seconds, 'toDateTime')} WHERE {filters}"
+    gaps = uncovered(span, [(lo * MINUTE_NS, hi * MINUTE_NS) for lo, hi in runs])
+    raw_where = f"PREWHERE {_any_range('TimeUnix', gaps, 'fromUnixTimestamp64Nano')} WHERE {window}"
     points = (
         f"SELECT {SID}, {T}, toUInt8(1), toInt32(AggregationTemporality), Count, Sum, "
         "ExplicitBounds, BucketCounts, Count, Sum, BucketCounts, toInt64(0), toFloat64(0), "
@@ -162,6 +175,50 @@ def segments(tables: Tables, window: str, before: str, filters: str) -> tuple[st
         f"UNION ALL SELECT {SID}, {names} FROM {raw} {raw_where}) GROUP BY sid"
     )
     return f"{rolled} UNION ALL {points} UNION ALL {baseline}", identity
+
+
+MAX_RUNS = 64
+"""Most runs of verified minutes a query reads from the rollup (the longest ones): the
+rest are read raw, which gives the same answer, so the SQL stays short."""
+
+
+def minute_runs(minutes: list[int]) -> list[tuple[int, int]]:
+    """Sorted minute numbers as ``[first, end)`` runs of consecutive minutes, at most
+    :data:`MAX_RUNS` (the longest), in time order."""
+    runs: list[tuple[int, int]] = []
+    for minute in sorted(minutes):
+        if runs and runs[-1][1] == minute:
+            runs[-1] = (runs[-1][0], minute + 1)
+        else:
+            runs.append((minute, minute + 1))
+    if len(runs) > MAX_RUNS:
+        runs = sorted(sorted(runs, key=lambda r: r[0] - r[1])[:MAX_RUNS])
+    return runs
+
+
+def uncovered(span: tuple[int, int], runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The ``[lo, hi)`` nanosecond ranges of ``span`` (``until`` included) that no run
+    covers."""
+    gaps, at = [], span[0]
+    for lo, hi in runs:
+        if lo > at:
+            gaps.append((at, lo))
+        at = max(at, hi)
+    if at <= span[1]:
+        gaps.append((at, span[1] + 1))
+    return gaps
+
+
+def _any_range(column: str, ranges: list[tuple[int, int]], convert: str) -> str:
+    """``column`` inside any of the ``[lo, hi)`` ``ranges``, each bound ``convert``-ed
+    from an integer (numbers this module made: never text a client sent)."""
+    if not ranges:
+        return "0"
+    inside = [
+        f"({column} >= {convert}(toInt64({int(lo)})) AND {column} < {convert}(toInt64({int(hi)})))"
+        for lo, hi in ranges
+    ]
+    return "(" + " OR ".join(inside) + ")"
 
 
 def paired_segments(source: str) -> str:
