@@ -10,6 +10,7 @@ query answers from the raw rows again.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -28,10 +29,11 @@ from ch_metrics_support import (
 )
 
 from telemetryflow.collector.query._metrics import QueryLimits
+from telemetryflow.collector.store.clickhouse import _roller as roller_module
 from telemetryflow.collector.store.clickhouse._backend import ClickHouseBackend
 from telemetryflow.collector.store.clickhouse._ddl import tables_ddl
 from telemetryflow.collector.store.clickhouse._metrics_read import query_metrics
-from telemetryflow.collector.store.clickhouse._roller import Roller
+from telemetryflow.collector.store.clickhouse._roller import PACE, Roller
 from telemetryflow.collector.store.clickhouse._rollup_sql import MINUTE_NS, ROLLUP_TABLE, rollup_ddl
 from telemetryflow.collector.store.clickhouse._seam import ChdbConnection
 from telemetryflow.collector.store.clickhouse._tables import Tables
@@ -139,6 +141,41 @@ def test_the_roller_rolls_closed_minutes_once_from_a_bounded_look_back(tables: T
     assert roller.run_pass(now_s + 60) == 1
     again = Roller(engine(), tables)  # another start: from the newest minute rolled
     assert again.run_pass(now_s + 60) == 0
+
+
+def test_rolling_is_paced_and_starts_after_the_store_opens(
+    tables: Tables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between two statements the roller leaves the engine free for PACE times as long as
+    the statement took (chDB runs one statement at a time); a started roller knows its
+    watermark at once, waits before its first roll, and that wait ends when it is
+    closed."""
+    monkeypatch.setattr(roller_module, "CHUNK_MINUTES", 2)
+    roller = Roller(engine(), tables, retention_s=10 * 60)
+    spans: list[tuple[float, float]] = []
+    roll = roller.roll
+
+    def timed(first: int, end: int) -> None:
+        began = time.monotonic()
+        roll(first, end)
+        spans.append((began, time.monotonic()))
+
+    roller.roll = timed  # type: ignore[method-assign]
+    assert roller.run_pass((M0 + 12) * 60 + 30) == 8  # four statements of two minutes
+    assert len(spans) == 4
+    for (began, ended), (following, _) in itertools.pairwise(spans):
+        assert following - ended >= PACE * (ended - began)
+
+    waiting = Roller(engine(), tables, first_delay_s=3600)
+    waiting.start()
+    deadline = time.monotonic() + 30
+    while waiting.watermark is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting.watermark is not None  # where it will start is known at once
+    closing = time.monotonic()
+    waiting.close(timeout=30)
+    assert waiting._thread is not None and not waiting._thread.is_alive()
+    assert time.monotonic() - closing < 30  # the hour's wait ended by close, not by time
 
 
 def test_a_failing_roll_is_logged_and_tried_again(
