@@ -131,16 +131,24 @@ def _error_record(row: Row) -> tuple[str, LogRecord]:
         attributes["error.code"] = code
     if stack:
         attributes["exception.stacktrace"] = stack
-    record = LogRecord(
-        time_unix_nano=time_ns,
-        observed_time_unix_nano=received_ns,
-        severity_number=SEVERITY_NUMBER_ERROR,
-        severity_text="ERROR",
-        body=AnyValue(string_value=message or error_type or _OTHER),
+    body = message or error_type or _OTHER
+    times = (time_ns, received_ns)
+    return service, _record(times, SEVERITY_NUMBER_ERROR, body, attributes, CAPTURE_EVENT)
+
+
+def _record(
+    times: tuple[int, int], severity: Any, body: str, attributes: dict[str, Any], event: str
+) -> LogRecord:
+    """A log record as the SDK's captures send one: severity, body, attributes, event name."""
+    return LogRecord(
+        time_unix_nano=times[0],
+        observed_time_unix_nano=times[1],
+        severity_number=severity,
+        severity_text="ERROR" if severity == SEVERITY_NUMBER_ERROR else "INFO",
+        body=AnyValue(string_value=body),
         attributes=_attributes(attributes),
-        event_name=CAPTURE_EVENT,
+        event_name=event,
     )
-    return service, record
 
 
 def _event_record(row: Row) -> tuple[str, LogRecord]:
@@ -149,16 +157,7 @@ def _event_record(row: Row) -> tuple[str, LogRecord]:
     attributes: dict[str, Any] = dict(json.loads(properties))
     if distinct_id:
         attributes["enduser.id"] = distinct_id
-    record = LogRecord(
-        time_unix_nano=time_ns,
-        observed_time_unix_nano=received_ns,
-        severity_number=SEVERITY_NUMBER_INFO,
-        severity_text="INFO",
-        body=AnyValue(string_value=event),
-        attributes=_attributes(attributes),
-        event_name=event,
-    )
-    return service, record
+    return service, _record((time_ns, received_ns), SEVERITY_NUMBER_INFO, event, attributes, event)
 
 
 def captures_request(errors: Sequence[Row], events: Sequence[Row]) -> ExportLogsServiceRequest:
