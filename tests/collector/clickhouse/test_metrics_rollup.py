@@ -155,7 +155,9 @@ def stores(
     store.close()
 
 
-def _three(store: Store, tables: Tables, params: dict[str, Any], project: str = PROJECT) -> None:
+def _assert_all_three_agree(
+    store: Store, tables: Tables, params: dict[str, Any], project: str = PROJECT
+) -> None:
     """SQLite, raw ClickHouse and rolled ClickHouse give one answer (and it is not empty)."""
     limits = QueryLimits()
     with store.reader() as conn:
@@ -190,7 +192,7 @@ def test_rolled_minutes_answer_as_raw_points_and_sqlite(
         params["step"] = step
     if group_by:
         params["group_by"] = group_by
-    _three(store, tables, params)
+    _assert_all_three_agree(store, tables, params)
 
 
 @pytest.mark.parametrize("agg", ["p90", "count", "sum"])
@@ -198,13 +200,17 @@ def test_tags_and_projects_filter_rolled_minutes_alike(
     stores: tuple[Store, Tables, dict[str, set[int]]], agg: str
 ) -> None:
     store, tables, _ = stores
-    _three(store, tables, {"name": NAME, "agg": agg, "tags": "route:/a", **UNALIGNED})
-    _three(
+    _assert_all_three_agree(
+        store, tables, {"name": NAME, "agg": agg, "tags": "route:/a", **UNALIGNED}
+    )
+    _assert_all_three_agree(
         store,
         tables,
         {"name": NAME, "agg": agg, "tags": {"host.name": "h2"}, "step": "3m", **ALIGNED},
     )
-    _three(store, tables, {"name": NAME, "agg": agg, "group_by": "route", **UNALIGNED}, "other")
+    _assert_all_three_agree(
+        store, tables, {"name": NAME, "agg": agg, "group_by": "route", **UNALIGNED}, "other"
+    )
 
 
 def test_only_whole_settled_minutes_are_read_from_the_rollup(
