@@ -476,9 +476,21 @@ def test_calls_never_wait_for_a_stalled_or_missing_collector(
     receiver: OTLPReceiver, fault: str
 ) -> None:
     """Exports run on background threads: a collector that never answers, or is not
-    there at all, changes nothing for the calling thread."""
-    builder = builder_for(receiver).with_batch_settings(
-        timeout=timedelta(milliseconds=10), max_size=8
+    there at all, changes nothing for the calling thread.
+
+    No clock decides it. A stalled collector holds each export attempt for a minute (the
+    attempt timeout); against a missing one an attempt either waits for it as long or
+    fails at once, and then the next waits a minute or more (the backoff). So while the
+    calls run, no attempt can have ended (stalled) and no signal can have made a second
+    one (down), unless a call waited for an export: the attempts it waited for would
+    have ended first."""
+    minute = timedelta(seconds=60)
+    builder = (
+        builder_for(receiver)
+        .with_batch_settings(timeout=timedelta(milliseconds=10), max_size=8)
+        .with_timeout(minute)
+        .with_retry(max_retries=3, backoff=2 * minute)
+        .with_retry_max_backoff(2 * minute)  # jitter keeps it at one minute or more
     )
     client = builder.build()
     client.set_feature_flags({"f": {"rollout": 50}})
@@ -492,24 +504,30 @@ def test_calls_never_wait_for_a_stalled_or_missing_collector(
     def work(n: int) -> int:
         return n
 
-    slowest = 0.0
+    done = 0
     try:
         for n in range(300):
-            started = time.perf_counter()
             client.trace("n", n)
             work(n)
             client.event("tick", n=n)
             client.capture_error("x", code="E")
             client.track_event("e", {"n": n})
             client.is_enabled("f", user_id=str(n))
-            slowest = max(slowest, time.perf_counter() - started)
+            done += 1
+        failed = {name: s["requests_failed"] for name, s in client._stats_snapshot().items()}
+        exported = {name: s["exported"] for name, s in client._stats_snapshot().items()}
     finally:
         started = time.perf_counter()
         client.shutdown(timeout=1.0)
         shutdown_took = time.perf_counter() - started
         receiver.blackhole(False)
-    assert slowest < 0.25, slowest
-    assert shutdown_took < 3.0, shutdown_took
+    assert done == 300
+    assert exported == {"traces": 0, "metrics": 0, "logs": 0}
+    if fault == "stalled":
+        assert failed == {"traces": 0, "metrics": 0, "logs": 0}  # every attempt still open
+    else:
+        assert all(count <= 1 for count in failed.values()), failed  # no retry reached
+    assert shutdown_took < 30.0, shutdown_took  # its own deadline, not the attempt's minute
 
 
 # -- any value, never an exception -------------------------------------------------------------
